@@ -1,0 +1,79 @@
+//! Path parameters: extraction with problem+json refusals, and strict
+//! parsing of amounts.
+
+use axum::{
+    extract::{rejection::PathRejection, FromRequestParts},
+    http::request::Parts,
+};
+use serde::de::DeserializeOwned;
+
+use crate::problem::ApiError;
+
+/// `axum::extract::Path` whose rejection is a problem document.
+pub struct Path<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|e: PathRejection| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+/// Parses a non-negative 64-bit integer, explaining what is wrong otherwise.
+pub fn amount(name: &str, raw: &str) -> Result<i64, ApiError> {
+    use std::num::IntErrorKind;
+    match raw.parse::<i64>() {
+        Ok(v) if v >= 0 => Ok(v),
+        Ok(_) => Err(ApiError::BadRequest(format!(
+            "{name} must not be negative, got {raw}"
+        ))),
+        Err(e) => Err(ApiError::BadRequest(match e.kind() {
+            IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => {
+                format!("{name} does not fit a 64-bit integer: {raw}")
+            }
+            _ => format!("{name} must be a non-negative integer, got {raw:?}"),
+        })),
+    }
+}
+
+/// An ID as given; only empty or absurdly long IDs are refused.
+pub fn id(name: &str, raw: &str) -> Result<String, ApiError> {
+    if raw.is_empty() || raw.len() > 128 {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must be 1 to 128 characters"
+        )));
+    }
+    Ok(raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts() {
+        assert_eq!(amount("a", "0").ok(), Some(0));
+        assert_eq!(amount("a", "9223372036854775807").ok(), Some(i64::MAX));
+        for bad in ["-1", "9223372036854775808", "1.5", "abc", "", " 1", "1e3"] {
+            assert!(
+                matches!(amount("a", bad), Err(ApiError::BadRequest(_))),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn ids() {
+        assert!(id("x", "").is_err());
+        assert!(id("x", &"a".repeat(129)).is_err());
+        assert_eq!(id("x", "42").ok().as_deref(), Some("42"));
+    }
+}

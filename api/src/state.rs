@@ -1,0 +1,66 @@
+//! What every handler can reach.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use common::{nats::Subjects, rpc::RpcClient};
+use deadpool_postgres::Pool;
+
+use crate::waiters::Waiters;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub rpc: RpcClient,
+    pub pool: Pool,
+    pub js: async_nats::jetstream::Context,
+    pub subjects: Subjects,
+    pub waiters: Arc<Waiters>,
+    pub settings: Settings,
+}
+
+/// Tunables of the checkout flow (environment, see the README).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a plain (synchronous) checkout waits for its outcome before
+    /// answering 202 with the pending record (`CHECKOUT_TIMEOUT_MS`).
+    pub checkout_timeout: Duration,
+    /// When the sweeper re-publishes a record still pending
+    /// (`REPUBLISH_AFTER_MS`).
+    pub republish_after: Duration,
+    /// How often the sweeper looks (`SWEEP_INTERVAL_MS`).
+    pub sweep_interval: Duration,
+    /// How often a waiting client re-reads its record in case the wake-up
+    /// announcement was lost.
+    pub wait_poll: Duration,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, common::config::ConfigError> {
+        use common::config::duration_ms_var;
+        Ok(Self {
+            checkout_timeout: duration_ms_var("CHECKOUT_TIMEOUT_MS", Duration::from_secs(60))?,
+            republish_after: duration_ms_var("REPUBLISH_AFTER_MS", Duration::from_secs(10))?,
+            sweep_interval: duration_ms_var("SWEEP_INTERVAL_MS", Duration::from_secs(2))?,
+            wait_poll: duration_ms_var("WAIT_POLL_MS", Duration::from_secs(5))?,
+        })
+    }
+}
+
+/// The request's ID (`x-request-id`, set by the middleware when the client
+/// gave none), carried into every NATS hop.
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestId(
+            parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        ))
+    }
+}

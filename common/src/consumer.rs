@@ -1,0 +1,141 @@
+//! The batch loop every JetStream consumer runs.
+//!
+//! Messages are pulled continuously; whatever has arrived by the time the
+//! previous batch is done forms the next batch (up to a cap), so batches
+//! grow with load and stay at one message when idle. The handler applies a
+//! batch (commits, publishes what it causes) and only then does this loop
+//! acknowledge: a crash anywhere before the ack means redelivery.
+
+use std::{future::Future, time::Duration};
+
+use async_nats::jetstream::{consumer::PullConsumer, AckKind, Message};
+use futures::StreamExt;
+
+/// What to do with one message once its batch was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Applied (or found already applied): acknowledge.
+    Ack,
+    /// Not now (e.g. another checkout of the same order is in flight):
+    /// redeliver after the delay.
+    Retry(Duration),
+    /// Can never be handled (undecodable): terminate, never redeliver.
+    Poison,
+}
+
+/// Delay before a batch whose handler failed (database down) is retried.
+const FAILED_BATCH_DELAY: Duration = Duration::from_millis(500);
+
+/// Runs `handler` over batches from `consumer` forever.
+///
+/// `handler` returns one [`Disposition`] per message, in order, or an error,
+/// in which case every message of the batch is redelivered after a delay.
+pub async fn run<H, Fut, E>(
+    consumer: PullConsumer,
+    name: &'static str,
+    max_batch: usize,
+    mut handler: H,
+) where
+    H: FnMut(Vec<Message>) -> Fut,
+    Fut: Future<Output = (Vec<Message>, Result<Vec<Disposition>, E>)>,
+    E: std::fmt::Display,
+{
+    loop {
+        let stream = consumer
+            .stream()
+            .max_messages_per_batch(max_batch * 2)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await;
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(consumer = name, error = %e, "cannot pull; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut batches = stream.ready_chunks(max_batch);
+        while let Some(items) = batches.next().await {
+            let mut batch = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Ok(m) => batch.push(m),
+                    // Missed heartbeats and the like: the stream recovers.
+                    Err(e) => tracing::debug!(consumer = name, error = %e, "pull stream hiccup"),
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            handle_batch(name, batch, &mut handler).await;
+        }
+        tracing::warn!(consumer = name, "pull stream ended; reopening");
+    }
+}
+
+async fn handle_batch<H, Fut, E>(name: &'static str, batch: Vec<Message>, handler: &mut H)
+where
+    H: FnMut(Vec<Message>) -> Fut,
+    Fut: Future<Output = (Vec<Message>, Result<Vec<Disposition>, E>)>,
+    E: std::fmt::Display,
+{
+    let m = &crate::metrics::BATCH_SIZE;
+    m.with_label_values(&[name]).observe(batch.len() as f64);
+    let redelivered = batch
+        .iter()
+        .filter(|m| m.info().is_ok_and(|i| i.delivered > 1))
+        .count();
+    if redelivered > 0 {
+        crate::metrics::REDELIVERED
+            .with_label_values(&[name])
+            .inc_by(redelivered as u64);
+    }
+    let timer = crate::metrics::BATCH_DURATION
+        .with_label_values(&[name])
+        .start_timer();
+    let (batch, result) = handler(batch).await;
+    let dispositions = match result {
+        Ok(d) if d.len() == batch.len() => d,
+        Ok(d) => {
+            tracing::error!(
+                consumer = name,
+                got = d.len(),
+                want = batch.len(),
+                "handler returned the wrong number of dispositions"
+            );
+            vec![Disposition::Retry(FAILED_BATCH_DELAY); batch.len()]
+        }
+        Err(e) => {
+            tracing::warn!(consumer = name, size = batch.len(), error = %e, "batch failed; will be redelivered");
+            vec![Disposition::Retry(FAILED_BATCH_DELAY); batch.len()]
+        }
+    };
+    for (message, disposition) in batch.iter().zip(dispositions) {
+        let (kind, label) = match disposition {
+            Disposition::Ack => (AckKind::Ack, "ack"),
+            Disposition::Retry(d) => (AckKind::Nak(Some(d)), "nak"),
+            Disposition::Poison => (AckKind::Term, "term"),
+        };
+        crate::metrics::CONSUMED
+            .with_label_values(&[name, label])
+            .inc();
+        // A lost ack only means a redelivery, which the handlers absorb.
+        if let Err(e) = message.ack_with(kind).await {
+            tracing::warn!(consumer = name, error = %e, "cannot acknowledge");
+        }
+    }
+    timer.observe_duration();
+}
+
+/// Decodes a JSON message body, logging what cannot be decoded.
+pub fn decode<T: serde::de::DeserializeOwned>(consumer: &str, message: &Message) -> Option<T> {
+    match serde_json::from_slice(&message.payload) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(consumer, subject = %message.subject, error = %e, "undecodable message; terminating it");
+            None
+        }
+    }
+}

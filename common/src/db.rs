@@ -1,0 +1,166 @@
+//! PostgreSQL: the connection pool, migrations, and error classification.
+//!
+//! Every service owns one database. Its schema lives in `sql/<service>/` as
+//! versioned refinery migrations, embedded in the binary and applied at
+//! start-up under an advisory lock so that replicas starting together do not
+//! race each other.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{error::SqlState, NoTls};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid database URL: {0}")]
+    Url(#[source] tokio_postgres::Error),
+    #[error("cannot build the connection pool: {0}")]
+    Build(#[from] deadpool_postgres::BuildError),
+    #[error("cannot get a database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database error: {}", describe(.0))]
+    Query(#[from] tokio_postgres::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] refinery::Error),
+}
+
+/// tokio-postgres prints only "db error" for server errors; the server's
+/// message, detail and constraint are what an operator needs.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{}: {}", db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!(" ({detail})"));
+            }
+            if let Some(c) = db.constraint() {
+                s.push_str(&format!(" [constraint {c}]"));
+            }
+            s
+        }
+        None => e.to_string(),
+    }
+}
+
+impl DbError {
+    /// The SQLSTATE of the underlying server error, if there is one.
+    pub fn code(&self) -> Option<&SqlState> {
+        match self {
+            DbError::Query(e) => e.code(),
+            DbError::Pool(deadpool_postgres::PoolError::Backend(e)) => e.code(),
+            _ => None,
+        }
+    }
+
+    /// A CHECK constraint refused the change (e.g. stock would go negative).
+    pub fn is_check_violation(&self) -> bool {
+        self.code() == Some(&SqlState::CHECK_VIOLATION)
+    }
+
+    /// An integer left the BIGINT range (e.g. adding to an almost-full counter).
+    pub fn is_out_of_range(&self) -> bool {
+        self.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE)
+    }
+
+    /// Serialization failure or deadlock: the whole transaction may be retried.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(&SqlState::T_R_SERIALIZATION_FAILURE) | Some(&SqlState::T_R_DEADLOCK_DETECTED)
+        )
+    }
+}
+
+/// Builds a pool; connections are opened lazily.
+pub fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
+    let pg: tokio_postgres::Config = url.parse().map_err(DbError::Url)?;
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()?)
+}
+
+/// Builds the pool, waits (with backoff, about a minute) until the server
+/// answers, and applies the embedded migrations.
+pub async fn connect_and_migrate(
+    url: &str,
+    size: usize,
+    migrations: refinery::Runner,
+) -> Result<Pool, DbError> {
+    let pool = pool(url, size)?;
+    let check = || async { pool.get().await.map(drop) };
+    check
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(2))
+                .with_max_times(40)
+                .with_jitter(),
+        )
+        .notify(|e, after| tracing::warn!(error = %e, ?after, "database not reachable yet"))
+        .await?;
+    migrate(&pool, migrations).await?;
+    Ok(pool)
+}
+
+/// Applies migrations while holding a session advisory lock.
+pub async fn migrate(pool: &Pool, migrations: refinery::Runner) -> Result<(), DbError> {
+    // Arbitrary constant: "migrate" in ASCII. Unique per database, which is
+    // all it needs to be since each service has its own.
+    const LOCK_KEY: i64 = 0x006d_6967_7261_7465;
+    let mut conn = pool.get().await?;
+    conn.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await?;
+    let result = migrations.run_async(&mut **conn).await;
+    conn.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await?;
+    let report = result?;
+    for m in report.applied_migrations() {
+        tracing::info!(migration = %m, "applied migration");
+    }
+    Ok(())
+}
+
+/// True when the database answers a trivial query.
+pub async fn ping(pool: &Pool) -> bool {
+    match pool.get().await {
+        Ok(conn) => conn.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Implements `From<DbError>`, `From<tokio_postgres::Error>` and
+/// `From<deadpool_postgres::PoolError>` for a service error type whose
+/// variant `$variant(DbError)` wraps database failures, so that `?` works on
+/// every database call.
+#[macro_export]
+macro_rules! db_error_variant {
+    ($ty:ty, $variant:path) => {
+        impl From<$crate::db::DbError> for $ty {
+            fn from(e: $crate::db::DbError) -> Self {
+                $variant(e)
+            }
+        }
+        impl From<tokio_postgres::Error> for $ty {
+            fn from(e: tokio_postgres::Error) -> Self {
+                $variant(e.into())
+            }
+        }
+        impl From<deadpool_postgres::PoolError> for $ty {
+            fn from(e: deadpool_postgres::PoolError) -> Self {
+                $variant(e.into())
+            }
+        }
+    };
+}

@@ -1,0 +1,146 @@
+//! JetStream: the versioned stream and consumer definitions of
+//! `nats/jetstream.json`, and pipelined publishing.
+//!
+//! Every binary creates or updates the definitions at start-up, so a fresh
+//! nats-server needs no manual setup and a changed definition rolls out with
+//! the binaries.
+
+use std::{future::IntoFuture, time::Duration};
+
+use async_nats::jetstream::{
+    self, consumer::PullConsumer, message::PublishMessage, stream, Context,
+};
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::nats::Subjects;
+
+const DEFINITIONS: &str = include_str!("../../nats/jetstream.json");
+
+#[derive(Debug, thiserror::Error)]
+pub enum JetStreamError {
+    #[error("nats/jetstream.json is invalid: {0}")]
+    Definitions(#[from] serde_json::Error),
+    #[error("no consumer named {0} in nats/jetstream.json")]
+    UnknownConsumer(String),
+    #[error("cannot create or update stream {name}: {source}")]
+    Stream {
+        name: String,
+        #[source]
+        source: jetstream::context::CreateStreamError,
+    },
+    #[error("cannot create or update consumer {name}: {source}")]
+    Consumer {
+        name: String,
+        #[source]
+        source: jetstream::stream::ConsumerError,
+    },
+    #[error("publish failed: {0}")]
+    Publish(#[from] jetstream::context::PublishError),
+}
+
+#[derive(Deserialize)]
+struct Definitions {
+    streams: Vec<stream::Config>,
+    consumers: Vec<ConsumerDefinition>,
+}
+
+#[derive(Deserialize)]
+struct ConsumerDefinition {
+    stream: String,
+    config: jetstream::consumer::pull::Config,
+}
+
+fn definitions(subjects: &Subjects) -> Result<Definitions, JetStreamError> {
+    let text = DEFINITIONS.replace("${PREFIX}", subjects.prefix());
+    let mut defs: Definitions = serde_json::from_str(&text)?;
+    // Production runs streams replicated (R3) in a cluster; the file keeps
+    // the single-node value.
+    if let Ok(Ok(replicas)) = std::env::var("NATS_STREAM_REPLICAS").map(|v| v.parse::<usize>()) {
+        for s in &mut defs.streams {
+            s.num_replicas = replicas;
+        }
+    }
+    Ok(defs)
+}
+
+/// Creates or updates every stream.
+pub async fn ensure_streams(js: &Context, subjects: &Subjects) -> Result<(), JetStreamError> {
+    for config in definitions(subjects)?.streams {
+        let name = config.name.clone();
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|source| JetStreamError::Stream { name, source })?;
+    }
+    Ok(())
+}
+
+/// Creates or updates the durable pull consumer `durable` and returns it.
+pub async fn consumer(
+    js: &Context,
+    subjects: &Subjects,
+    durable: &str,
+) -> Result<PullConsumer, JetStreamError> {
+    let def = definitions(subjects)?
+        .consumers
+        .into_iter()
+        .find(|c| c.config.durable_name.as_deref() == Some(durable))
+        .ok_or_else(|| JetStreamError::UnknownConsumer(durable.to_owned()))?;
+    js.create_consumer_on_stream(def.config, def.stream)
+        .await
+        .map_err(|source| JetStreamError::Consumer {
+            name: durable.to_owned(),
+            source,
+        })
+}
+
+/// Connects the JetStream context and makes sure the streams exist.
+pub async fn setup(
+    nats: &async_nats::Client,
+    subjects: &Subjects,
+) -> Result<Context, JetStreamError> {
+    let js = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build(nats.clone());
+    ensure_streams(&js, subjects).await?;
+    Ok(js)
+}
+
+/// A message to publish with a deduplication ID.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub subject: String,
+    /// `Nats-Msg-Id`: JetStream drops a repeat inside its duplicate window.
+    pub msg_id: String,
+    pub payload: Bytes,
+}
+
+impl Outgoing {
+    pub fn json<T: serde::Serialize>(subject: String, msg_id: String, body: &T) -> Self {
+        Self {
+            subject,
+            msg_id,
+            // Our message types always serialise.
+            payload: Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+        }
+    }
+}
+
+/// Publishes all messages pipelined (send all, then await the acks
+/// together); returns once JetStream has stored every one of them.
+pub async fn publish_all(js: &Context, messages: Vec<Outgoing>) -> Result<(), JetStreamError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let timer = crate::metrics::PUBLISH_DURATION.start_timer();
+    let mut acks = Vec::with_capacity(messages.len());
+    for m in messages {
+        let publish = PublishMessage::build()
+            .payload(m.payload)
+            .message_id(m.msg_id);
+        acks.push(js.send_publish(m.subject, publish).await?.into_future());
+    }
+    futures::future::try_join_all(acks).await?;
+    timer.observe_duration();
+    Ok(())
+}

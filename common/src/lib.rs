@@ -1,0 +1,20 @@
+//! Pieces every binary of the checkout platform shares.
+//!
+//! One concern per module: configuration from the environment, logging, the
+//! PostgreSQL pool and its migrations, the NATS connection and subject
+//! naming, request/reply over NATS services, the wire messages, and the
+//! operations endpoints (`/health`, `/ready`, `/metrics`).
+
+pub mod bootstrap;
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod jetstream;
+pub mod ledger;
+pub mod messages;
+pub mod metrics;
+pub mod nats;
+pub mod ops;
+pub mod rpc;
+pub mod shutdown;
+pub mod telemetry;

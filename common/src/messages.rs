@@ -1,0 +1,288 @@
+//! Wire messages between the binaries.
+//!
+//! [`stock`], [`payment`] and [`order`] hold the request/reply endpoints
+//! behind the standard HTTP API; each request type names its response. The
+//! checkout saga's JetStream messages live in [`saga`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::rpc::Endpoint;
+
+/// Implements [`Endpoint`] for a request type.
+macro_rules! endpoint {
+    ($req:ty => $resp:ty, $service:literal, $name:literal, idempotent: $idem:literal) => {
+        impl Endpoint for $req {
+            const SERVICE: &'static str = $service;
+            const NAME: &'static str = $name;
+            const IDEMPOTENT: bool = $idem;
+            type Response = $resp;
+        }
+    };
+}
+
+/// Answer of the `batch_init` endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BatchInitDone {
+    pub msg: String,
+}
+
+pub mod stock {
+    use super::*;
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct Item {
+        pub item_id: String,
+        pub stock: i64,
+        pub price: i64,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct CreateItem {
+        pub price: i64,
+    }
+    endpoint!(CreateItem => Item, "stock", "create_item", idempotent: false);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct FindItem {
+        pub item_id: String,
+    }
+    endpoint!(FindItem => Item, "stock", "find_item", idempotent: true);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct AddStock {
+        pub item_id: String,
+        pub amount: i64,
+    }
+    endpoint!(AddStock => Item, "stock", "add_stock", idempotent: false);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct SubtractStock {
+        pub item_id: String,
+        pub amount: i64,
+    }
+    endpoint!(SubtractStock => Item, "stock", "subtract_stock", idempotent: false);
+
+    /// Resets items `"0"`..`"n-1"`; repeating it gives the same state.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct BatchInit {
+        pub n: i64,
+        pub starting_stock: i64,
+        pub item_price: i64,
+    }
+    endpoint!(BatchInit => BatchInitDone, "stock", "batch_init", idempotent: true);
+}
+
+pub mod payment {
+    use super::*;
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct User {
+        pub user_id: String,
+        pub credit: i64,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct CreateUser {}
+    endpoint!(CreateUser => User, "payment", "create_user", idempotent: false);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct FindUser {
+        pub user_id: String,
+    }
+    endpoint!(FindUser => User, "payment", "find_user", idempotent: true);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct AddFunds {
+        pub user_id: String,
+        pub amount: i64,
+    }
+    endpoint!(AddFunds => User, "payment", "add_funds", idempotent: false);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Pay {
+        pub user_id: String,
+        pub amount: i64,
+    }
+    endpoint!(Pay => User, "payment", "pay", idempotent: false);
+
+    /// Resets users `"0"`..`"n-1"`.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct BatchInit {
+        pub n: i64,
+        pub starting_money: i64,
+    }
+    endpoint!(BatchInit => BatchInitDone, "payment", "batch_init", idempotent: true);
+}
+
+pub mod order {
+    use super::*;
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct Order {
+        pub order_id: String,
+        pub paid: bool,
+        /// One `[item_id, quantity]` pair per `addItem` call, in call order.
+        pub items: Vec<(String, i64)>,
+        pub user_id: String,
+        pub total_cost: i64,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct CreateOrder {
+        pub user_id: String,
+    }
+    endpoint!(CreateOrder => Order, "order", "create_order", idempotent: false);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct FindOrder {
+        pub order_id: String,
+    }
+    endpoint!(FindOrder => Order, "order", "find_order", idempotent: true);
+
+    /// Adds a line; `unit_price` is the item's price looked up by `api` in
+    /// stock-svc just before.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct AddItem {
+        pub order_id: String,
+        pub item_id: String,
+        pub quantity: i64,
+        pub unit_price: i64,
+    }
+    endpoint!(AddItem => Order, "order", "add_item", idempotent: false);
+
+    /// Resets orders `"0"`..`"n-1"`, each with two random items of quantity 1.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct BatchInit {
+        pub n: i64,
+        pub n_items: i64,
+        pub n_users: i64,
+        pub item_price: i64,
+    }
+    endpoint!(BatchInit => BatchInitDone, "order", "batch_init", idempotent: true);
+}
+
+/// The checkout saga's JetStream messages. Every one carries the saga ID
+/// (= the request ID), which is also its deduplication key.
+pub mod saga {
+    use super::*;
+    use uuid::Uuid;
+
+    /// `api` → order-svc: check this order out.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct CheckoutRequested {
+        pub request_id: Uuid,
+        pub order_id: String,
+    }
+
+    /// A saga step performed by stock-svc or payment-svc.
+    #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Step {
+        /// stock-svc takes the items.
+        Reserve,
+        /// stock-svc gives them back (compensates Reserve).
+        Release,
+        /// payment-svc takes the money.
+        Charge,
+        /// payment-svc gives it back (compensates Charge).
+        Refund,
+    }
+
+    impl Step {
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Step::Reserve => "reserve",
+                Step::Release => "release",
+                Step::Charge => "charge",
+                Step::Refund => "refund",
+            }
+        }
+    }
+
+    /// order-svc → stock-svc / payment-svc. `lines` are what to debit
+    /// (item and quantity summed per item, or user and amount); empty for
+    /// the compensations, which undo exactly what the saga's debit recorded.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct StepCommand {
+        pub saga_id: Uuid,
+        pub step: Step,
+        #[serde(default)]
+        pub lines: Vec<(String, i64)>,
+    }
+
+    /// How a step ended.
+    #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(rename_all = "snake_case")]
+    pub enum StepOutcome {
+        /// Applied (or, for a compensation, nothing left to undo).
+        Done,
+        /// A balance would have gone below zero; nothing changed.
+        Insufficient,
+        /// An item or user does not exist; nothing changed.
+        NotFound,
+    }
+
+    impl StepOutcome {
+        /// The spelling stored in the ledgers and the saga table.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                StepOutcome::Done => "done",
+                StepOutcome::Insufficient => "insufficient",
+                StepOutcome::NotFound => "not_found",
+            }
+        }
+
+        pub fn parse(s: &str) -> Option<Self> {
+            match s {
+                "done" => Some(StepOutcome::Done),
+                "insufficient" => Some(StepOutcome::Insufficient),
+                "not_found" => Some(StepOutcome::NotFound),
+                _ => None,
+            }
+        }
+    }
+
+    /// stock-svc / payment-svc → order-svc.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct StepResult {
+        pub saga_id: Uuid,
+        pub step: Step,
+        pub outcome: StepOutcome,
+    }
+
+    /// Why a checkout failed; the request record's `reason`.
+    #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(rename_all = "snake_case")]
+    pub enum FailureReason {
+        InsufficientStock,
+        InsufficientCredit,
+        OrderNotFound,
+        ItemNotFound,
+        UserNotFound,
+    }
+
+    impl FailureReason {
+        pub fn as_str(self) -> &'static str {
+            match self {
+                FailureReason::InsufficientStock => "insufficient_stock",
+                FailureReason::InsufficientCredit => "insufficient_credit",
+                FailureReason::OrderNotFound => "order_not_found",
+                FailureReason::ItemNotFound => "item_not_found",
+                FailureReason::UserNotFound => "user_not_found",
+            }
+        }
+
+        pub fn parse(s: &str) -> Option<Self> {
+            serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+        }
+    }
+
+    /// order-svc → `api`: the saga is over. `reason` is set when it failed.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct CheckoutOutcome {
+        pub request_id: Uuid,
+        pub order_id: String,
+        pub succeeded: bool,
+        pub reason: Option<FailureReason>,
+    }
+}

@@ -1,0 +1,151 @@
+//! Prometheus metrics shared by every binary, and the HTTP middleware that
+//! records them.
+//!
+//! Metrics live in the process-wide default registry: each binary is one
+//! process, and `/metrics` simply encodes everything registered.
+
+use std::{sync::LazyLock, time::Instant};
+
+use axum::{
+    extract::{MatchedPath, Request},
+    middleware::Next,
+    response::Response,
+};
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, Encoder,
+    HistogramVec, IntCounterVec, IntGaugeVec, TextEncoder,
+};
+
+/// Latency buckets from 1 ms to 10 s, roughly ×2 apart.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "http_requests_total",
+        "HTTP requests served, by route template, method and status",
+        &["route", "method", "status"]
+    )
+    .expect("metric registers once")
+});
+
+pub static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "http_request_duration_seconds",
+        "HTTP request latency, by route template and method",
+        &["route", "method"],
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("metric registers once")
+});
+
+pub static RPC_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "rpc_requests_total",
+        "NATS service requests handled, by endpoint and outcome code",
+        &["endpoint", "code"]
+    )
+    .expect("metric registers once")
+});
+
+pub static RPC_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "rpc_request_duration_seconds",
+        "NATS service request handling time, by endpoint",
+        &["endpoint"],
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("metric registers once")
+});
+
+pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "build_info",
+        "Always 1; labels carry the binary and its version",
+        &["binary", "version"]
+    )
+    .expect("metric registers once")
+});
+
+/// Marks the binary in `build_info`.
+pub fn register_build_info(binary: &str) {
+    BUILD_INFO
+        .with_label_values(&[binary, env!("CARGO_PKG_VERSION")])
+        .set(1);
+}
+
+/// Everything registered, in the Prometheus text format.
+pub fn encode() -> String {
+    let mut buf = Vec::new();
+    // Encoding into a Vec cannot fail for the text format.
+    let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// axum middleware: counts requests and observes latency per route template
+/// (`/stock/find/{item_id}`, not the concrete path, to bound cardinality).
+pub async fn track_http(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    HTTP_DURATION
+        .with_label_values(&[&route, &method])
+        .observe(start.elapsed().as_secs_f64());
+    HTTP_REQUESTS
+        .with_label_values(&[&route, &method, response.status().as_str()])
+        .inc();
+    response
+}
+
+pub static PUBLISH_DURATION: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
+    prometheus::register_histogram!(
+        "jetstream_publish_batch_duration_seconds",
+        "Time from sending a batch of JetStream publishes to the last ack",
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("metric registers once")
+});
+
+pub static CONSUMED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "jetstream_messages_total",
+        "JetStream messages handled, by consumer and result (ack, nak, term)",
+        &["consumer", "result"]
+    )
+    .expect("metric registers once")
+});
+
+pub static REDELIVERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "jetstream_redelivered_total",
+        "JetStream messages received more than once, by consumer",
+        &["consumer"]
+    )
+    .expect("metric registers once")
+});
+
+pub static BATCH_SIZE: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "jetstream_batch_size",
+        "Messages handled per batch, by consumer",
+        &["consumer"],
+        vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]
+    )
+    .expect("metric registers once")
+});
+
+pub static BATCH_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "jetstream_batch_duration_seconds",
+        "Time to handle one batch (transaction, publishes, acks), by consumer",
+        &["consumer"],
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("metric registers once")
+});

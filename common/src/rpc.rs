@@ -1,0 +1,357 @@
+//! Request/reply between `api` and the services over NATS services.
+//!
+//! Each endpoint is a request type implementing [`Endpoint`], which names the
+//! service, the endpoint and the response type, so the client and the server
+//! side cannot disagree on the contract. Services register with the
+//! async-nats `service` API: `$SRV.PING/INFO/STATS` discovery works, and
+//! replicas share the load through the service's queue group.
+//! Business refusals travel in the standard `Nats-Service-Error` and
+//! `Nats-Service-Error-Code` headers, with HTTP-like codes.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use async_nats::{
+    service::{endpoint::Endpoint as NatsEndpoint, Request as NatsRequest},
+    HeaderMap,
+};
+use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::nats::Subjects;
+
+/// Header that carries the HTTP request ID into every hop.
+pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
+
+/// One request/reply endpoint. Implemented by the request message.
+pub trait Endpoint: Serialize + DeserializeOwned + Send + Sync + 'static {
+    const SERVICE: &'static str;
+    const NAME: &'static str;
+    /// True when sending the request twice has the effect of sending it once
+    /// (reads), so the client may retry it after a timeout. Requests that
+    /// never reached a responder are always retried.
+    const IDEMPOTENT: bool;
+    type Response: Serialize + DeserializeOwned + Send + 'static;
+}
+
+/// A service's refusal: an HTTP-like code and a human-readable reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (code {code})")]
+pub struct Rejection {
+    pub code: u16,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(code: u16, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(409, message)
+    }
+    /// A fault of our own (database unreachable, bug). The message is logged
+    /// by the service; clients see a generic text.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, message)
+    }
+}
+
+impl From<crate::db::DbError> for Rejection {
+    fn from(e: crate::db::DbError) -> Self {
+        if e.is_out_of_range() {
+            Rejection::invalid("the result would not fit a 64-bit integer")
+        } else {
+            tracing::error!(error = %e, "database failure");
+            Rejection::internal("database unavailable")
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for Rejection {
+    fn from(e: tokio_postgres::Error) -> Self {
+        crate::db::DbError::from(e).into()
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Rejection {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        crate::db::DbError::from(e).into()
+    }
+}
+
+/// Serves one endpoint until the subscription ends, running up to
+/// `concurrency` requests at once (more wait in the subscription buffer).
+pub async fn serve<E, H, Fut>(endpoint: NatsEndpoint, concurrency: usize, handler: H)
+where
+    E: Endpoint,
+    H: Fn(E) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<E::Response, Rejection>> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut endpoint = endpoint;
+    while let Some(request) = endpoint.next().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            handle::<E, H, Fut>(request, handler).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn handle<E, H, Fut>(request: NatsRequest, handler: H)
+where
+    E: Endpoint,
+    H: Fn(E) -> Fut,
+    Fut: Future<Output = Result<E::Response, Rejection>>,
+{
+    let request_id = request
+        .message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(REQUEST_ID_HEADER))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    let span =
+        tracing::info_span!("rpc", endpoint = %format!("{}.{}", E::SERVICE, E::NAME), %request_id);
+    async {
+        let timer = crate::metrics::RPC_DURATION
+            .with_label_values(&[E::NAME])
+            .start_timer();
+        let result = match serde_json::from_slice::<E>(&request.message.payload) {
+            Ok(req) => handler(req).await,
+            Err(e) => Err(Rejection::invalid(format!("malformed request: {e}"))),
+        };
+        let reply = match result {
+            Ok(resp) => serde_json::to_vec(&resp)
+                .map(Bytes::from)
+                .map_err(|e| Rejection::internal(format!("cannot encode response: {e}"))),
+            Err(r) => Err(r),
+        };
+        let code = match &reply {
+            Ok(_) => 200,
+            Err(r) => r.code,
+        };
+        crate::metrics::RPC_REQUESTS
+            .with_label_values(&[E::NAME, &code.to_string()])
+            .inc();
+        if code >= 500 {
+            tracing::warn!(code, "request failed");
+        }
+        let reply = reply.map_err(|r| async_nats::service::error::Error {
+            code: r.code as usize,
+            status: r.message,
+        });
+        if let Err(e) = request.respond(reply).await {
+            tracing::warn!(error = %e, "cannot send reply");
+        }
+        timer.observe_duration();
+    }
+    .instrument(span)
+    .await
+}
+
+/// Why a call did not produce a response.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The service answered with a refusal.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// No replica of the service was listening, even after retries.
+    #[error("service {0} is unavailable")]
+    Unavailable(&'static str),
+    /// The service did not answer in time (for writes, the outcome is unknown).
+    #[error("service {0} did not answer in time")]
+    Timeout(&'static str),
+    #[error("NATS request to {service} failed: {message}")]
+    Transport {
+        service: &'static str,
+        message: String,
+    },
+    #[error("malformed response from {service}: {message}")]
+    Protocol {
+        service: &'static str,
+        message: String,
+    },
+}
+
+/// Client side of the endpoints.
+#[derive(Clone)]
+pub struct RpcClient {
+    nats: async_nats::Client,
+    subjects: Subjects,
+    timeout: Duration,
+}
+
+impl RpcClient {
+    pub fn new(nats: async_nats::Client, subjects: Subjects, timeout: Duration) -> Self {
+        Self {
+            nats,
+            subjects,
+            timeout,
+        }
+    }
+
+    /// Sends `req` and decodes the answer. Retries with backoff for a few
+    /// seconds while no replica is listening (a restart); retries timeouts
+    /// only for idempotent endpoints.
+    pub async fn call<E: Endpoint>(
+        &self,
+        req: &E,
+        request_id: &str,
+    ) -> Result<E::Response, CallError> {
+        let payload = Bytes::from(serde_json::to_vec(req).map_err(|e| CallError::Protocol {
+            service: E::SERVICE,
+            message: e.to_string(),
+        })?);
+        let subject = self.subjects.endpoint(E::SERVICE, E::NAME);
+        let mut headers = HeaderMap::new();
+        if !request_id.is_empty() {
+            headers.insert(REQUEST_ID_HEADER, request_id);
+        }
+        let attempt = || {
+            let request = async_nats::Request::new()
+                .payload(payload.clone())
+                .headers(headers.clone())
+                .timeout(Some(self.timeout));
+            let subject = subject.clone();
+            async move {
+                self.nats
+                    .send_request(subject, request)
+                    .await
+                    .map_err(|e| match e.kind() {
+                        async_nats::RequestErrorKind::NoResponders => {
+                            CallError::Unavailable(E::SERVICE)
+                        }
+                        async_nats::RequestErrorKind::TimedOut => CallError::Timeout(E::SERVICE),
+                        _ => CallError::Transport {
+                            service: E::SERVICE,
+                            message: e.to_string(),
+                        },
+                    })
+            }
+        };
+        let message = attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(50))
+                    .with_max_delay(Duration::from_secs(1))
+                    .with_max_times(8)
+                    .with_jitter(),
+            )
+            .when(|e| match e {
+                CallError::Unavailable(_) => true,
+                CallError::Timeout(_) => E::IDEMPOTENT,
+                _ => false,
+            })
+            .notify(|e, after| tracing::warn!(error = %e, ?after, "retrying NATS request"))
+            .await?;
+
+        if let Some(headers) = &message.headers {
+            if let Some(code) = headers.get(async_nats::service::NATS_SERVICE_ERROR_CODE) {
+                let code = code.as_str().parse::<u16>().unwrap_or(500);
+                let text = headers
+                    .get(async_nats::service::NATS_SERVICE_ERROR)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default();
+                return Err(Rejection::new(code, text).into());
+            }
+        }
+        serde_json::from_slice(&message.payload).map_err(|e| CallError::Protocol {
+            service: E::SERVICE,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// A service's request/reply side: one NATS service (with discovery) and one
+/// task per endpoint.
+pub struct Server {
+    service: async_nats::service::Service,
+    group: async_nats::service::Group,
+    tasks: tokio::task::JoinSet<()>,
+    concurrency: usize,
+}
+
+impl Server {
+    /// Registers the NATS service `name` whose endpoints live under
+    /// `{prefix}.svc.{name}.*`.
+    pub async fn start(
+        nats: &async_nats::Client,
+        subjects: &Subjects,
+        name: &str,
+        description: &str,
+        concurrency: usize,
+    ) -> Result<Self, async_nats::Error> {
+        use async_nats::service::ServiceExt;
+        let service = nats
+            .service_builder()
+            .description(description)
+            .start(name, env!("CARGO_PKG_VERSION"))
+            .await?;
+        let group = service.group(subjects.service_group(name));
+        Ok(Self {
+            service,
+            group,
+            tasks: tokio::task::JoinSet::new(),
+            concurrency,
+        })
+    }
+
+    /// Serves endpoint `E` with `handler(state.clone(), request)`.
+    pub async fn add<E, S, H, Fut>(&mut self, state: S, handler: H) -> Result<(), async_nats::Error>
+    where
+        E: Endpoint,
+        S: Clone + Send + Sync + 'static,
+        H: Fn(S, E) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<E::Response, Rejection>> + Send + 'static,
+    {
+        let endpoint = self.group.endpoint(E::NAME).await?;
+        let handler = move |req: E| handler(state.clone(), req);
+        self.tasks
+            .spawn(serve::<E, _, _>(endpoint, self.concurrency, handler));
+        Ok(())
+    }
+
+    /// Runs until `shutdown` resolves, then unsubscribes so that in-flight
+    /// requests finish and new ones go to other replicas.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = self.tasks.join_next() => {
+                tracing::error!("an endpoint task ended unexpectedly");
+            }
+        }
+        if let Err(e) = self.service.stop().await {
+            tracing::warn!(error = %e, "cannot stop the NATS service cleanly");
+        }
+    }
+}
+
+/// Upper bound for the `batch_init` endpoints, so one request cannot fill
+/// the disk.
+pub const MAX_BATCH: i64 = 10_000_000;
+
+/// Refuses negative amounts (the API layer already does; services do not
+/// trust their callers).
+pub fn non_negative(name: &str, v: i64) -> Result<i64, Rejection> {
+    if v < 0 {
+        Err(Rejection::invalid(format!("{name} must not be negative")))
+    } else {
+        Ok(v)
+    }
+}

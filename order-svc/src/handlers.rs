@@ -1,0 +1,62 @@
+//! NATS endpoint handlers: validate, call the store, map errors to refusals.
+
+use common::{
+    messages::{order::*, BatchInitDone},
+    rpc::{non_negative, Rejection, MAX_BATCH},
+};
+
+use crate::store::{OrderError, Store};
+
+impl From<OrderError> for Rejection {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::NotFound(_) => Rejection::not_found(e.to_string()),
+            OrderError::AlreadyPaid(_) | OrderError::CheckoutInFlight(_) => {
+                Rejection::conflict(e.to_string())
+            }
+            OrderError::Db(e) => e.into(),
+        }
+    }
+}
+
+pub async fn create_order(store: Store, req: CreateOrder) -> Result<Order, Rejection> {
+    Ok(store.create(&req.user_id).await?)
+}
+
+pub async fn find_order(store: Store, req: FindOrder) -> Result<Order, Rejection> {
+    Ok(store.find(&req.order_id).await?)
+}
+
+pub async fn add_item(store: Store, req: AddItem) -> Result<Order, Rejection> {
+    if req.quantity < 1 {
+        return Err(Rejection::invalid("quantity must be at least 1"));
+    }
+    Ok(store
+        .add_item(
+            &req.order_id,
+            &req.item_id,
+            req.quantity,
+            non_negative("unit_price", req.unit_price)?,
+        )
+        .await?)
+}
+
+pub async fn batch_init(store: Store, req: BatchInit) -> Result<BatchInitDone, Rejection> {
+    let n = non_negative("n", req.n)?;
+    if n > MAX_BATCH {
+        return Err(Rejection::invalid(format!("n must be at most {MAX_BATCH}")));
+    }
+    if n > 0 && (req.n_items < 1 || req.n_users < 1) {
+        return Err(Rejection::invalid("n_items and n_users must be at least 1"));
+    }
+    let price = non_negative("item_price", req.item_price)?;
+    if price.checked_mul(2).is_none() {
+        return Err(Rejection::invalid(
+            "2 × item_price does not fit a 64-bit integer",
+        ));
+    }
+    store.batch_init(n, req.n_items, req.n_users, price).await?;
+    Ok(BatchInitDone {
+        msg: format!("Batch init for {n} orders successful"),
+    })
+}

@@ -1,0 +1,325 @@
+//! The checkout saga as a state machine, free of I/O.
+//!
+//! ```text
+//!             reserve + charge sent in parallel
+//!  running ──both done──────────────────────────▶ succeeded (order paid)
+//!     │
+//!     └─any refused──▶ compensating ──undone──▶ failed
+//!                      (release what was reserved,
+//!                       refund what was charged)
+//!     └─any refused, nothing to undo──────────▶ failed
+//! ```
+//! The outcome is published only once every compensation is confirmed, so a
+//! client told "failed" finds stock and credit exactly as before.
+
+use common::messages::saga::{CheckoutOutcome, FailureReason, Step, StepCommand, StepOutcome};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Running,
+    Compensating,
+    Succeeded,
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Compensating => "compensating",
+            State::Succeeded => "succeeded",
+            State::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> State {
+        match s {
+            "running" => State::Running,
+            "compensating" => State::Compensating,
+            "succeeded" => State::Succeeded,
+            _ => State::Failed,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Succeeded | State::Failed)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saga {
+    pub id: Uuid,
+    pub order_id: String,
+    pub user_id: Option<String>,
+    pub amount: i64,
+    /// Quantity per item, summed over the order's lines.
+    pub items: Vec<(String, i64)>,
+    pub state: State,
+    pub reserve: Option<StepOutcome>,
+    pub charge: Option<StepOutcome>,
+    pub released: bool,
+    pub refunded: bool,
+    pub reason: Option<FailureReason>,
+}
+
+/// A message the saga asks to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    Command(StepCommand),
+    Outcome(CheckoutOutcome),
+}
+
+impl Saga {
+    /// A saga that starts reserving and charging.
+    pub fn start(
+        id: Uuid,
+        order_id: &str,
+        user_id: &str,
+        amount: i64,
+        items: Vec<(String, i64)>,
+    ) -> Self {
+        Self {
+            id,
+            order_id: order_id.to_owned(),
+            user_id: Some(user_id.to_owned()),
+            amount,
+            items,
+            state: State::Running,
+            reserve: None,
+            charge: None,
+            released: false,
+            refunded: false,
+            reason: None,
+        }
+    }
+
+    /// A saga that is over before it began (unknown order, already paid).
+    pub fn finished(id: Uuid, order_id: &str, reason: Option<FailureReason>) -> Self {
+        Self {
+            id,
+            order_id: order_id.to_owned(),
+            user_id: None,
+            amount: 0,
+            items: Vec::new(),
+            state: if reason.is_some() {
+                State::Failed
+            } else {
+                State::Succeeded
+            },
+            reserve: None,
+            charge: None,
+            released: false,
+            refunded: false,
+            reason,
+        }
+    }
+
+    /// Records a step result and moves on if it can. Returns false when the
+    /// result was already known (a redelivery).
+    pub fn record(&mut self, step: Step, outcome: StepOutcome) -> bool {
+        // The first result of a step stands; a later one is a redelivery.
+        let first = |slot: &mut Option<StepOutcome>| {
+            let empty = slot.is_none();
+            if empty {
+                *slot = Some(outcome);
+            }
+            empty
+        };
+        let slot_was_empty = match step {
+            Step::Reserve => first(&mut self.reserve),
+            Step::Charge => first(&mut self.charge),
+            Step::Release => !std::mem::replace(&mut self.released, true),
+            Step::Refund => !std::mem::replace(&mut self.refunded, true),
+        };
+        if slot_was_empty {
+            self.advance();
+        }
+        slot_was_empty
+    }
+
+    fn needs_release(&self) -> bool {
+        self.reserve == Some(StepOutcome::Done) && !self.released
+    }
+
+    fn needs_refund(&self) -> bool {
+        self.charge == Some(StepOutcome::Done) && !self.refunded
+    }
+
+    fn advance(&mut self) {
+        if self.state == State::Running {
+            let (Some(reserve), Some(charge)) = (self.reserve, self.charge) else {
+                return;
+            };
+            if reserve == StepOutcome::Done && charge == StepOutcome::Done {
+                self.state = State::Succeeded;
+                return;
+            }
+            // Stock is reported first when both were refused.
+            self.reason = Some(match (reserve, charge) {
+                (StepOutcome::Insufficient, _) => FailureReason::InsufficientStock,
+                (StepOutcome::NotFound, _) => FailureReason::ItemNotFound,
+                (_, StepOutcome::Insufficient) => FailureReason::InsufficientCredit,
+                _ => FailureReason::UserNotFound,
+            });
+            self.state = State::Compensating;
+        }
+        if self.state == State::Compensating && !self.needs_release() && !self.needs_refund() {
+            self.state = State::Failed;
+        }
+    }
+
+    /// What this state still needs sent: the step commands not yet answered,
+    /// the compensations not yet confirmed, or the final outcome. Sending any
+    /// of them twice is harmless (deduplicated and idempotent downstream).
+    pub fn outgoing(&self) -> Vec<Outgoing> {
+        let command = |step: Step, lines: Vec<(String, i64)>| {
+            Outgoing::Command(StepCommand {
+                saga_id: self.id,
+                step,
+                lines,
+            })
+        };
+        match self.state {
+            State::Running => {
+                let mut out = Vec::new();
+                if self.reserve.is_none() {
+                    out.push(command(Step::Reserve, self.items.clone()));
+                }
+                if self.charge.is_none() {
+                    let user = self.user_id.clone().unwrap_or_default();
+                    out.push(command(Step::Charge, vec![(user, self.amount)]));
+                }
+                out
+            }
+            State::Compensating => {
+                let mut out = Vec::new();
+                if self.needs_release() {
+                    out.push(command(Step::Release, Vec::new()));
+                }
+                if self.needs_refund() {
+                    out.push(command(Step::Refund, Vec::new()));
+                }
+                out
+            }
+            State::Succeeded | State::Failed => vec![Outgoing::Outcome(CheckoutOutcome {
+                request_id: self.id,
+                order_id: self.order_id.clone(),
+                succeeded: self.state == State::Succeeded,
+                reason: self.reason,
+            })],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use StepOutcome::*;
+
+    fn saga() -> Saga {
+        Saga::start(Uuid::from_u128(1), "o", "u", 10, vec![("i".into(), 2)])
+    }
+
+    fn steps(out: &[Outgoing]) -> Vec<Step> {
+        out.iter()
+            .filter_map(|o| match o {
+                Outgoing::Command(c) => Some(c.step),
+                Outgoing::Outcome(_) => None,
+            })
+            .collect()
+    }
+
+    fn outcome(s: &Saga) -> CheckoutOutcome {
+        match s.outgoing().as_slice() {
+            [Outgoing::Outcome(o)] => o.clone(),
+            other => panic!("expected the outcome, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn starts_with_both_steps_in_parallel() {
+        let s = saga();
+        assert_eq!(steps(&s.outgoing()), vec![Step::Reserve, Step::Charge]);
+        match &s.outgoing()[1] {
+            Outgoing::Command(c) => assert_eq!(c.lines, vec![("u".to_string(), 10)]),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn both_done_succeeds_in_either_order() {
+        for order in [[Step::Reserve, Step::Charge], [Step::Charge, Step::Reserve]] {
+            let mut s = saga();
+            assert!(s.record(order[0], Done));
+            assert_eq!(s.state, State::Running);
+            assert_eq!(
+                steps(&s.outgoing()),
+                vec![order[1]],
+                "only the missing step is re-sent"
+            );
+            assert!(s.record(order[1], Done));
+            assert_eq!(s.state, State::Succeeded);
+            assert!(outcome(&s).succeeded);
+        }
+    }
+
+    #[test]
+    fn refused_stock_refunds_the_charge_then_fails() {
+        let mut s = saga();
+        s.record(Step::Charge, Done);
+        s.record(Step::Reserve, Insufficient);
+        assert_eq!(s.state, State::Compensating);
+        assert_eq!(steps(&s.outgoing()), vec![Step::Refund]);
+        assert!(s.record(Step::Refund, Done));
+        assert_eq!(s.state, State::Failed);
+        let o = outcome(&s);
+        assert!(!o.succeeded);
+        assert_eq!(o.reason, Some(FailureReason::InsufficientStock));
+    }
+
+    #[test]
+    fn refused_credit_releases_the_stock() {
+        let mut s = saga();
+        s.record(Step::Reserve, Done);
+        s.record(Step::Charge, Insufficient);
+        assert_eq!(steps(&s.outgoing()), vec![Step::Release]);
+        s.record(Step::Release, Done);
+        assert_eq!(outcome(&s).reason, Some(FailureReason::InsufficientCredit));
+    }
+
+    #[test]
+    fn nothing_to_undo_fails_at_once() {
+        let mut s = saga();
+        s.record(Step::Reserve, NotFound);
+        s.record(Step::Charge, Insufficient);
+        assert_eq!(s.state, State::Failed);
+        assert_eq!(outcome(&s).reason, Some(FailureReason::ItemNotFound));
+    }
+
+    #[test]
+    fn redelivered_results_change_nothing() {
+        let mut s = saga();
+        s.record(Step::Reserve, Done);
+        let before = s.clone();
+        assert!(
+            !s.record(Step::Reserve, Insufficient),
+            "the first result stands"
+        );
+        assert_eq!(s.reserve, before.reserve);
+        s.record(Step::Charge, Insufficient);
+        s.record(Step::Release, Done);
+        let done = s.clone();
+        assert!(!s.record(Step::Release, Done));
+        assert!(!s.record(Step::Charge, Done));
+        assert_eq!(s, done);
+    }
+
+    #[test]
+    fn finished_sagas_only_report() {
+        let paid = Saga::finished(Uuid::nil(), "o", None);
+        assert!(outcome(&paid).succeeded);
+        let missing = Saga::finished(Uuid::nil(), "o", Some(FailureReason::OrderNotFound));
+        assert_eq!(outcome(&missing).reason, Some(FailureReason::OrderNotFound));
+    }
+}

@@ -1,0 +1,26 @@
+//! Test harness for the checkout platform.
+//!
+//! Every test gets its own databases and its own NATS subject/stream prefix,
+//! so tests run in parallel against one PostgreSQL and one nats-server (the
+//! ones `scripts/infra.sh` starts) without seeing each other.
+//! [`System`] starts the real binaries on free ports and drives them over
+//! real HTTP.
+
+pub mod db;
+pub mod http;
+pub mod system;
+pub mod workload;
+
+pub use db::TestDb;
+pub use http::Client;
+pub use system::{Binary, System, SystemBuilder};
+
+/// A short unique name for this test's resources, e.g. `t3f9a1c2d`.
+pub fn unique_name() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// `NATS_URL`, defaulting to the project-local nats-server.
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:14222".into())
+}

@@ -1,0 +1,295 @@
+//! The whole system, started from the real binaries.
+
+use std::{
+    collections::HashMap,
+    net::TcpListener,
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use tokio::process::{Child, Command};
+
+use crate::{db::TestDb, http::Client};
+
+/// One of the four binaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Binary {
+    Api,
+    Order,
+    Stock,
+    Payment,
+}
+
+impl Binary {
+    pub const ALL: [Binary; 4] = [Binary::Api, Binary::Order, Binary::Stock, Binary::Payment];
+
+    pub fn executable(self) -> &'static str {
+        match self {
+            Binary::Api => "api",
+            Binary::Order => "order-svc",
+            Binary::Stock => "stock-svc",
+            Binary::Payment => "payment-svc",
+        }
+    }
+
+    fn db_suffix(self) -> &'static str {
+        match self {
+            Binary::Api => "api",
+            Binary::Order => "order",
+            Binary::Stock => "stock",
+            Binary::Payment => "payment",
+        }
+    }
+}
+
+/// Where the binaries are: `CHECKOUT_BIN_DIR`, else `target/debug`.
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("CHECKOUT_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug"))
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on loopback")
+}
+
+struct Proc {
+    binary: Binary,
+    replica: usize,
+    addr: String,
+    child: Option<Child>,
+}
+
+pub struct SystemBuilder {
+    replicas: usize,
+    env: Vec<(String, String)>,
+}
+
+impl SystemBuilder {
+    /// Runs `n` replicas of every binary.
+    pub fn replicas(mut self, n: usize) -> Self {
+        self.replicas = n.max(1);
+        self
+    }
+
+    /// Sets an environment variable for every binary.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub async fn start(self) -> System {
+        let name = crate::unique_name();
+        let mut dbs = HashMap::new();
+        for b in Binary::ALL {
+            dbs.insert(
+                b,
+                TestDb::create(&format!("{name}_{}", b.db_suffix())).await,
+            );
+        }
+        let log_dir = workspace_root().join("target/testkit-logs").join(&name);
+        std::fs::create_dir_all(&log_dir).expect("log directory");
+        let mut system = System {
+            name,
+            dbs,
+            procs: Vec::new(),
+            env: self.env,
+            log_dir,
+            client: Client::new(""),
+        };
+        for b in Binary::ALL {
+            for replica in 0..self.replicas {
+                let addr = format!("127.0.0.1:{}", free_port());
+                system.procs.push(Proc {
+                    binary: b,
+                    replica,
+                    addr,
+                    child: None,
+                });
+            }
+        }
+        for i in 0..system.procs.len() {
+            system.spawn(i);
+        }
+        for i in 0..system.procs.len() {
+            system.wait_ready(i).await;
+        }
+        system.client = Client::new(system.api_url(0));
+        system
+    }
+}
+
+/// A running system; every process is killed when it is dropped.
+pub struct System {
+    /// The unique name: NATS prefix and database name prefix.
+    pub name: String,
+    dbs: HashMap<Binary, TestDb>,
+    procs: Vec<Proc>,
+    env: Vec<(String, String)>,
+    log_dir: PathBuf,
+    /// Client for the first `api` replica.
+    pub client: Client,
+}
+
+impl System {
+    pub fn builder() -> SystemBuilder {
+        SystemBuilder {
+            replicas: 1,
+            env: Vec::new(),
+        }
+    }
+
+    /// One replica of each binary with default settings.
+    pub async fn start() -> System {
+        Self::builder().start().await
+    }
+
+    /// Base URL of `api` replica `n`.
+    pub fn api_url(&self, n: usize) -> String {
+        let p = self
+            .procs
+            .iter()
+            .find(|p| p.binary == Binary::Api && p.replica == n)
+            .expect("no such api replica");
+        format!("http://{}", p.addr)
+    }
+
+    /// Base URLs of every replica of `binary` (its operations endpoints).
+    pub fn urls(&self, binary: Binary) -> Vec<String> {
+        self.procs
+            .iter()
+            .filter(|p| p.binary == binary)
+            .map(|p| format!("http://{}", p.addr))
+            .collect()
+    }
+
+    /// The database of `binary`, for checks behind the API's back.
+    pub fn db(&self, binary: Binary) -> &TestDb {
+        &self.dbs[&binary]
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let p = &self.procs[i];
+        let exe = bin_dir().join(p.binary.executable());
+        assert!(
+            exe.exists(),
+            "{} not found: build the binaries first (cargo build --workspace --bins; scripts/test.sh does)",
+            exe.display()
+        );
+        let log_path = self
+            .log_dir
+            .join(format!("{}-{}.log", p.binary.executable(), p.replica));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log file");
+        let mut cmd = Command::new(&exe);
+        cmd.env("DATABASE_URL", &self.dbs[&p.binary].url)
+            .env("NATS_URL", crate::nats_url())
+            .env("NATS_PREFIX", &self.name)
+            .env("LISTEN_ADDR", &p.addr)
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file handle"))
+            .stderr(log)
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+        self.procs[i].child = Some(child);
+    }
+
+    async fn wait_ready(&mut self, i: usize) {
+        let url = format!("http://{}/ready", self.procs[i].addr);
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = http.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            let p = &mut self.procs[i];
+            if let Some(child) = p.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "{} exited with {status} before it was ready; log: {}",
+                        p.binary.executable(),
+                        self.log_dir.display()
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready within 60 s; log: {}",
+                p.binary.executable(),
+                self.log_dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILLs every replica of `binary` (no graceful shutdown).
+    pub async fn kill(&mut self, binary: Binary) {
+        for p in self.procs.iter_mut().filter(|p| p.binary == binary) {
+            if let Some(mut child) = p.child.take() {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+        }
+    }
+
+    /// Starts every killed replica of `binary` again, same ports and
+    /// databases, and waits until it is ready.
+    pub async fn restart(&mut self, binary: Binary) {
+        let idx: Vec<usize> = (0..self.procs.len())
+            .filter(|&i| self.procs[i].binary == binary && self.procs[i].child.is_none())
+            .collect();
+        for &i in &idx {
+            self.spawn(i);
+        }
+        for &i in &idx {
+            self.wait_ready(i).await;
+        }
+    }
+
+    /// Stops everything and removes the test's databases and streams.
+    pub async fn shutdown(mut self) {
+        for b in Binary::ALL {
+            self.kill(b).await;
+        }
+        if let Ok(nats) = async_nats::connect(crate::nats_url()).await {
+            let js = async_nats::jetstream::new(nats);
+            let prefix = format!("{}_", self.name);
+            let names: Vec<String> = js
+                .stream_names()
+                .filter_map(|n| async move { n.ok() })
+                .collect()
+                .await;
+            for n in names.into_iter().filter(|n| n.starts_with(&prefix)) {
+                let _ = js.delete_stream(&n).await;
+            }
+        }
+        for (_, db) in self.dbs.drain() {
+            db.drop_db().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.log_dir);
+    }
+}
