@@ -33,6 +33,9 @@ pub async fn consume_outcomes(s: AppState) -> Result<(), jetstream::JetStreamErr
                         tracing::info!(request_id = %record.request_id, status = ?record.status, reason = ?record.reason, "request final");
                         announce(&s, record).await;
                     }
+                    if finalised.iter().any(|r| r.webhook.is_some()) {
+                        s.webhook_wake.notify_one();
+                    }
                     Ok(outcomes
                         .iter()
                         .map(|o| if o.is_some() { Disposition::Ack } else { Disposition::Poison })
@@ -84,6 +87,9 @@ pub async fn sweep(s: AppState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if let Err(e) = crate::idempotency::purge_expired(&s.pool).await {
+            tracing::warn!(error = %e, "cannot purge expired idempotency keys");
+        }
         let stuck = match records::claim_stuck(&s.pool, 500).await {
             Ok(stuck) => stuck,
             Err(e) => {

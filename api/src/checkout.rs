@@ -78,15 +78,26 @@ async fn checkout(
             .and_then(|c| c.as_str())
             .map(str::to_owned)
     };
-    if query.callback_url.is_some() || body_callback.is_some() {
-        // Refused rather than ignored, so no client waits for a call that
-        // will never come.
-        return Err(ApiError::BadRequest(
-            "callback_url is not supported by this version; poll GET /requests/{id}".into(),
-        ));
-    }
+    let callback = match query.callback_url.or(body_callback) {
+        Some(raw) => Some(
+            s.webhooks
+                .policy
+                .check(&raw)
+                .await
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        ),
+        None => None,
+    };
+    // A callback implies async: the answer is the webhook.
+    let async_mode = async_mode || callback.is_some();
 
-    let record = records::create(&s.pool, &order_id, s.settings.republish_after).await?;
+    let record = records::create(
+        &s.pool,
+        &order_id,
+        s.settings.republish_after,
+        callback.as_ref().map(|u| u.as_str()),
+    )
+    .await?;
     let span = tracing::info_span!("checkout", request_id = %record.request_id, %order_id);
     let _enter = span.enter();
     // Registered before publishing, so the wake-up cannot come too early.

@@ -5,12 +5,14 @@
 
 pub mod background;
 pub mod checkout;
+pub mod idempotency;
 pub mod params;
 pub mod problem;
 pub mod records;
 pub mod routes;
 pub mod state;
 pub mod waiters;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -45,6 +47,8 @@ pub enum ApiStartError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     JetStream(#[from] common::jetstream::JetStreamError),
+    #[error(transparent)]
+    Webhooks(#[from] webhooks::worker::WorkerError),
 }
 
 /// The whole HTTP surface.
@@ -54,6 +58,10 @@ pub fn router(state: AppState, deps: &Deps) -> Router {
         .merge(routes::payment::routes())
         .merge(routes::orders::routes())
         .merge(checkout::routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
         .with_state(state);
     api.merge(common::ops::router(deps.readiness()))
         .fallback(not_found)
@@ -96,7 +104,10 @@ pub async fn run(
         subjects: deps.subjects.clone(),
         waiters: Default::default(),
         settings: state::Settings::from_env()?,
+        webhooks: webhooks::Settings::from_env()?,
+        webhook_wake: Default::default(),
     };
+    let worker = webhooks::worker::Worker::new(deps.pool.clone(), state.webhooks.clone())?;
     let mut background = tokio::task::JoinSet::new();
     background.spawn(background::listen_for_final(
         deps.nats.clone(),
@@ -119,6 +130,20 @@ pub async fn run(
             Ok(())
         });
     }
+    background.spawn({
+        let wake = state.webhook_wake.clone();
+        async move {
+            worker.run(wake).await;
+            Ok(())
+        }
+    });
+    background.spawn({
+        let pool = deps.pool.clone();
+        async move {
+            webhooks::worker::report_pending(pool).await;
+            Ok(())
+        }
+    });
     let app = router(state, &deps);
     let served = common::ops::serve(deps.config.listen_addr, app, shutdown).await;
     // In-flight outcomes stay unacknowledged and go to another replica.

@@ -27,6 +27,20 @@ pub struct RequestRecord {
     pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The callback's delivery, when the client gave a `callback_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookView>,
+}
+
+/// Delivery state shown in the record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WebhookView {
+    pub url: String,
+    /// waiting (record not final yet), pending, delivered or failed.
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 impl RequestRecord {
@@ -36,6 +50,13 @@ impl RequestRecord {
 }
 
 const COLUMNS: &str = "id, kind, order_id, status, reason, created_at, completed_at";
+
+/// The record with its webhook, if any.
+const SELECT: &str =
+    "SELECT r.id, r.kind, r.order_id, r.status, r.reason, r.created_at, r.completed_at,
+            w.url AS w_url, w.status AS w_status, w.attempts AS w_attempts,
+            w.last_error AS w_last_error, w.delivered_at AS w_delivered_at
+     FROM requests r LEFT JOIN webhooks w ON w.request_id = r.id";
 
 fn from_row(row: &Row) -> RequestRecord {
     RequestRecord {
@@ -50,41 +71,73 @@ fn from_row(row: &Row) -> RequestRecord {
         reason: row.get("reason"),
         created_at: row.get("created_at"),
         completed_at: row.get("completed_at"),
+        webhook: None,
     }
+}
+
+fn from_joined_row(row: &Row) -> RequestRecord {
+    let mut record = from_row(row);
+    if let Some(url) = row.get::<_, Option<String>>("w_url") {
+        record.webhook = Some(WebhookView {
+            url,
+            status: row.get("w_status"),
+            attempts: row.get("w_attempts"),
+            last_error: row.get("w_last_error"),
+            delivered_at: row.get("w_delivered_at"),
+        });
+    }
+    record
 }
 
 type Result<T> = std::result::Result<T, common::db::DbError>;
 
 /// Stores a new pending checkout record (UUIDv7: time-ordered IDs keep the
 /// primary key index append-mostly).
+/// With a `callback_url`, its delivery is stored in the same transaction.
 pub async fn create(
     pool: &Pool,
     order_id: &str,
     republish_after: Duration,
+    callback_url: Option<&str>,
 ) -> Result<RequestRecord> {
     let id = Uuid::now_v7();
-    let conn = pool.get().await?;
-    let row = conn
-        .query_one(
-            &format!(
-                "INSERT INTO requests (id, order_id, next_publish_at)
-                 VALUES ($1, $2, now() + $3 * interval '1 millisecond') RETURNING {COLUMNS}"
-            ),
-            &[&id, &order_id, &(republish_after.as_millis() as f64)],
-        )
-        .await?;
-    Ok(from_row(&row))
+    let insert = format!(
+        "INSERT INTO requests (id, order_id, next_publish_at)
+         VALUES ($1, $2, now() + $3 * interval '1 millisecond') RETURNING {COLUMNS}"
+    );
+    let after_ms = republish_after.as_millis() as f64;
+    let mut conn = pool.get().await?;
+    let Some(url) = callback_url else {
+        let row = conn
+            .query_one(&insert, &[&id, &order_id, &after_ms])
+            .await?;
+        return Ok(from_row(&row));
+    };
+    let tx = conn.transaction().await?;
+    let row = tx.query_one(&insert, &[&id, &order_id, &after_ms]).await?;
+    tx.execute(
+        "INSERT INTO webhooks (request_id, url) VALUES ($1, $2)",
+        &[&id, &url],
+    )
+    .await?;
+    tx.commit().await?;
+    let mut record = from_row(&row);
+    record.webhook = Some(WebhookView {
+        url: url.to_owned(),
+        status: "waiting".into(),
+        attempts: 0,
+        last_error: None,
+        delivered_at: None,
+    });
+    Ok(record)
 }
 
 pub async fn get(pool: &Pool, id: Uuid) -> Result<Option<RequestRecord>> {
     let conn = pool.get().await?;
     let row = conn
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM requests WHERE id = $1"),
-            &[&id],
-        )
+        .query_opt(&format!("{SELECT} WHERE r.id = $1"), &[&id])
         .await?;
-    Ok(row.as_ref().map(from_row))
+    Ok(row.as_ref().map(from_joined_row))
 }
 
 /// Finalises the records of these outcomes; returns those that changed
@@ -106,24 +159,36 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
             (false, None) => Some("unknown"),
         })
         .collect();
-    let conn = pool.get().await?;
-    let rows = conn
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let changed: Vec<Uuid> = tx
         .query(
-            &format!(
-                "UPDATE requests AS r SET status = x.s, reason = x.r, completed_at = now()
-                 FROM unnest($1::uuid[], $2::text[], $3::text[]) AS x(id, s, r)
-                 WHERE r.id = x.id AND r.status = 'pending'
-                 RETURNING {}",
-                COLUMNS
-                    .split(", ")
-                    .map(|c| format!("r.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            "UPDATE requests AS r SET status = x.s, reason = x.r, completed_at = now()
+             FROM unnest($1::uuid[], $2::text[], $3::text[]) AS x(id, s, r)
+             WHERE r.id = x.id AND r.status = 'pending'
+             RETURNING r.id",
             &[&ids, &statuses, &reasons],
         )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if changed.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    // Their callbacks become due.
+    tx.execute(
+        "UPDATE webhooks SET status = 'pending', next_attempt_at = now()
+         WHERE request_id = ANY($1) AND status = 'waiting'",
+        &[&changed],
+    )
+    .await?;
+    let rows = tx
+        .query(&format!("{SELECT} WHERE r.id = ANY($1)"), &[&changed])
         .await?;
-    Ok(rows.iter().map(from_row).collect())
+    tx.commit().await?;
+    Ok(rows.iter().map(from_joined_row).collect())
 }
 
 /// Claims up to `limit` pending records whose re-publish time has come and

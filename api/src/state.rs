@@ -16,6 +16,10 @@ pub struct AppState {
     pub subjects: Subjects,
     pub waiters: Arc<Waiters>,
     pub settings: Settings,
+    pub webhooks: crate::webhooks::Settings,
+    /// Wakes this replica's webhook worker when a record with a callback
+    /// became final here.
+    pub webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Tunables of the checkout flow (environment, see the README).
@@ -30,8 +34,10 @@ pub struct Settings {
     /// How often the sweeper looks (`SWEEP_INTERVAL_MS`).
     pub sweep_interval: Duration,
     /// How often a waiting client re-reads its record in case the wake-up
-    /// announcement was lost.
+    /// announcement was lost (`WAIT_POLL_MS`).
     pub wait_poll: Duration,
+    /// How long an Idempotency-Key is remembered (`IDEMPOTENCY_TTL_SECS`).
+    pub idempotency_ttl: Duration,
 }
 
 impl Settings {
@@ -42,6 +48,10 @@ impl Settings {
             republish_after: duration_ms_var("REPUBLISH_AFTER_MS", Duration::from_secs(10))?,
             sweep_interval: duration_ms_var("SWEEP_INTERVAL_MS", Duration::from_secs(2))?,
             wait_poll: duration_ms_var("WAIT_POLL_MS", Duration::from_secs(5))?,
+            idempotency_ttl: Duration::from_secs(common::config::parse_var(
+                "IDEMPOTENCY_TTL_SECS",
+                24 * 3600,
+            )?),
         })
     }
 }

@@ -95,6 +95,7 @@ mod tests {
             reason: None,
             created_at: chrono::Utc::now(),
             completed_at: Some(chrono::Utc::now()),
+            webhook: None,
         }
     }
 

@@ -18,3 +18,4 @@ pub mod ops;
 pub mod rpc;
 pub mod shutdown;
 pub mod telemetry;
+pub mod webhook;

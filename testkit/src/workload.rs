@@ -48,7 +48,11 @@ pub async fn scarce(c: &Client, buyers: usize, stock: i64, concurrency: usize) -
 
 /// Fires one checkout per order, all at once (spread over `clients`), and
 /// returns each order's final answer: (HTTP status of the outcome, body).
-pub async fn checkout_all(clients: &[Client], orders: &[String], mode: Mode) -> HashMap<String, Answer> {
+pub async fn checkout_all(
+    clients: &[Client],
+    orders: &[String],
+    mode: Mode,
+) -> HashMap<String, Answer> {
     let futures = orders.iter().enumerate().map(|(i, order)| {
         let c = clients[i % clients.len()].clone();
         let order = order.clone();
@@ -57,7 +61,10 @@ pub async fn checkout_all(clients: &[Client], orders: &[String], mode: Mode) -> 
             (order, answer)
         }
     });
-    futures::future::join_all(futures).await.into_iter().collect()
+    futures::future::join_all(futures)
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// One checkout; in async mode the answer is synthesised from the final
@@ -99,7 +106,12 @@ pub async fn final_record(c: &Client, id: &str) -> Answer {
 
 /// Checks the workload's invariants against the answers and returns the
 /// number of successful checkouts.
-pub async fn verify_scarce(c: &Client, w: &Scarce, answers: &HashMap<String, Answer>, stock: i64) -> usize {
+pub async fn verify_scarce(
+    c: &Client,
+    w: &Scarce,
+    answers: &HashMap<String, Answer>,
+    stock: i64,
+) -> usize {
     let ok: Vec<&String> = answers
         .iter()
         .filter(|(_, a)| a.status == 200)
@@ -112,7 +124,11 @@ pub async fn verify_scarce(c: &Client, w: &Scarce, answers: &HashMap<String, Ans
         );
     }
     let sold = ok.len() as i64;
-    assert_eq!(sold, stock.min(w.orders.len() as i64), "every unit sold, none twice");
+    assert_eq!(
+        sold,
+        stock.min(w.orders.len() as i64),
+        "every unit sold, none twice"
+    );
     assert_eq!(c.stock(&w.item).await, stock - sold, "stock left");
     let user_of: HashMap<&String, &String> = w.orders.iter().map(|(o, u)| (o, u)).collect();
     let charged: Vec<String> = stream::iter(&w.orders)
@@ -125,10 +141,17 @@ pub async fn verify_scarce(c: &Client, w: &Scarce, answers: &HashMap<String, Ans
     let mut charged = charged;
     expect.sort();
     charged.sort();
-    assert_eq!(charged, expect, "exactly the users whose checkout succeeded were charged");
+    assert_eq!(
+        charged, expect,
+        "exactly the users whose checkout succeeded were charged"
+    );
     for (order, a) in answers {
         let paid = c.order(order).await["paid"].as_bool();
-        assert_eq!(paid, Some(a.status == 200), "order {order} paid flag vs answer");
+        assert_eq!(
+            paid,
+            Some(a.status == 200),
+            "order {order} paid flag vs answer"
+        );
     }
     ok.len()
 }

@@ -86,8 +86,13 @@ async fn checkout_outcomes() {
 
     // A paid order takes no more items.
     let (_, order, items) = order_with(c, 100, &[(1, 5, 1)]).await;
-    assert_eq!(c.post(&format!("/orders/checkout/{order}")).await.status, 200);
-    let r = c.post(&format!("/orders/addItem/{order}/{}/1", items[0])).await;
+    assert_eq!(
+        c.post(&format!("/orders/checkout/{order}")).await.status,
+        200
+    );
+    let r = c
+        .post(&format!("/orders/addItem/{order}/{}/1", items[0]))
+        .await;
     assert_eq!(r.status, 409, "{r:?}");
     sys.shutdown().await;
 }
@@ -123,7 +128,9 @@ async fn async_checkout_and_polling() {
 
     // ?mode=async works too; a failure carries its reason.
     let (_, order, _) = order_with(c, 0, &[(4, 2, 1)]).await;
-    let r = c.post(&format!("/orders/checkout/{order}?mode=async")).await;
+    let r = c
+        .post(&format!("/orders/checkout/{order}?mode=async"))
+        .await;
     assert_eq!(r.status, 202);
     let id = r.str("request_id");
     let done = c.get(&format!("/requests/{id}?wait=10")).await;
@@ -134,8 +141,16 @@ async fn async_checkout_and_polling() {
     let unknown = uuid::Uuid::now_v7();
     assert_eq!(c.get(&format!("/requests/{unknown}")).await.status, 404);
     assert_eq!(c.get("/requests/not-a-uuid").await.status, 404);
-    assert_eq!(c.get(&format!("/requests/{id}?wait=soon")).await.status, 400);
-    assert_eq!(c.post(&format!("/orders/checkout/{order}?mode=later")).await.status, 400);
+    assert_eq!(
+        c.get(&format!("/requests/{id}?wait=soon")).await.status,
+        400
+    );
+    assert_eq!(
+        c.post(&format!("/orders/checkout/{order}?mode=later"))
+            .await
+            .status,
+        400
+    );
     sys.shutdown().await;
 }
 
@@ -143,13 +158,19 @@ async fn async_checkout_and_polling() {
 /// after the wait, not an error; the sync checkout answers 202 on timeout.
 #[tokio::test]
 async fn waiting_is_bounded_and_never_guesses() {
-    let mut sys = System::builder().env("CHECKOUT_TIMEOUT_MS", "1500").start().await;
+    let mut sys = System::builder()
+        .env("CHECKOUT_TIMEOUT_MS", "1500")
+        .start()
+        .await;
     let (user, order, items) = order_with(&sys.client, 10, &[(4, 2, 1)]).await;
     sys.kill(Binary::Stock).await;
 
     let c = sys.client.clone();
     let r = c.post(&format!("/orders/checkout/{order}")).await;
-    assert_eq!(r.status, 202, "a timeout hands over the pending record: {r:?}");
+    assert_eq!(
+        r.status, 202,
+        "a timeout hands over the pending record: {r:?}"
+    );
     assert_eq!(r.body["status"], "pending");
     let id = r.str("request_id");
     let started = std::time::Instant::now();
@@ -165,18 +186,5 @@ async fn waiting_is_bounded_and_never_guesses() {
     assert_eq!(done.body["status"], "succeeded", "{done:?}");
     assert_eq!(c.stock(&items[0]).await, 1);
     assert_eq!(c.credit(&user).await, 6);
-    sys.shutdown().await;
-}
-
-#[tokio::test]
-async fn callback_url_is_refused_until_webhooks_exist() {
-    let sys = System::start().await;
-    let c = &sys.client;
-    let (_, order, _) = order_with(c, 10, &[(1, 1, 1)]).await;
-    let r = c
-        .post(&format!("/orders/checkout/{order}?callback_url=http://127.0.0.1:9/x"))
-        .await;
-    assert_eq!(r.status, 400, "{r:?}");
-    assert_eq!(c.order(&order).await["paid"], false, "nothing started");
     sys.shutdown().await;
 }

@@ -1,0 +1,222 @@
+//! The delivery worker: claims due deliveries and attempts them with
+//! bounded concurrency and a per-attempt timeout, so a slow or dead receiver
+//! never slows checkouts or other receivers.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use common::webhook::{
+    Signer, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP,
+};
+use deadpool_postgres::Pool;
+use rand::Rng;
+use serde_json::json;
+use tokio::sync::{Notify, Semaphore};
+
+use super::{
+    policy::GuardedResolver,
+    store::{self, Attempt, Due},
+    Settings, ATTEMPTS, ATTEMPT_DURATION,
+};
+use crate::records::{RequestRecord, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Signer(#[from] common::webhook::WebhookError),
+}
+
+/// The event body; identical for every attempt of one event.
+pub fn event_body(record: &RequestRecord) -> Vec<u8> {
+    let kind = match record.status {
+        Status::Succeeded => "checkout.succeeded",
+        _ => "checkout.failed",
+    };
+    let mut data = record.clone();
+    data.webhook = None;
+    let body = json!({
+        "type": kind,
+        "timestamp": record.completed_at.unwrap_or(record.created_at),
+        "data": data,
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// The event's `webhook-id`: the same for every retry.
+pub fn event_id(record: &RequestRecord) -> String {
+    format!("msg_{}", record.request_id.simple())
+}
+
+pub struct Worker {
+    pool: Pool,
+    settings: Settings,
+    signer: Signer,
+    http: reqwest::Client,
+    slots: Arc<Semaphore>,
+}
+
+impl Worker {
+    pub fn new(pool: Pool, settings: Settings) -> Result<Arc<Self>, WorkerError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .dns_resolver(GuardedResolver::shared(settings.policy.block_private))
+            .user_agent(concat!("checkout-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Arc::new(Self {
+            signer: Signer::new(&settings.secrets)?,
+            slots: Arc::new(Semaphore::new(settings.concurrency)),
+            pool,
+            settings,
+            http,
+        }))
+    }
+
+    /// Runs forever: wakes on `wake` (a record with a callback became final
+    /// here) or every poll interval.
+    pub async fn run(self: Arc<Self>, wake: Arc<Notify>) {
+        let lease = self.settings.timeout + Duration::from_secs(10);
+        loop {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(self.settings.poll) => {}
+            }
+            loop {
+                let free = self.slots.available_permits();
+                if free == 0 {
+                    break;
+                }
+                let due = match store::claim_due(&self.pool, free as i64, lease).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim webhook deliveries");
+                        break;
+                    }
+                };
+                if due.is_empty() {
+                    break;
+                }
+                for d in due {
+                    let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        this.attempt(d).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, due: Due) {
+        let number = due.attempts + 1;
+        let span = tracing::info_span!("webhook", request_id = %due.request_id, attempt = number);
+        let _guard = span.enter();
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let result = self.send(&due).await;
+        let duration = clock.elapsed();
+        ATTEMPT_DURATION.observe(duration.as_secs_f64());
+        let (http_status, error) = match &result {
+            Ok(status) if (200..300).contains(status) => (Some(*status), None),
+            Ok(status) => (Some(*status), Some(format!("receiver answered {status}"))),
+            Err(e) => (None, Some(e.clone())),
+        };
+        let delivered = error.is_none();
+        let retry_in = (!delivered)
+            .then(|| self.settings.schedule.get(number as usize).copied())
+            .flatten()
+            .map(jitter);
+        let outcome = match (delivered, retry_in) {
+            (true, _) => "delivered",
+            (false, Some(_)) => "retry",
+            (false, None) => "failed",
+        };
+        ATTEMPTS.with_label_values(&[outcome]).inc();
+        tracing::info!(
+            outcome,
+            ?http_status,
+            error = error.as_deref().unwrap_or(""),
+            "webhook attempt"
+        );
+        let attempt = Attempt {
+            number,
+            started_at,
+            duration,
+            http_status,
+            error,
+            retry_in,
+            delivered,
+        };
+        if let Err(e) = store::record_attempt(&self.pool, due.request_id, &attempt).await {
+            // The claim runs out and the attempt is made again: receivers
+            // deduplicate by webhook-id.
+            tracing::warn!(error = %e, "cannot record a webhook attempt");
+        }
+    }
+
+    /// One POST; the HTTP status, or why there was none.
+    async fn send(&self, due: &Due) -> Result<u16, String> {
+        self.settings
+            .policy
+            .check(&due.url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = event_body(&due.record);
+        let id = event_id(&due.record);
+        let timestamp = Utc::now().timestamp();
+        let signature = self
+            .signer
+            .sign(&id, timestamp, &body)
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .http
+            .post(&due.url)
+            .header("content-type", "application/json")
+            .header(HEADER_WEBHOOK_ID, id)
+            .header(HEADER_WEBHOOK_TIMESTAMP, timestamp.to_string())
+            .header(HEADER_WEBHOOK_SIGNATURE, signature)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    "timed out".to_owned()
+                } else if e.is_connect() {
+                    "connection failed".to_owned()
+                } else {
+                    e.to_string()
+                }
+            })?;
+        Ok(response.status().as_u16())
+    }
+}
+
+/// ±10 % so that retries of many deliveries spread out.
+fn jitter(d: Duration) -> Duration {
+    let factor = rand::rng().random_range(0.9..=1.1);
+    d.mul_f64(factor)
+}
+
+/// Keeps the pending gauge fresh.
+pub async fn report_pending(pool: Pool) {
+    let gauge = prometheus::register_int_gauge!(
+        "webhook_deliveries_pending",
+        "Webhook deliveries not yet delivered or failed"
+    );
+    let Ok(gauge) = gauge else { return };
+    loop {
+        if let Ok(n) = store::count_pending(&pool).await {
+            gauge.set(n);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
