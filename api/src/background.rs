@@ -18,6 +18,7 @@ const MAX_BATCH: usize = 512;
 /// Consumes checkout outcomes (shared by all api replicas): finalise the
 /// records in one statement, announce them to every replica, acknowledge.
 pub async fn consume_outcomes(s: AppState) -> Result<(), jetstream::JetStreamError> {
+    OUTCOMES.with_label_values(&["succeeded", "none"]);
     let pull = jetstream::consumer(&s.js, &s.subjects, "api-outcomes").await?;
     consumer::run(pull, "api-outcomes", MAX_BATCH, move |batch| {
         let s = s.clone();
@@ -30,6 +31,7 @@ pub async fn consume_outcomes(s: AppState) -> Result<(), jetstream::JetStreamErr
             let result = match records::finalize(&s.pool, &valid).await {
                 Ok(finalised) => {
                     for record in &finalised {
+                        observe(record);
                         tracing::info!(request_id = %record.request_id, status = ?record.status, reason = ?record.reason, "request final");
                         announce(&s, record).await;
                     }
@@ -48,6 +50,39 @@ pub async fn consume_outcomes(s: AppState) -> Result<(), jetstream::JetStreamErr
     })
     .await;
     Ok(())
+}
+
+static OUTCOMES: std::sync::LazyLock<prometheus::IntCounterVec> = std::sync::LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "checkout_outcomes_total",
+        "Finished checkouts, by status and reason (none for successes)",
+        &["status", "reason"]
+    )
+    .expect("metric registers once")
+});
+
+static DURATION: std::sync::LazyLock<prometheus::Histogram> = std::sync::LazyLock::new(|| {
+    prometheus::register_histogram!(
+        "checkout_duration_seconds",
+        "End-to-end checkout time: request record created to final",
+        common::metrics::LATENCY_BUCKETS.to_vec()
+    )
+    .expect("metric registers once")
+});
+
+fn observe(record: &RequestRecord) {
+    let status = match record.status {
+        records::Status::Succeeded => "succeeded",
+        records::Status::Failed => "failed",
+        records::Status::Pending => "pending",
+    };
+    OUTCOMES
+        .with_label_values(&[status, record.reason.as_deref().unwrap_or("none")])
+        .inc();
+    if let Some(done) = record.completed_at {
+        let micros = (done - record.created_at).num_microseconds().unwrap_or(0);
+        DURATION.observe(micros.max(0) as f64 / 1e6);
+    }
 }
 
 async fn announce(s: &AppState, record: &RequestRecord) {

@@ -123,7 +123,7 @@ async fn claim(
     lease: Duration,
     ttl: Duration,
 ) -> Result<Claim, ApiError> {
-    let conn = pool.get().await.map_err(common::db::DbError::from)?;
+    let conn = common::db::get(pool).await?;
     let lease_ms = lease.as_millis() as f64;
     let ttl_ms = ttl.as_millis() as f64;
     // Insert, or take over an expired key or an abandoned claim with the
@@ -208,7 +208,7 @@ async fn store(
                 .map(|v| (h.to_string(), Value::String(v.to_owned())))
         })
         .collect();
-    let conn = pool.get().await.map_err(common::db::DbError::from)?;
+    let conn = common::db::get(pool).await?;
     conn.execute(
         "UPDATE idempotency_keys SET status = $2, headers = $3, body = $4 WHERE key = $1",
         &[&key, &(status.as_u16() as i16), &Value::Object(kept), &body],
@@ -219,7 +219,7 @@ async fn store(
 }
 
 async fn release(pool: &Pool, key: &str) -> Result<(), ApiError> {
-    let conn = pool.get().await.map_err(common::db::DbError::from)?;
+    let conn = common::db::get(pool).await?;
     conn.execute(
         "DELETE FROM idempotency_keys WHERE key = $1 AND status IS NULL",
         &[&key],
@@ -231,7 +231,7 @@ async fn release(pool: &Pool, key: &str) -> Result<(), ApiError> {
 
 /// Deletes expired keys (run by the sweeper).
 pub async fn purge_expired(pool: &Pool) -> Result<u64, common::db::DbError> {
-    let conn = pool.get().await?;
+    let conn = common::db::get(pool).await?;
     Ok(conn
         .execute("DELETE FROM idempotency_keys WHERE expires_at < now()", &[])
         .await?)

@@ -100,13 +100,14 @@ pub async fn create(
     republish_after: Duration,
     callback_url: Option<&str>,
 ) -> Result<RequestRecord> {
+    let _timer = common::db::time_transaction("record_create");
     let id = Uuid::now_v7();
     let insert = format!(
         "INSERT INTO requests (id, order_id, next_publish_at)
          VALUES ($1, $2, now() + $3 * interval '1 millisecond') RETURNING {COLUMNS}"
     );
     let after_ms = republish_after.as_millis() as f64;
-    let mut conn = pool.get().await?;
+    let mut conn = common::db::get(pool).await?;
     let Some(url) = callback_url else {
         let row = conn
             .query_one(&insert, &[&id, &order_id, &after_ms])
@@ -133,7 +134,7 @@ pub async fn create(
 }
 
 pub async fn get(pool: &Pool, id: Uuid) -> Result<Option<RequestRecord>> {
-    let conn = pool.get().await?;
+    let conn = common::db::get(pool).await?;
     let row = conn
         .query_opt(&format!("{SELECT} WHERE r.id = $1"), &[&id])
         .await?;
@@ -159,7 +160,8 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
             (false, None) => Some("unknown"),
         })
         .collect();
-    let mut conn = pool.get().await?;
+    let _timer = common::db::time_transaction("records_finalize");
+    let mut conn = common::db::get(pool).await?;
     let tx = conn.transaction().await?;
     let changed: Vec<Uuid> = tx
         .query(
@@ -195,7 +197,7 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
 /// moves their next time back exponentially (10 s, 20 s, ... at most 5 min).
 /// `SKIP LOCKED` lets several api replicas sweep without doubling up.
 pub async fn claim_stuck(pool: &Pool, limit: i64) -> Result<Vec<(Uuid, String)>> {
-    let conn = pool.get().await?;
+    let conn = common::db::get(pool).await?;
     let rows = conn
         .query(
             "UPDATE requests SET publish_attempts = publish_attempts + 1,
@@ -209,4 +211,16 @@ pub async fn claim_stuck(pool: &Pool, limit: i64) -> Result<Vec<(Uuid, String)>>
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Records not yet final (for the pending gauge).
+pub async fn count_pending(pool: &Pool) -> Result<i64> {
+    let conn = common::db::get(pool).await?;
+    Ok(conn
+        .query_one(
+            "SELECT count(*) FROM requests WHERE status = 'pending'",
+            &[],
+        )
+        .await?
+        .get(0))
 }

@@ -46,6 +46,7 @@ impl Deps {
             migrations,
         )
         .await?;
+        tokio::spawn(crate::metrics::report_pool(pool.clone()));
         let nats = crate::nats::connect(&config.nats_url, binary).await?;
         let subjects = Subjects::new(config.nats_prefix.clone());
         tracing::info!(

@@ -40,6 +40,13 @@ pub async fn run<H, Fut, E>(
     Fut: Future<Output = (Vec<Message>, Result<Vec<Disposition>, E>)>,
     E: std::fmt::Display,
 {
+    // Counters exist at zero from the start, so rates and alerts work
+    // before the first redelivery or poison message.
+    for result in ["ack", "nak", "term"] {
+        crate::metrics::CONSUMED.with_label_values(&[name, result]);
+    }
+    crate::metrics::REDELIVERED.with_label_values(&[name]);
+    tokio::spawn(report_backlog(consumer.clone(), name));
     loop {
         let stream = consumer
             .stream()
@@ -127,6 +134,21 @@ where
         }
     }
     timer.observe_duration();
+}
+
+/// Samples the consumer's backlog every few seconds, forever.
+async fn report_backlog(mut consumer: PullConsumer, name: &'static str) {
+    loop {
+        if let Ok(info) = consumer.info().await {
+            crate::metrics::CONSUMER_PENDING
+                .with_label_values(&[name])
+                .set(info.num_pending as i64);
+            crate::metrics::CONSUMER_ACK_PENDING
+                .with_label_values(&[name])
+                .set(info.num_ack_pending as i64);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 /// Decodes a JSON message body, logging what cannot be decoded.

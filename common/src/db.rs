@@ -132,6 +132,22 @@ pub async fn migrate(pool: &Pool, migrations: refinery::Runner) -> Result<(), Db
     Ok(())
 }
 
+/// A connection from the pool, timing the wait (`db_pool_wait_seconds`).
+pub async fn get(pool: &Pool) -> Result<deadpool_postgres::Object, DbError> {
+    let timer = crate::metrics::DB_POOL_WAIT.start_timer();
+    let conn = pool.get().await?;
+    timer.observe_duration();
+    Ok(conn)
+}
+
+/// Times a hot-path transaction (`db_transaction_duration_seconds`);
+/// observed when dropped.
+pub fn time_transaction(operation: &str) -> prometheus::HistogramTimer {
+    crate::metrics::DB_TX_DURATION
+        .with_label_values(&[operation])
+        .start_timer()
+}
+
 /// True when the database answers a trivial query.
 pub async fn ping(pool: &Pool) -> bool {
     match pool.get().await {

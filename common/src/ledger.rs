@@ -221,7 +221,8 @@ pub async fn apply(
         ledger,
         ..
     } = tables;
-    let mut conn = pool.get().await?;
+    let _timer = crate::db::time_transaction(&format!("{ledger}_apply"));
+    let mut conn = crate::db::get(pool).await?;
     let tx = conn.transaction().await?;
 
     let sagas: Vec<Uuid> = commands

@@ -62,8 +62,8 @@ pub static RPC_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
 pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
         "build_info",
-        "Always 1; labels carry the binary and its version",
-        &["binary", "version"]
+        "Always 1; labels carry the binary, its version and the git commit it was built from",
+        &["binary", "version", "commit"]
     )
     .expect("metric registers once")
 });
@@ -71,7 +71,7 @@ pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 /// Marks the binary in `build_info`.
 pub fn register_build_info(binary: &str) {
     BUILD_INFO
-        .with_label_values(&[binary, env!("CARGO_PKG_VERSION")])
+        .with_label_values(&[binary, env!("CARGO_PKG_VERSION"), env!("GIT_COMMIT")])
         .set(1);
 }
 
@@ -149,3 +149,65 @@ pub static BATCH_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub static DB_POOL: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "db_pool_connections",
+        "PostgreSQL pool: max, size (open), available (idle) and waiting (callers queued)",
+        &["state"]
+    )
+    .expect("metric registers once")
+});
+
+pub static DB_POOL_WAIT: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
+    prometheus::register_histogram!(
+        "db_pool_wait_seconds",
+        "Time spent waiting for a PostgreSQL connection from the pool",
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("metric registers once")
+});
+
+pub static DB_TX_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "db_transaction_duration_seconds",
+        "Duration of the hot-path PostgreSQL transactions, by operation",
+        &["operation"],
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("metric registers once")
+});
+
+pub static CONSUMER_PENDING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "jetstream_consumer_pending",
+        "JetStream consumer backlog: messages not yet delivered (num_pending), by consumer",
+        &["consumer"]
+    )
+    .expect("metric registers once")
+});
+
+pub static CONSUMER_ACK_PENDING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "jetstream_consumer_ack_pending",
+        "JetStream messages delivered but not yet acknowledged (num_ack_pending), by consumer",
+        &["consumer"]
+    )
+    .expect("metric registers once")
+});
+
+/// Samples the pool's state every few seconds, forever.
+pub async fn report_pool(pool: deadpool_postgres::Pool) {
+    loop {
+        let s = pool.status();
+        for (state, v) in [
+            ("max", s.max_size),
+            ("size", s.size),
+            ("available", s.available),
+            ("waiting", s.waiting),
+        ] {
+            DB_POOL.with_label_values(&[state]).set(v as i64);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
+}

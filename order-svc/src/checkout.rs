@@ -92,7 +92,8 @@ impl Checkout {
             .into_iter()
             .collect();
 
-        let mut conn = self.pool.get().await?;
+        let _timer = common::db::time_transaction("saga_start");
+        let mut conn = common::db::get(&self.pool).await?;
         let tx = conn.transaction().await?;
         let mut sagas = load_sagas(&tx, &ids, false).await?;
         let mut orders: HashMap<String, OrderRow> = HashMap::new();
@@ -199,7 +200,8 @@ impl Checkout {
             .collect();
         let ids: Vec<Uuid> = results.iter().flatten().map(|r| r.saga_id).collect();
 
-        let mut conn = self.pool.get().await?;
+        let _timer = common::db::time_transaction("saga_advance");
+        let mut conn = common::db::get(&self.pool).await?;
         let tx = conn.transaction().await?;
         let mut sagas = load_sagas(&tx, &ids, true).await?;
         let before: HashMap<Uuid, Saga> = sagas.clone();
@@ -213,6 +215,16 @@ impl Checkout {
             match sagas.get_mut(&result.saga_id) {
                 Some(saga) => {
                     let new = saga.record(result.step, result.outcome);
+                    if new {
+                        if let Some(started) = saga.created_at {
+                            let age = (chrono::Utc::now() - started)
+                                .num_microseconds()
+                                .unwrap_or(0);
+                            STEP_SECONDS
+                                .with_label_values(&[result.step.as_str()])
+                                .observe(age.max(0) as f64 / 1e6);
+                        }
+                    }
                     tracing::debug!(saga_id = %result.saga_id, step = result.step.as_str(), outcome = ?result.outcome, new, "step result");
                     touched.insert(result.saga_id);
                     dispositions.push(Disposition::Ack);
@@ -296,8 +308,19 @@ struct OrderRow {
     items: Vec<(String, i64)>,
 }
 
-const SAGA_COLUMNS: &str =
-    "id, order_id, user_id, amount, items, state, reserve, charge, released, refunded, reason";
+const SAGA_COLUMNS: &str = "id, order_id, user_id, amount, items, state, reserve, charge, released, refunded, reason, created_at";
+
+/// Time from a saga's start until each step's result arrived.
+static STEP_SECONDS: std::sync::LazyLock<prometheus::HistogramVec> =
+    std::sync::LazyLock::new(|| {
+        prometheus::register_histogram_vec!(
+            "saga_step_seconds",
+            "Time from the start of a checkout saga until a step's result arrived, by step",
+            &["step"],
+            common::metrics::LATENCY_BUCKETS.to_vec()
+        )
+        .expect("metric registers once")
+    });
 
 fn saga_from_row(row: &Row) -> Saga {
     let outcome = |col: &str| row.get::<_, Option<&str>>(col).and_then(StepOutcome::parse);
@@ -316,6 +339,7 @@ fn saga_from_row(row: &Row) -> Saga {
         reason: row
             .get::<_, Option<&str>>("reason")
             .and_then(FailureReason::parse),
+        created_at: row.get("created_at"),
     }
 }
 

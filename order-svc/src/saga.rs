@@ -61,6 +61,8 @@ pub struct Saga {
     pub released: bool,
     pub refunded: bool,
     pub reason: Option<FailureReason>,
+    /// When the saga was stored (None before it is); for timing only.
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A message the saga asks to be sent.
@@ -91,6 +93,7 @@ impl Saga {
             released: false,
             refunded: false,
             reason: None,
+            created_at: None,
         }
     }
 
@@ -112,6 +115,7 @@ impl Saga {
             released: false,
             refunded: false,
             reason,
+            created_at: None,
         }
     }
 

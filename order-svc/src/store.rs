@@ -29,7 +29,7 @@ impl Store {
 
     pub async fn create(&self, user_id: &str) -> Result<Order, OrderError> {
         let id = uuid::Uuid::now_v7().to_string();
-        let conn = self.pool.get().await?;
+        let conn = common::db::get(&self.pool).await?;
         conn.execute(
             "INSERT INTO orders (id, user_id) VALUES ($1, $2)",
             &[&id, &user_id],
@@ -45,7 +45,7 @@ impl Store {
     }
 
     pub async fn find(&self, id: &str) -> Result<Order, OrderError> {
-        let conn = self.pool.get().await?;
+        let conn = common::db::get(&self.pool).await?;
         load(&conn, id).await
     }
 
@@ -59,7 +59,7 @@ impl Store {
         quantity: i64,
         unit_price: i64,
     ) -> Result<Order, OrderError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = common::db::get(&self.pool).await?;
         let tx = conn.transaction().await?;
         let updated = tx
             .query_opt(
@@ -101,7 +101,7 @@ impl Store {
         n_users: i64,
         item_price: i64,
     ) -> Result<u64, OrderError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = common::db::get(&self.pool).await?;
         let tx = conn.transaction().await?;
         tx.execute(
             "DELETE FROM order_lines

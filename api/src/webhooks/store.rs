@@ -22,7 +22,7 @@ pub struct Due {
 /// Claims up to `limit` due deliveries for `lease` (longer than an attempt
 /// can take); another replica can claim them only after the lease.
 pub async fn claim_due(pool: &Pool, limit: i64, lease: Duration) -> Result<Vec<Due>, DbError> {
-    let conn = pool.get().await?;
+    let conn = common::db::get(pool).await?;
     let rows = conn
         .query(
             "UPDATE webhooks SET locked_until = now() + $2 * interval '1 millisecond'
@@ -64,7 +64,7 @@ pub struct Attempt {
 
 /// Records an attempt and moves the delivery on, releasing the claim.
 pub async fn record_attempt(pool: &Pool, request_id: Uuid, a: &Attempt) -> Result<(), DbError> {
-    let mut conn = pool.get().await?;
+    let mut conn = common::db::get(pool).await?;
     let tx = conn.transaction().await?;
     tx.execute(
         "INSERT INTO webhook_attempts (request_id, attempt, started_at, duration_ms, http_status, error)
@@ -102,7 +102,7 @@ pub async fn record_attempt(pool: &Pool, request_id: Uuid, a: &Attempt) -> Resul
 
 /// Deliveries not yet finished (for the pending gauge).
 pub async fn count_pending(pool: &Pool) -> Result<i64, DbError> {
-    let conn = pool.get().await?;
+    let conn = common::db::get(pool).await?;
     Ok(conn
         .query_one(
             "SELECT count(*) FROM webhooks WHERE status IN ('waiting', 'pending')",
@@ -117,7 +117,7 @@ pub async fn attempts(
     pool: &Pool,
     request_id: Uuid,
 ) -> Result<Vec<(i32, Option<i16>, Option<String>)>, DbError> {
-    let conn = pool.get().await?;
+    let conn = common::db::get(pool).await?;
     Ok(conn
         .query(
             "SELECT attempt, http_status, error FROM webhook_attempts

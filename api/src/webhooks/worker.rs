@@ -69,6 +69,9 @@ impl Worker {
             .dns_resolver(GuardedResolver::shared(settings.policy.block_private))
             .user_agent(concat!("checkout-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        for outcome in ["delivered", "retry", "failed"] {
+            ATTEMPTS.with_label_values(&[outcome]);
+        }
         Ok(Arc::new(Self {
             signer: Signer::new(&settings.secrets)?,
             slots: Arc::new(Semaphore::new(settings.concurrency)),
@@ -206,16 +209,26 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(factor)
 }
 
-/// Keeps the pending gauge fresh.
+/// Keeps the gauges of unfinished work fresh: webhook deliveries and
+/// request records still pending.
 pub async fn report_pending(pool: Pool) {
-    let gauge = prometheus::register_int_gauge!(
+    let webhooks = prometheus::register_int_gauge!(
         "webhook_deliveries_pending",
         "Webhook deliveries not yet delivered or failed"
     );
-    let Ok(gauge) = gauge else { return };
+    let requests = prometheus::register_int_gauge!(
+        "checkout_requests_pending",
+        "Request records not yet final"
+    );
+    let (Ok(webhooks), Ok(requests)) = (webhooks, requests) else {
+        return;
+    };
     loop {
         if let Ok(n) = store::count_pending(&pool).await {
-            gauge.set(n);
+            webhooks.set(n);
+        }
+        if let Ok(n) = crate::records::count_pending(&pool).await {
+            requests.set(n);
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
