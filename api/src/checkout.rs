@@ -91,13 +91,14 @@ async fn checkout(
     // A callback implies async: the answer is the webhook.
     let async_mode = async_mode || callback.is_some();
 
-    let record = records::create(
-        &s.pool,
-        &order_id,
-        s.settings.republish_after,
-        callback.as_ref().map(|u| u.as_str()),
-    )
-    .await?;
+    let record = s
+        .writer
+        .create(records::NewRecord {
+            order_id: order_id.clone(),
+            callback_url: callback.map(String::from),
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("cannot store the request: {e}")))?;
     let span = tracing::info_span!("checkout", request_id = %record.request_id, %order_id);
     let _enter = span.enter();
     // Registered before publishing, so the wake-up cannot come too early.

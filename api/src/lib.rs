@@ -13,6 +13,7 @@ pub mod routes;
 pub mod state;
 pub mod waiters;
 pub mod webhooks;
+pub mod writer;
 
 use std::time::Duration;
 
@@ -97,13 +98,15 @@ pub async fn run(
 ) -> Result<(), ApiStartError> {
     let timeout = config::duration_ms_var("RPC_TIMEOUT_MS", Duration::from_secs(30))?;
     let js = common::jetstream::setup(&deps.nats, &deps.subjects).await?;
+    let settings = state::Settings::from_env()?;
     let state = AppState {
         rpc: RpcClient::new(deps.nats.clone(), deps.subjects.clone(), timeout),
         pool: deps.pool.clone(),
         js,
         subjects: deps.subjects.clone(),
         waiters: Default::default(),
-        settings: state::Settings::from_env()?,
+        writer: writer::Writer::start(deps.pool.clone(), settings.republish_after, 2),
+        settings: settings.clone(),
         webhooks: webhooks::Settings::from_env()?,
         webhook_wake: Default::default(),
     };

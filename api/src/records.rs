@@ -93,44 +93,71 @@ type Result<T> = std::result::Result<T, common::db::DbError>;
 
 /// Stores a new pending checkout record (UUIDv7: time-ordered IDs keep the
 /// primary key index append-mostly).
-/// With a `callback_url`, its delivery is stored in the same transaction.
-pub async fn create(
+/// A record to create.
+pub struct NewRecord {
+    pub order_id: String,
+    pub callback_url: Option<String>,
+}
+
+/// Inserts records in one transaction (with their webhook deliveries, if
+/// any) and returns them in order.
+pub async fn create_many(
     pool: &Pool,
-    order_id: &str,
+    new: &[NewRecord],
     republish_after: Duration,
-    callback_url: Option<&str>,
-) -> Result<RequestRecord> {
+) -> Result<Vec<RequestRecord>> {
     let _timer = common::db::time_transaction("record_create");
-    let id = Uuid::now_v7();
-    let insert = format!(
-        "INSERT INTO requests (id, order_id, next_publish_at)
-         VALUES ($1, $2, now() + $3 * interval '1 millisecond') RETURNING {COLUMNS}"
-    );
+    let ids: Vec<Uuid> = new.iter().map(|_| Uuid::now_v7()).collect();
+    let orders: Vec<&str> = new.iter().map(|n| n.order_id.as_str()).collect();
     let after_ms = republish_after.as_millis() as f64;
     let mut conn = common::db::get(pool).await?;
-    let Some(url) = callback_url else {
-        let row = conn
-            .query_one(&insert, &[&id, &order_id, &after_ms])
-            .await?;
-        return Ok(from_row(&row));
-    };
     let tx = conn.transaction().await?;
-    let row = tx.query_one(&insert, &[&id, &order_id, &after_ms]).await?;
-    tx.execute(
-        "INSERT INTO webhooks (request_id, url) VALUES ($1, $2)",
-        &[&id, &url],
-    )
-    .await?;
+    let rows = tx
+        .query(
+            &format!(
+                "INSERT INTO requests (id, order_id, next_publish_at)
+                 SELECT id, o, now() + $3 * interval '1 millisecond'
+                 FROM unnest($1::uuid[], $2::text[]) AS x(id, o)
+                 RETURNING {COLUMNS}"
+            ),
+            &[&ids, &orders, &after_ms],
+        )
+        .await?;
+    let (hook_ids, hook_urls): (Vec<Uuid>, Vec<&str>) = ids
+        .iter()
+        .zip(new)
+        .filter_map(|(id, n)| n.callback_url.as_deref().map(|u| (*id, u)))
+        .unzip();
+    if !hook_ids.is_empty() {
+        tx.execute(
+            "INSERT INTO webhooks (request_id, url) SELECT * FROM unnest($1::uuid[], $2::text[])",
+            &[&hook_ids, &hook_urls],
+        )
+        .await?;
+    }
     tx.commit().await?;
-    let mut record = from_row(&row);
-    record.webhook = Some(WebhookView {
-        url: url.to_owned(),
-        status: "waiting".into(),
-        attempts: 0,
-        last_error: None,
-        delivered_at: None,
-    });
-    Ok(record)
+    let mut by_id: std::collections::HashMap<Uuid, RequestRecord> = rows
+        .iter()
+        .map(|r| {
+            let rec = from_row(r);
+            (rec.request_id, rec)
+        })
+        .collect();
+    Ok(ids
+        .iter()
+        .zip(new)
+        .filter_map(|(id, n)| {
+            let mut rec = by_id.remove(id)?;
+            rec.webhook = n.callback_url.as_ref().map(|url| WebhookView {
+                url: url.clone(),
+                status: "waiting".into(),
+                attempts: 0,
+                last_error: None,
+                delivered_at: None,
+            });
+            Some(rec)
+        })
+        .collect())
 }
 
 pub async fn get(pool: &Pool, id: Uuid) -> Result<Option<RequestRecord>> {

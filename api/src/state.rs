@@ -15,6 +15,8 @@ pub struct AppState {
     pub js: async_nats::jetstream::Context,
     pub subjects: Subjects,
     pub waiters: Arc<Waiters>,
+    /// Group-commits new request records.
+    pub writer: crate::writer::Writer,
     pub settings: Settings,
     pub webhooks: crate::webhooks::Settings,
     /// Wakes this replica's webhook worker when a record with a callback
