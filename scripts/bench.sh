@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# The benchmark suite (`make bench`): brings the local system up if it is not answering, measures
+# ceilings on the same machine in the same run, runs the default suite and writes the report.
+#
+#   1. pgbench ceiling: a single-row `UPDATE items SET stock = stock - 1 WHERE id = 1` on the same
+#      PostgreSQL, in a scratch database `bench_ceiling` this script creates (and leaves behind);
+#   2. harness ceiling: `bench ceiling` (closed loop against GET /health);
+#   3. `bench consistency` (the standard workload; its verdict decides the exit status);
+#   4. `bench stress` (closed loop, 64 clients, 30 s);
+#   5. `bench async` (long-polling);
+#   6. optionally `bench sweep` (BENCH_SWEEP=1);
+#   7. `bench report`: report.md with our figures next to the ceilings as ratios, and SVG plots.
+#
+# Results: bench/results/<timestamp>/ (or $BENCH_OUT_DIR): one JSON per run, pgbench.txt,
+# report.md, *.svg. Exit status: 0 if every step ran and consistency passed, 1 otherwise.
+#
+# Env (defaults): BENCH_BASE_URL (http://127.0.0.1:8000), BENCH_OUT_DIR, BENCH_LABEL (ours),
+#   BENCH_CLIENTS (64), BENCH_DURATION (30s), BENCH_WARMUP (3s),
+#   BENCH_CEILING_DURATION (10s), BENCH_ASYNC_CLIENTS (32), BENCH_ASYNC_DURATION (10s),
+#   BENCH_ITEMS / BENCH_USERS / BENCH_ORDERS (100000 each),
+#   BENCH_SWEEP (0), BENCH_SWEEP_CLIENTS (1,2,4,8,16,32,64,128,256), BENCH_SWEEP_STEP (10s),
+#   PGBENCH_CLIENTS (8), PGBENCH_THREADS (2), PGBENCH_DURATION (20), SKIP_PGBENCH (0),
+#   DATABASE_ADMIN_URL (postgres://postgres@127.0.0.1:15432/postgres), PGBENCH (path),
+#   BENCH_BIN (a prebuilt harness; default: cargo build --release -p bench),
+#   BENCH_NO_UP (1 = never start the system, fail if it does not answer).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+if (($# > 0)); then
+    case "$1" in
+    -h | --help)
+        sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+        exit 0
+        ;;
+    *) die "unknown argument '$1' (configure with environment variables, see --help)" ;;
+    esac
+fi
+
+BASE_URL="${BENCH_BASE_URL:-http://127.0.0.1:8000}"
+OUT="${BENCH_OUT_DIR:-bench/results/$(date +%Y%m%d-%H%M%S)}"
+LABEL="${BENCH_LABEL:-ours}"
+CLIENTS="${BENCH_CLIENTS:-64}"
+DURATION="${BENCH_DURATION:-30s}"
+WARMUP="${BENCH_WARMUP:-3s}"
+CEILING_DURATION="${BENCH_CEILING_DURATION:-10s}"
+ASYNC_CLIENTS="${BENCH_ASYNC_CLIENTS:-32}"
+ASYNC_DURATION="${BENCH_ASYNC_DURATION:-10s}"
+ITEMS="${BENCH_ITEMS:-100000}"
+USERS="${BENCH_USERS:-100000}"
+ORDERS="${BENCH_ORDERS:-100000}"
+PGBENCH_CLIENTS="${PGBENCH_CLIENTS:-8}"
+PGBENCH_THREADS="${PGBENCH_THREADS:-2}"
+PGBENCH_DURATION="${PGBENCH_DURATION:-20}"
+export BENCH_BASE_URL="$BASE_URL" BENCH_OUT_DIR="$OUT" BENCH_LABEL="$LABEL"
+mkdir -p "$OUT"
+failures=()
+
+# --- the harness (release build: a debug harness would understate every figure)
+if [[ -z "${BENCH_BIN:-}" ]]; then
+    log "building the harness (cargo build --release -p bench)"
+    cargo build --release -q -p bench
+    BENCH_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/bench"
+fi
+[[ -x "$BENCH_BIN" ]] || die "no harness binary at $BENCH_BIN"
+
+# --- the system
+if curl -fsS -o /dev/null --max-time 2 "$BASE_URL/health" 2>/dev/null; then
+    log "system already answering at $BASE_URL"
+elif [[ "${BENCH_NO_UP:-0}" == 1 ]]; then
+    die "nothing answers at $BASE_URL/health (BENCH_NO_UP=1)"
+elif [[ -x "$ROOT/scripts/up.sh" ]]; then
+    log "starting the system (scripts/up.sh)"
+    "$ROOT/scripts/up.sh" >&2
+elif [[ -f "$ROOT/Makefile" ]] && grep -qE '^up:' "$ROOT/Makefile"; then
+    log "starting the system (make up)"
+    make -C "$ROOT" up >&2
+else
+    die "nothing answers at $BASE_URL/health and there is no scripts/up.sh or make up"
+fi
+wait_for_http "$BASE_URL/health" 120 || die "$BASE_URL/health did not answer within 120 s"
+
+# --- ceiling 1: pgbench, single-row UPDATE on the same PostgreSQL
+pgbench_ceiling() {
+    local admin url script psql pgbench_bin bindir
+    admin="$(admin_url)"
+    url="$(db_url "$admin" bench_ceiling)"
+    bindir="$(find_pg_bin_dir)"
+    pgbench_bin="${PGBENCH:-}"
+    if [[ -z "$pgbench_bin" ]]; then
+        if [[ -n "$bindir" && -x "$bindir/pgbench" ]]; then
+            pgbench_bin="$bindir/pgbench"
+        else
+            pgbench_bin="$(command -v pgbench || true)"
+        fi
+    fi
+    [[ -n "$pgbench_bin" && -x "$pgbench_bin" ]] || {
+        warn "pgbench not found (set PGBENCH=/path/to/pgbench); skipping the PostgreSQL ceiling"
+        return 0
+    }
+    psql="$(command -v psql || true)"
+    [[ -z "$psql" && -n "$bindir" && -x "$bindir/psql" ]] && psql="$bindir/psql"
+    [[ -n "$psql" ]] || {
+        warn "psql not found; skipping the PostgreSQL ceiling"
+        return 0
+    }
+    log "pgbench ceiling: creating scratch database bench_ceiling"
+    local exists
+    if ! exists="$("$psql" "$admin" -XtAqc "SELECT 1 FROM pg_database WHERE datname = 'bench_ceiling'")"; then
+        warn "cannot reach PostgreSQL at $admin; skipping the PostgreSQL ceiling"
+        failures+=("pgbench")
+        return 0
+    fi
+    if [[ "$exists" != 1 ]] && ! "$psql" "$admin" -XqAc "CREATE DATABASE bench_ceiling" >/dev/null; then
+        warn "cannot create database bench_ceiling; skipping the PostgreSQL ceiling"
+        failures+=("pgbench")
+        return 0
+    fi
+    PGOPTIONS="-c client_min_messages=warning" "$psql" "$url" -XqA -v ON_ERROR_STOP=1 >/dev/null <<'SQL' || {
+CREATE TABLE IF NOT EXISTS items (
+    id    BIGINT PRIMARY KEY,
+    stock BIGINT NOT NULL CHECK (stock >= 0),
+    price BIGINT NOT NULL CHECK (price >= 0)
+);
+INSERT INTO items (id, stock, price) VALUES (1, 1000000000000, 1)
+ON CONFLICT (id) DO UPDATE SET stock = EXCLUDED.stock;
+SQL
+        warn "cannot create the scratch table in bench_ceiling; skipping the PostgreSQL ceiling"
+        failures+=("pgbench")
+        return 0
+    }
+    script="$(mktemp)"
+    printf 'UPDATE items SET stock = stock - 1 WHERE id = 1;\n' >"$script"
+    log "pgbench ceiling: -c $PGBENCH_CLIENTS -j $PGBENCH_THREADS -T $PGBENCH_DURATION"
+    if "$pgbench_bin" -n -c "$PGBENCH_CLIENTS" -j "$PGBENCH_THREADS" -T "$PGBENCH_DURATION" \
+        -f "$script" "$url" >"$OUT/pgbench.txt" 2>"$OUT/pgbench.err"; then
+        grep -E '^(tps|latency average)' "$OUT/pgbench.txt" >&2 || true
+    else
+        cat "$OUT/pgbench.err" >&2
+        failures+=("pgbench")
+    fi
+    rm -f "$script"
+}
+if [[ "${SKIP_PGBENCH:-0}" != 1 ]]; then
+    pgbench_ceiling
+fi
+
+# --- the harness runs; a failing step is recorded and the suite goes on
+run_step() {
+    local name="$1"
+    shift
+    log "bench $*"
+    local rc=0
+    "$BENCH_BIN" "$@" || rc=$?
+    if ((rc != 0)); then
+        warn "step $name exited with status $rc"
+        failures+=("$name")
+    fi
+}
+
+run_step ceiling ceiling --clients "$CLIENTS" --duration "$CEILING_DURATION"
+run_step consistency consistency
+run_step stress stress --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" \
+    --items "$ITEMS" --users "$USERS" --orders "$ORDERS"
+run_step async async --clients "$ASYNC_CLIENTS" --duration "$ASYNC_DURATION" \
+    --items "$ITEMS" --users "$USERS" --orders "$ORDERS"
+if [[ "${BENCH_SWEEP:-0}" == 1 ]]; then
+    run_step sweep sweep --clients-list "${BENCH_SWEEP_CLIENTS:-1,2,4,8,16,32,64,128,256}" \
+        --step-duration "${BENCH_SWEEP_STEP:-10s}" --skip-init \
+        --items "$ITEMS" --users "$USERS" --orders "$ORDERS"
+fi
+
+report="$("$BENCH_BIN" report "$OUT")"
+log "report: $report"
+printf '%s\n' "$report"
+if ((${#failures[@]} > 0)); then
+    warn "failed steps: ${failures[*]}"
+    exit 1
+fi
