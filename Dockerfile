@@ -2,6 +2,7 @@
 # One image with the four binaries: api, order-svc, stock-svc, payment-svc.
 #   docker build -t checkout .                  # ENTRYPOINT runs $BIN (default api)
 #   docker build --build-arg BIN=stock-svc -t checkout-stock .
+#   docker build --build-arg GIT_COMMIT="$(git rev-parse --short=12 HEAD)" -t checkout .
 # docker-compose.yml builds it once and picks the binary per service with `entrypoint:`.
 # Migrations (sql/) and stream definitions (nats/jetstream.json) are compiled into the binaries.
 
@@ -20,7 +21,11 @@ FROM chef AS builder
 COPY --from=planner /app/recipe.json recipe.json
 RUN cargo chef cook --release --workspace --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked --bins -p api -p order-svc -p stock-svc -p payment-svc \
+# The build context has no .git: common/build.rs stamps GIT_COMMIT into build_info instead
+# ("unknown" when empty). Declared after `cook` so a new commit keeps the dependency layer.
+ARG GIT_COMMIT=""
+RUN GIT_COMMIT="${GIT_COMMIT}" \
+    cargo build --release --locked --bins -p api -p order-svc -p stock-svc -p payment-svc \
     && mkdir -p /out \
     && cp target/release/api target/release/order-svc target/release/stock-svc \
           target/release/payment-svc /out/

@@ -329,6 +329,50 @@ ensure_nats_installed() {
     export NATS_SERVER_BIN
 }
 
+# Prometheus, for the dashboard test (testkit/tests/dashboards.rs starts a real one).
+# find_prometheus: PROMETHEUS_BIN, else /usr/bin/prometheus, else the first on PATH.
+find_prometheus() {
+    local c
+    for c in "${PROMETHEUS_BIN:-}" /usr/bin/prometheus "$(command -v prometheus 2>/dev/null || true)"; do
+        if [[ -n "$c" && -x "$c" ]]; then
+            printf '%s\n' "$c"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Sets and exports PROMETHEUS_BIN. Installs Debian's prometheus package if none is found, and
+# keeps its maintainer scripts from starting (or enabling) the packaged daemon: the test runs
+# its own Prometheus on a free port and nothing else should listen on 9090.
+ensure_prometheus_installed() {
+    local bin policy=/usr/sbin/policy-rc.d added_policy=0 rc=0
+    if bin="$(find_prometheus)"; then
+        PROMETHEUS_BIN="$bin"
+        export PROMETHEUS_BIN
+        return 0
+    fi
+    ensure_state_dirs
+    # invoke-rc.d and deb-systemd-invoke ask policy-rc.d; 101 means "do not start services".
+    if [[ $EUID -eq 0 && ! -e $policy ]]; then
+        printf '#!/bin/sh\n# checkout scripts/lib.sh: no service starts while installing\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        added_policy=1
+    fi
+    (apt_install prometheus) || rc=$?
+    if ((added_policy)); then
+        rm -f "$policy"
+    fi
+    ((rc == 0)) || die "could not install prometheus (Debian package; or set PROMETHEUS_BIN)"
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+    hash -r
+    bin="$(find_prometheus)" || die "installed prometheus but found no prometheus binary"
+    PROMETHEUS_BIN="$bin"
+    export PROMETHEUS_BIN
+}
+
 # ---------------------------------------------------------------------------------------------
 # URLs
 

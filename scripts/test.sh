@@ -6,7 +6,8 @@
 #                             NATS_URL are given)
 #   4. cargo build --workspace --bins   (the end-to-end tests spawn $CHECKOUT_BIN_DIR/<bin>)
 #   5. cargo nextest run --workspace --no-fail-fast (or cargo test --workspace) with
-#      DATABASE_ADMIN_URL, NATS_URL, CHECKOUT_BIN_DIR (and NATS_SERVER_BIN) exported;
+#      DATABASE_ADMIN_URL, NATS_URL, CHECKOUT_BIN_DIR, PROMETHEUS_BIN (Debian's prometheus,
+#      installed if missing, for the dashboard test) and NATS_SERVER_BIN exported;
 #      extra arguments are passed on: scripts/test.sh -E 'test(checkout)'
 #   6. docker-compose -f docker-compose.yml config -q   (if docker-compose is installed)
 # PostgreSQL and nats-server keep running afterwards unless TEST_STOP_INFRA=1.
@@ -37,6 +38,14 @@ export DATABASE_ADMIN_URL NATS_URL CHECKOUT_BIN_DIR
 # For tests that start/kill their own nats-server (not required).
 if [[ -z "${NATS_SERVER_BIN:-}" ]] && bin="$(find_nats_server)"; then
     export NATS_SERVER_BIN="$bin"
+fi
+# The dashboard test (testkit/tests/dashboards.rs) runs a real Prometheus. Installing it may be
+# impossible here (not root, no network): then only that test fails, saying why.
+if PROMETHEUS_BIN="$(ensure_prometheus_installed && find_prometheus)"; then
+    export PROMETHEUS_BIN
+else
+    unset PROMETHEUS_BIN
+    warn "prometheus is not installed and could not be installed: the dashboard test will fail"
 fi
 
 log "cargo build --workspace --bins"
