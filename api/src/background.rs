@@ -6,7 +6,7 @@ use std::sync::Arc;
 use common::{
     consumer::{self, Disposition},
     jetstream,
-    messages::saga::CheckoutOutcome,
+    messages::saga::{CheckoutOutcome, FailureReason},
 };
 use futures::StreamExt;
 
@@ -18,7 +18,18 @@ const MAX_BATCH: usize = 512;
 /// Consumes checkout outcomes (shared by all api replicas): finalise the
 /// records in one statement, announce them to every replica, acknowledge.
 pub async fn consume_outcomes(s: AppState) -> Result<(), jetstream::JetStreamError> {
+    // Every series exists from the start, so dashboards read 0, not nothing.
     OUTCOMES.with_label_values(&["succeeded", "none"]);
+    for reason in [
+        FailureReason::InsufficientStock,
+        FailureReason::InsufficientCredit,
+        FailureReason::OrderNotFound,
+        FailureReason::ItemNotFound,
+        FailureReason::UserNotFound,
+    ] {
+        OUTCOMES.with_label_values(&["failed", reason.as_str()]);
+    }
+    std::sync::LazyLock::force(&DURATION);
     let pull = jetstream::consumer(&s.js, &s.subjects, "api-outcomes").await?;
     consumer::run(pull, "api-outcomes", MAX_BATCH, move |batch| {
         let s = s.clone();

@@ -40,6 +40,8 @@ impl Deps {
     ) -> Result<Self, BootstrapError> {
         let config = Config::from_env(service, default_port)?;
         crate::metrics::register_build_info(binary);
+        std::sync::LazyLock::force(&crate::metrics::PUBLISH_DURATION);
+        std::sync::LazyLock::force(&crate::metrics::DB_POOL_WAIT);
         let pool = crate::db::connect_and_migrate(
             &config.database_url,
             config.database_pool_size,

@@ -55,6 +55,9 @@ impl Checkout {
 
     /// Runs both consumers until the task is aborted.
     pub async fn serve(self, max_batch: usize) -> Result<(), JetStreamError> {
+        for step in ["reserve", "charge", "release", "refund"] {
+            STEP_SECONDS.with_label_values(&[step]);
+        }
         let requests = jetstream::consumer(&self.js, &self.subjects, "order-checkout").await?;
         let results = jetstream::consumer(&self.js, &self.subjects, "order-steps").await?;
         let a = self.clone();

@@ -36,7 +36,7 @@ impl Store {
 
     pub async fn create(&self) -> Result<User, PaymentError> {
         let id = uuid::Uuid::now_v7().to_string();
-        let conn = self.pool.get().await?;
+        let conn = common::db::get(&self.pool).await?;
         let row = conn
             .query_one(
                 "INSERT INTO users (id) VALUES ($1) RETURNING id, credit",
@@ -47,7 +47,7 @@ impl Store {
     }
 
     pub async fn find(&self, id: &str) -> Result<User, PaymentError> {
-        let conn = self.pool.get().await?;
+        let conn = common::db::get(&self.pool).await?;
         conn.query_opt("SELECT id, credit FROM users WHERE id = $1", &[&id])
             .await?
             .map(|r| user(&r))
@@ -56,7 +56,7 @@ impl Store {
 
     /// Adds `delta` to the credit (negative to pay).
     pub async fn adjust(&self, id: &str, delta: i64) -> Result<User, PaymentError> {
-        let conn = self.pool.get().await?;
+        let conn = common::db::get(&self.pool).await?;
         let result = conn
             .query_opt(
                 "UPDATE users SET credit = credit + $2 WHERE id = $1 RETURNING id, credit",
@@ -74,7 +74,7 @@ impl Store {
 
     /// Creates or resets users `"0"`..`"n-1"` in one statement.
     pub async fn batch_init(&self, n: i64, credit: i64) -> Result<u64, PaymentError> {
-        let conn = self.pool.get().await?;
+        let conn = common::db::get(&self.pool).await?;
         Ok(conn
             .execute(
                 "INSERT INTO users (id, credit)

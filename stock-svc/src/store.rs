@@ -37,7 +37,7 @@ impl Store {
 
     pub async fn create(&self, price: i64) -> Result<Item, StockError> {
         let id = uuid::Uuid::now_v7().to_string();
-        let conn = self.pool.get().await?;
+        let conn = common::db::get(&self.pool).await?;
         let row = conn
             .query_one(
                 "INSERT INTO items (id, price) VALUES ($1, $2) RETURNING id, stock, price",
@@ -48,7 +48,7 @@ impl Store {
     }
 
     pub async fn find(&self, id: &str) -> Result<Item, StockError> {
-        let conn = self.pool.get().await?;
+        let conn = common::db::get(&self.pool).await?;
         conn.query_opt("SELECT id, stock, price FROM items WHERE id = $1", &[&id])
             .await?
             .map(|r| item(&r))
@@ -58,7 +58,7 @@ impl Store {
     /// Adds `delta` (negative to subtract). The CHECK refuses a negative
     /// result; BIGINT overflow surfaces as an out-of-range error.
     pub async fn adjust(&self, id: &str, delta: i64) -> Result<Item, StockError> {
-        let conn = self.pool.get().await?;
+        let conn = common::db::get(&self.pool).await?;
         let result = conn
             .query_opt(
                 "UPDATE items SET stock = stock + $2 WHERE id = $1 RETURNING id, stock, price",
@@ -76,7 +76,7 @@ impl Store {
 
     /// Creates or resets items `"0"`..`"n-1"` in one statement.
     pub async fn batch_init(&self, n: i64, stock: i64, price: i64) -> Result<u64, StockError> {
-        let conn = self.pool.get().await?;
+        let conn = common::db::get(&self.pool).await?;
         Ok(conn
             .execute(
                 "INSERT INTO items (id, stock, price)

@@ -72,6 +72,7 @@ impl Worker {
         for outcome in ["delivered", "retry", "failed"] {
             ATTEMPTS.with_label_values(&[outcome]);
         }
+        std::sync::LazyLock::force(&ATTEMPT_DURATION);
         Ok(Arc::new(Self {
             signer: Signer::new(&settings.secrets)?,
             slots: Arc::new(Semaphore::new(settings.concurrency)),
