@@ -35,6 +35,18 @@ DATABASE_ADMIN_URL="$(sed -n 's/^DATABASE_ADMIN_URL=//p' <<<"$urls")"
 NATS_URL="$(sed -n 's/^NATS_URL=//p' <<<"$urls")"
 CHECKOUT_BIN_DIR="$ROOT/target/debug"
 export DATABASE_ADMIN_URL NATS_URL CHECKOUT_BIN_DIR
+# Tests drop their databases when they pass; a failed or killed run leaves
+# them behind. They are all named t<12 hex digits>_<service> (testkit).
+if pg_bin="$(find_pg_bin_dir)" && [[ -n "$pg_bin" ]]; then
+    stale="$("$pg_bin/psql" "$DATABASE_ADMIN_URL" -Atc \
+        "SELECT datname FROM pg_database WHERE datname ~ '^t[0-9a-f]{12}_(api|order|stock|payment)\$'" \
+        2>/dev/null || true)"
+    for db in $stale; do
+        "$pg_bin/psql" "$DATABASE_ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" \
+            >/dev/null 2>&1 || true
+    done
+    [[ -z "$stale" ]] || debug "dropped $(wc -w <<<"$stale") stale test databases"
+fi
 # For tests that start/kill their own nats-server (not required).
 if [[ -z "${NATS_SERVER_BIN:-}" ]] && bin="$(find_nats_server)"; then
     export NATS_SERVER_BIN="$bin"

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{error::SqlState, NoTls};
 
@@ -101,13 +101,7 @@ pub async fn connect_and_migrate(
     let pool = pool(url, size)?;
     let check = || async { pool.get().await.map(drop) };
     check
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_secs(2))
-                .with_max_times(40)
-                .with_jitter(),
-        )
+        .retry(crate::retry::startup())
         .notify(|e, after| tracing::warn!(error = %e, ?after, "database not reachable yet"))
         .await?;
     migrate(&pool, migrations).await?;

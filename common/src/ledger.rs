@@ -335,6 +335,31 @@ pub async fn apply(
     Ok(plan.results)
 }
 
+/// Runs a ledger service (stock-svc, payment-svc) until `shutdown`: its
+/// request/reply endpoints (`server`) and its saga-step consumer.
+pub async fn run_service(
+    deps: &crate::bootstrap::Deps,
+    server: crate::rpc::Server,
+    durable: &'static str,
+    tables: Tables,
+    max_batch: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), async_nats::Error> {
+    let js = jetstream::setup(&deps.nats, &deps.subjects).await?;
+    let steps = tokio::spawn(serve(
+        deps.pool.clone(),
+        js,
+        deps.subjects.clone(),
+        durable,
+        tables,
+        max_batch,
+    ));
+    deps.serve(server, shutdown).await?;
+    // Unacknowledged commands are redelivered to the next replica.
+    steps.abort();
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StepsError {
     #[error(transparent)]

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
@@ -36,13 +36,7 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, NatsEr
             .await
     };
     attempt
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_secs(2))
-                .with_max_times(40)
-                .with_jitter(),
-        )
+        .retry(crate::retry::startup())
         .notify(|e, after| tracing::warn!(error = %e, ?after, "NATS not reachable yet"))
         .await
         .map_err(|source| NatsError::Connect {

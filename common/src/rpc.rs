@@ -346,6 +346,15 @@ impl Server {
 /// the disk.
 pub const MAX_BATCH: i64 = 10_000_000;
 
+/// Validates the `n` of a `batch_init`: not negative, at most [`MAX_BATCH`].
+pub fn batch_size(n: i64) -> Result<i64, Rejection> {
+    let n = non_negative("n", n)?;
+    if n > MAX_BATCH {
+        return Err(Rejection::invalid(format!("n must be at most {MAX_BATCH}")));
+    }
+    Ok(n)
+}
+
 /// Refuses negative amounts (the API layer already does; services do not
 /// trust their callers).
 pub fn non_negative(name: &str, v: i64) -> Result<i64, Rejection> {

@@ -2,7 +2,7 @@
 
 use common::{
     messages::{order::*, BatchInitDone},
-    rpc::{non_negative, Rejection, MAX_BATCH},
+    rpc::{batch_size, non_negative, Rejection},
 };
 
 use crate::store::{OrderError, Store};
@@ -42,10 +42,7 @@ pub async fn add_item(store: Store, req: AddItem) -> Result<Order, Rejection> {
 }
 
 pub async fn batch_init(store: Store, req: BatchInit) -> Result<BatchInitDone, Rejection> {
-    let n = non_negative("n", req.n)?;
-    if n > MAX_BATCH {
-        return Err(Rejection::invalid(format!("n must be at most {MAX_BATCH}")));
-    }
+    let n = batch_size(req.n)?;
     if n > 0 && (req.n_items < 1 || req.n_users < 1) {
         return Err(Rejection::invalid("n_items and n_users must be at least 1"));
     }

@@ -2,7 +2,7 @@
 
 use common::{
     messages::{payment::*, BatchInitDone},
-    rpc::{non_negative, Rejection, MAX_BATCH},
+    rpc::{batch_size, non_negative, Rejection},
 };
 
 use crate::store::{PaymentError, Store};
@@ -38,10 +38,7 @@ pub async fn pay(store: Store, req: Pay) -> Result<User, Rejection> {
 }
 
 pub async fn batch_init(store: Store, req: BatchInit) -> Result<BatchInitDone, Rejection> {
-    let n = non_negative("n", req.n)?;
-    if n > MAX_BATCH {
-        return Err(Rejection::invalid(format!("n must be at most {MAX_BATCH}")));
-    }
+    let n = batch_size(req.n)?;
     store
         .batch_init(n, non_negative("starting_money", req.starting_money)?)
         .await?;

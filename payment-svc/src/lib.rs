@@ -67,17 +67,5 @@ pub async fn run(
     server
         .add::<BatchInit, _, _, _>(store.clone(), handlers::batch_init)
         .await?;
-    let js = common::jetstream::setup(&deps.nats, &deps.subjects).await?;
-    let steps = tokio::spawn(ledger::serve(
-        deps.pool.clone(),
-        js,
-        deps.subjects.clone(),
-        "payment",
-        TABLES,
-        MAX_BATCH,
-    ));
-    deps.serve(server, shutdown).await?;
-    // Unacknowledged commands are redelivered to the next replica.
-    steps.abort();
-    Ok(())
+    ledger::run_service(&deps, server, "payment", TABLES, MAX_BATCH, shutdown).await
 }
