@@ -23,6 +23,9 @@ pub enum DbError {
     Query(#[from] tokio_postgres::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] refinery::Error),
+    /// A concurrent transaction got there first; retry the whole unit.
+    #[error("conflict: {0}")]
+    Conflict(String),
 }
 
 /// tokio-postgres prints only "db error" for server errors; the server's

@@ -13,9 +13,11 @@
 //!    NATS round trip, so a hot row (one item everyone buys) is not a
 //!    bottleneck.
 //!
-//! If two replicas race on the same saga, the ledger's primary key makes the
-//! loser's transaction fail as a whole; its batch is redelivered and then
-//! replays the winner's outcome.
+//! If two batches race on the same saga (two replicas, or a redelivery while
+//! the first is still running), a debit's ledger primary key makes the
+//! loser's transaction fail as a whole, and a compensation's locked ledger
+//! row makes the loser wait and then see it done; a failed batch is
+//! redelivered and replays the winner's outcome.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -235,7 +237,12 @@ pub async fn apply(
     for row in tx
         .query(
             &format!(
-                "SELECT saga_id, lines, outcome, compensated FROM {ledger} WHERE saga_id = ANY($1)"
+                // Locked: a concurrent batch with the same saga (another
+                // replica, a redelivery) waits here and then sees this
+                // batch's committed row, so a compensation applies once.
+                // Ledger rows before accounts, each in ID order: no deadlocks.
+                "SELECT saga_id, lines, outcome, compensated FROM {ledger}
+                 WHERE saga_id = ANY($1) ORDER BY saga_id FOR UPDATE"
             ),
             &[&sagas],
         )
@@ -322,14 +329,24 @@ pub async fn apply(
         .await?;
     }
     if !plan.compensated.is_empty() {
-        tx.execute(
-            &format!(
-                "UPDATE {ledger} SET compensated = true, compensated_at = now()
-                 WHERE saga_id = ANY($1)"
-            ),
-            &[&plan.compensated],
-        )
-        .await?;
+        // Only rows not yet compensated flip; if any did not, someone else
+        // compensated it meanwhile and this whole batch must not commit.
+        let flipped = tx
+            .execute(
+                &format!(
+                    "UPDATE {ledger} SET compensated = true, compensated_at = now()
+                     WHERE saga_id = ANY($1) AND NOT compensated"
+                ),
+                &[&plan.compensated],
+            )
+            .await?;
+        if flipped != plan.compensated.len() as u64 {
+            return Err(DbError::Conflict(format!(
+                "{} of {} compensations in {ledger} were already applied",
+                plan.compensated.len() as u64 - flipped,
+                plan.compensated.len()
+            )));
+        }
     }
     tx.commit().await?;
     Ok(plan.results)

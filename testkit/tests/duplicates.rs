@@ -8,8 +8,10 @@ use common::messages::saga::{Step, StepCommand};
 use testkit::System;
 use uuid::Uuid;
 
-async fn send_twice(js: &jetstream::Context, subject: &str, cmd: &StepCommand) {
-    for copy in 0..2 {
+/// Four copies with distinct message IDs (past JetStream deduplication), so that with two replicas each handling two batches at a
+/// time, copies really are applied concurrently.
+async fn send_copies(js: &jetstream::Context, subject: &str, cmd: &StepCommand) {
+    for copy in 0..4 {
         let body = serde_json::to_vec(cmd).expect("json");
         js.send_publish(
             subject.to_owned(),
@@ -42,7 +44,13 @@ async fn drained(js: &jetstream::Context, stream: &str, consumer: &str) {
 
 #[tokio::test]
 async fn reserve_release_charge_refund_apply_once() {
-    let sys = System::start().await;
+    // Two replicas, two batches at a time each: copies of one command race
+    // in concurrent transactions, not only one after another.
+    let sys = System::builder()
+        .replicas(2)
+        .env("CONSUMER_CONCURRENCY", "2")
+        .start()
+        .await;
     let c = &sys.client;
     let item = c.create_item(2).await;
     c.add_stock(&item, 10).await;
@@ -60,13 +68,13 @@ async fn reserve_release_charge_refund_apply_once() {
         lines,
     };
 
-    send_twice(
+    send_copies(
         &js,
         &format!("{p}.js.stock.reserve"),
         &cmd(Step::Reserve, vec![(item.clone(), 3)]),
     )
     .await;
-    send_twice(
+    send_copies(
         &js,
         &format!("{p}.js.payment.charge"),
         &cmd(Step::Charge, vec![(user.clone(), 20)]),
@@ -77,13 +85,13 @@ async fn reserve_release_charge_refund_apply_once() {
     assert_eq!(c.stock(&item).await, 7, "reserved once");
     assert_eq!(c.credit(&user).await, 30, "charged once");
 
-    send_twice(
+    send_copies(
         &js,
         &format!("{p}.js.stock.release"),
         &cmd(Step::Release, vec![]),
     )
     .await;
-    send_twice(
+    send_copies(
         &js,
         &format!("{p}.js.payment.refund"),
         &cmd(Step::Refund, vec![]),
@@ -95,7 +103,7 @@ async fn reserve_release_charge_refund_apply_once() {
     assert_eq!(c.credit(&user).await, 50, "refunded once");
 
     // A late copy of the debit after its compensation does not apply again.
-    send_twice(
+    send_copies(
         &js,
         &format!("{p}.js.stock.reserve"),
         &cmd(Step::Reserve, vec![(item.clone(), 3)]),
