@@ -128,9 +128,43 @@ impl Client {
         assert_eq!(a.status, 200, "{a:?}");
     }
 
+    /// An order of one unit of a fresh item (`price`, `stock` units) by a
+    /// fresh user with `credit`.
+    pub async fn order_of_one(&self, credit: i64, price: i64, stock: i64) -> String {
+        let user = self.create_user(credit).await;
+        let item = self.create_item(price).await;
+        if stock > 0 {
+            self.add_stock(&item, stock).await;
+        }
+        let order = self.create_order(&user).await;
+        self.add_item(&order, &item, 1).await;
+        order
+    }
+
+    /// `POST /orders/checkout/{order}?callback_url=...`.
+    pub async fn checkout_with_callback(&self, order: &str, url: &str) -> Answer {
+        self.post(&format!(
+            "/orders/checkout/{order}?callback_url={}",
+            urlencode(url)
+        ))
+        .await
+    }
+
     pub async fn order(&self, order: &str) -> Value {
         let a = self.get(&format!("/orders/find/{order}")).await;
         assert_eq!(a.status, 200, "{a:?}");
         a.body
     }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

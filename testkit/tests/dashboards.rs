@@ -20,7 +20,7 @@ use std::{
 };
 
 use serde_json::Value;
-use testkit::{receiver::Receiver, workload, Binary, Client, System};
+use testkit::{receiver::Receiver, workload, Binary, System};
 
 /// What Grafana's built-in interval variables stand for here. The rate
 /// window covers the whole workload, which runs within the last minute.
@@ -642,38 +642,6 @@ impl Drop for Prometheus {
 // ------------------------------------------------------------------------
 // The workload
 
-/// An order of one unit of a fresh item (price 2, stock 5) by a user with
-/// `credit`.
-async fn order(c: &Client, credit: i64) -> String {
-    let user = c.create_user(credit).await;
-    let item = c.create_item(2).await;
-    c.add_stock(&item, 5).await;
-    let order = c.create_order(&user).await;
-    c.add_item(&order, &item, 1).await;
-    order
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-async fn checkout_with_callback(c: &Client, order: &str, url: &str) {
-    let r = c
-        .post(&format!(
-            "/orders/checkout/{order}?callback_url={}",
-            urlencode(url)
-        ))
-        .await;
-    assert_eq!(r.status, 202, "{r:?}");
-}
-
 /// Something for every panel to show; returns the number of checkouts that
 /// reach a final outcome.
 async fn run_workload(sys: &System, delivered: &Receiver, refused: &Receiver) -> usize {
@@ -691,11 +659,26 @@ async fn run_workload(sys: &System, delivered: &Receiver, refused: &Receiver) ->
     assert_eq!(sold, 3, "three units sold");
 
     // No credit: the reservation is released; the receiver takes it.
-    checkout_with_callback(c, &order(c, 0).await, &delivered.url).await;
+    assert_eq!(
+        c.checkout_with_callback(&c.order_of_one(0, 2, 5).await, &delivered.url)
+            .await
+            .status,
+        202
+    );
     // Success, delivered.
-    checkout_with_callback(c, &order(c, 10).await, &delivered.url).await;
+    assert_eq!(
+        c.checkout_with_callback(&c.order_of_one(10, 2, 5).await, &delivered.url)
+            .await
+            .status,
+        202
+    );
     // Success, but the receiver refuses every attempt: retried, then given up.
-    checkout_with_callback(c, &order(c, 10).await, &refused.url).await;
+    assert_eq!(
+        c.checkout_with_callback(&c.order_of_one(10, 2, 5).await, &refused.url)
+            .await
+            .status,
+        202
+    );
 
     // Lookups of unknown IDs: 404s from the API and the services.
     let unknown = "00000000-0000-4000-8000-000000000000";

@@ -17,37 +17,11 @@ async fn system(schedule: &str) -> System {
         .await
 }
 
-/// An order that will succeed (credit 10) or fail (credit 0).
-async fn order(c: &Client, credit: i64) -> String {
-    let user = c.create_user(credit).await;
-    let item = c.create_item(3).await;
-    c.add_stock(&item, 5).await;
-    let order = c.create_order(&user).await;
-    c.add_item(&order, &item, 1).await;
-    order
-}
-
 async fn checkout_with_callback(c: &Client, order: &str, url: &str) -> String {
-    let r = c
-        .post(&format!(
-            "/orders/checkout/{order}?callback_url={}",
-            urlencode(url)
-        ))
-        .await;
+    let r = c.checkout_with_callback(order, url).await;
     assert_eq!(r.status, 202, "a callback implies async: {r:?}");
     assert_eq!(r.body["webhook"]["url"], url);
     r.str("request_id")
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn record_when(c: &Client, id: &str, status: &str) -> serde_json::Value {
@@ -67,7 +41,7 @@ async fn success_and_failure_are_delivered_signed() {
     let c = &sys.client;
     let rx = Receiver::start(&[], 200).await;
 
-    let ok = checkout_with_callback(c, &order(c, 10).await, &rx.url).await;
+    let ok = checkout_with_callback(c, &c.order_of_one(10, 3, 5).await, &rx.url).await;
     let d = rx.wait_for(1, Duration::from_secs(20)).await;
     assert_eq!(d.len(), 1);
     let event = d[0].json();
@@ -90,7 +64,7 @@ async fn success_and_failure_are_delivered_signed() {
     );
 
     // The callback may also come in a JSON body.
-    let failing = order(c, 0).await;
+    let failing = c.order_of_one(0, 3, 5).await;
     let r = c
         .send(
             c.raw()
@@ -117,7 +91,7 @@ async fn retried_with_one_webhook_id_until_2xx() {
     let c = &sys.client;
     // 500, then a redirect (not followed, so a failure too), then 200.
     let rx = Receiver::start(&[500, 302], 200).await;
-    let id = checkout_with_callback(c, &order(c, 10).await, &rx.url).await;
+    let id = checkout_with_callback(c, &c.order_of_one(10, 3, 5).await, &rx.url).await;
     let rec = record_when(c, &id, "delivered").await;
     let d = rx.deliveries();
     assert_eq!(d.len(), 3, "three attempts");
@@ -148,7 +122,7 @@ async fn gives_up_after_the_last_attempt() {
     let sys = system("0ms,50ms,50ms").await;
     let c = &sys.client;
     let rx = Receiver::start(&[], 503).await;
-    let id = checkout_with_callback(c, &order(c, 10).await, &rx.url).await;
+    let id = checkout_with_callback(c, &c.order_of_one(10, 3, 5).await, &rx.url).await;
     let rec = record_when(c, &id, "failed").await;
     assert_eq!(rec["webhook"]["attempts"], 3);
     assert!(rec["webhook"]["last_error"]
@@ -159,7 +133,7 @@ async fn gives_up_after_the_last_attempt() {
 
     // A receiver that refuses connections fails the same way.
     let closed = "http://127.0.0.1:9/hook";
-    let id = checkout_with_callback(c, &order(c, 10).await, closed).await;
+    let id = checkout_with_callback(c, &c.order_of_one(10, 3, 5).await, closed).await;
     let rec = record_when(c, &id, "failed").await;
     assert!(rec["webhook"]["last_error"].is_string());
     sys.shutdown().await;
@@ -170,7 +144,7 @@ async fn pending_deliveries_survive_an_api_restart() {
     let mut sys = system("0ms,3s,100ms").await;
     let c = sys.client.clone();
     let rx = Receiver::start(&[], 500).await;
-    let id = checkout_with_callback(&c, &order(&c, 10).await, &rx.url).await;
+    let id = checkout_with_callback(&c, &c.order_of_one(10, 3, 5).await, &rx.url).await;
     rx.wait_for(1, Duration::from_secs(20)).await;
     // Once the first attempt is recorded, the second is 3 s away; the api
     // dies before it. (Killed before recording, the attempt's claim would
@@ -199,7 +173,7 @@ async fn invalid_or_denied_urls_are_refused_and_start_nothing() {
         .start()
         .await;
     let c = &sys.client;
-    let o = order(c, 10).await;
+    let o = c.order_of_one(10, 3, 5).await;
     for bad in [
         "not a url".to_owned(),
         "ftp://example.com/hook".to_owned(),
@@ -210,7 +184,7 @@ async fn invalid_or_denied_urls_are_refused_and_start_nothing() {
         let r = c
             .post(&format!(
                 "/orders/checkout/{o}?callback_url={}",
-                urlencode(&bad)
+                testkit::http::urlencode(&bad)
             ))
             .await;
         assert_eq!(r.status, 400, "{bad}: {r:?}");
@@ -223,7 +197,7 @@ async fn invalid_or_denied_urls_are_refused_and_start_nothing() {
         .start()
         .await;
     let c = &guarded.client;
-    let o = order(c, 10).await;
+    let o = c.order_of_one(10, 3, 5).await;
     for internal in [
         "http://127.0.0.1:9/hook",
         "http://localhost:9/hook",
@@ -233,7 +207,7 @@ async fn invalid_or_denied_urls_are_refused_and_start_nothing() {
         let r = c
             .post(&format!(
                 "/orders/checkout/{o}?callback_url={}",
-                urlencode(internal)
+                testkit::http::urlencode(internal)
             ))
             .await;
         assert_eq!(r.status, 400, "{internal}: {r:?}");
@@ -257,7 +231,7 @@ async fn two_replicas_deliver_each_event_once() {
     let mut ids = Vec::new();
     for i in 0..20 {
         let c = &clients[i % 2];
-        ids.push(checkout_with_callback(c, &order(c, 10).await, &rx.url).await);
+        ids.push(checkout_with_callback(c, &c.order_of_one(10, 3, 5).await, &rx.url).await);
     }
     for id in &ids {
         record_when(&sys.client, id, "delivered").await;
@@ -290,16 +264,16 @@ async fn a_slow_receiver_slows_nobody_else() {
     let fast = Receiver::start(&[], 200).await;
     let mut slow_ids = Vec::new();
     for _ in 0..3 {
-        slow_ids.push(checkout_with_callback(c, &order(c, 10).await, &slow.url).await);
+        slow_ids.push(checkout_with_callback(c, &c.order_of_one(10, 3, 5).await, &slow.url).await);
     }
     let started = std::time::Instant::now();
-    let fast_id = checkout_with_callback(c, &order(c, 10).await, &fast.url).await;
+    let fast_id = checkout_with_callback(c, &c.order_of_one(10, 3, 5).await, &fast.url).await;
     record_when(c, &fast_id, "delivered").await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "the fast receiver was not held up"
     );
-    let sync = order(c, 10).await;
+    let sync = c.order_of_one(10, 3, 5).await;
     let r = c.post(&format!("/orders/checkout/{sync}")).await;
     assert_eq!(r.status, 200, "checkouts go on");
     // The slow receiver's first attempt timed out and waits for its retry.
