@@ -168,6 +168,15 @@ pub async fn get(pool: &Pool, id: Uuid) -> Result<Option<RequestRecord>> {
     Ok(row.as_ref().map(from_joined_row))
 }
 
+/// Several records at once (missing IDs are left out).
+pub async fn get_many(pool: &Pool, ids: &[Uuid]) -> Result<Vec<RequestRecord>> {
+    let conn = common::db::get(pool).await?;
+    let rows = conn
+        .query(&format!("{SELECT} WHERE r.id = ANY($1)"), &[&ids])
+        .await?;
+    Ok(rows.iter().map(from_joined_row).collect())
+}
+
 /// Finalises the records of these outcomes; returns those that changed
 /// (an outcome delivered twice changes nothing the second time).
 pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<RequestRecord>> {

@@ -65,14 +65,6 @@ impl DbError {
     pub fn is_out_of_range(&self) -> bool {
         self.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE)
     }
-
-    /// Serialization failure or deadlock: the whole transaction may be retried.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self.code(),
-            Some(&SqlState::T_R_SERIALIZATION_FAILURE) | Some(&SqlState::T_R_DEADLOCK_DETECTED)
-        )
-    }
 }
 
 /// Builds a pool; connections are opened lazily.

@@ -89,12 +89,6 @@ impl Subjects {
         format!("{}.js.{rest}", self.prefix)
     }
 
-    /// Stream names may not contain dots; `checkout` + `ORDER` gives
-    /// `checkout_ORDER`.
-    pub fn stream(&self, base: &str) -> String {
-        format!("{}_{base}", self.prefix)
-    }
-
     /// Core-NATS subject (not persisted) on which every `api` replica hears
     /// that a request record became final.
     pub fn request_final(&self, request_id: &str) -> String {

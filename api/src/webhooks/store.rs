@@ -34,19 +34,24 @@ pub async fn claim_due(pool: &Pool, limit: i64, lease: Duration) -> Result<Vec<D
             &[&limit, &(lease.as_millis() as f64)],
         )
         .await?;
-    let mut due = Vec::with_capacity(rows.len());
-    for row in rows {
-        let request_id: Uuid = row.get(0);
-        if let Some(record) = records::get(pool, request_id).await? {
-            due.push(Due {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let mut records: std::collections::HashMap<Uuid, RequestRecord> = records::get_many(pool, &ids)
+        .await?
+        .into_iter()
+        .map(|r| (r.request_id, r))
+        .collect();
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let request_id: Uuid = row.get(0);
+            Some(Due {
                 request_id,
                 url: row.get(1),
                 attempts: row.get(2),
-                record,
-            });
-        }
-    }
-    Ok(due)
+                record: records.remove(&request_id)?,
+            })
+        })
+        .collect())
 }
 
 /// What one attempt found.
@@ -110,22 +115,4 @@ pub async fn count_pending(pool: &Pool) -> Result<i64, DbError> {
         )
         .await?
         .get(0))
-}
-
-/// Every attempt of a delivery, oldest first (for tests and operators).
-pub async fn attempts(
-    pool: &Pool,
-    request_id: Uuid,
-) -> Result<Vec<(i32, Option<i16>, Option<String>)>, DbError> {
-    let conn = common::db::get(pool).await?;
-    Ok(conn
-        .query(
-            "SELECT attempt, http_status, error FROM webhook_attempts
-             WHERE request_id = $1 ORDER BY attempt",
-            &[&request_id],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect())
 }
