@@ -30,9 +30,10 @@ const FAILED_BATCH_DELAY: Duration = Duration::from_millis(500);
 /// default 1). With 2, the next batch runs while one commits and waits for
 /// its publish acks; that is safe because every handler serialises on row
 /// locks and primary keys, not on arrival order. On a 2-core machine it was
-/// slower (0.90–0.94× throughput in an A/B of `bench stress`, 64 clients):
-/// the work is CPU-bound there and smaller batches amortise less. Worth
-/// measuring again on more cores.
+/// slower: median 974 vs 1,032 checkouts/s (0.94×), p99 140 vs 131 ms, in an
+/// A/B of `bench stress` at 64 clients (fresh `batch_init` per run, ABBA
+/// order); the work is CPU-bound there and smaller batches amortise less.
+/// Worth measuring again on more cores.
 fn concurrency() -> usize {
     crate::config::parse_var("CONSUMER_CONCURRENCY", 1usize)
         .unwrap_or(1)
