@@ -140,6 +140,8 @@ pub struct InitArgs {
     #[arg(long, default_value_t = 100_000)]
     pub orders: u64,
     /// Do not call batch_init: reuse the data already there (the sizes must still match).
+    /// Orders paid by earlier runs then check out without a saga, so such runs are cheaper
+    /// and not comparable with runs on fresh data.
     #[arg(long)]
     pub skip_init: bool,
     /// Timeout of each batch_init call.
