@@ -70,11 +70,12 @@ port_open() {
     (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
 }
 
-# wait_for_port HOST PORT [TIMEOUT_SECONDS=30]
-wait_for_port() {
-    local host="$1" port="$2" timeout="${3:-30}"
-    local deadline=$((SECONDS + timeout))
-    until port_open "$host" "$port"; do
+# wait_until TIMEOUT_SECONDS COMMAND...: polls COMMAND every 0.2 s until it succeeds;
+# returns 1 if it still fails after the timeout.
+wait_until() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@"; do
         if ((SECONDS >= deadline)); then
             return 1
         fi
@@ -82,17 +83,13 @@ wait_for_port() {
     done
 }
 
+port_closed() { ! port_open "$@"; }
+
+# wait_for_port HOST PORT [TIMEOUT_SECONDS=30]
+wait_for_port() { wait_until "${3:-30}" port_open "$1" "$2"; }
+
 # wait_for_port_closed HOST PORT [TIMEOUT_SECONDS=30]
-wait_for_port_closed() {
-    local host="$1" port="$2" timeout="${3:-30}"
-    local deadline=$((SECONDS + timeout))
-    while port_open "$host" "$port"; do
-        if ((SECONDS >= deadline)); then
-            return 1
-        fi
-        sleep 0.2
-    done
-}
+wait_for_port_closed() { wait_until "${3:-30}" port_closed "$1" "$2"; }
 
 # wait_for_http URL [TIMEOUT_SECONDS=30]: until URL answers 2xx.
 wait_for_http() {

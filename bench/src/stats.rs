@@ -594,33 +594,29 @@ mod tests {
         (open, closed)
     }
 
+    /// Records successful checkouts given as (intended, sent, done).
+    fn record_successes(r: &mut Recorder, samples: &[Timing]) {
+        for (intended, sent, done) in samples {
+            r.record_sample(&Sample {
+                op: "checkout",
+                status: Status::Http(200),
+                class: Class::Success,
+                intended: *intended,
+                sent: *sent,
+                done: *done,
+            });
+        }
+    }
+
     #[test]
     fn open_loop_charges_the_stall_to_every_queued_request() {
         let interval = ms(1);
         let (open, closed) = simulate(1000, interval, ms(500), Duration::from_micros(100));
+        assert_eq!(open.len(), 1000);
         let mut open_r = Recorder::new(Duration::ZERO, None);
-        for (i, (intended, sent, done)) in open.iter().enumerate() {
-            open_r.record_sample(&Sample {
-                op: "checkout",
-                status: Status::Http(200),
-                class: Class::Success,
-                intended: *intended,
-                sent: *sent,
-                done: *done,
-            });
-            assert!(i < 1000);
-        }
+        record_successes(&mut open_r, &open);
         let mut closed_raw = Recorder::new(Duration::ZERO, Some(interval));
-        for (intended, sent, done) in &closed {
-            closed_raw.record_sample(&Sample {
-                op: "checkout",
-                status: Status::Http(200),
-                class: Class::Success,
-                intended: *intended,
-                sent: *sent,
-                done: *done,
-            });
-        }
+        record_successes(&mut closed_raw, &closed);
         let open_s = open_r.latency.summary();
         let raw_s = closed_raw.latency.summary();
         let co_s = closed_raw
