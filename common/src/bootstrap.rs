@@ -91,6 +91,8 @@ pub enum RunError {
     JetStream(#[from] crate::jetstream::JetStreamError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// How long shutdown waits for background tasks to finish what they hold.

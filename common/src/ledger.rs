@@ -378,6 +378,19 @@ pub async fn run_service(
         consumer.run(handler, stop).await;
         Ok::<_, StepsError>(())
     });
+    let retention = crate::retention::retention_from_env()?;
+    let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
+    tasks.spawn("retention", async move {
+        // A ledger row is a step's idempotency key: kept for the retention,
+        // far longer than any redelivery can come late.
+        let ledger = crate::retention::Table {
+            name: tables.ledger,
+            key: "saga_id",
+            only: "true",
+        };
+        crate::retention::run(pool, vec![ledger], retention, stop).await;
+        Ok::<_, std::convert::Infallible>(())
+    });
     deps.serve(server, tasks, readiness, shutdown).await?;
     Ok(())
 }

@@ -22,6 +22,14 @@ pub fn migrations() -> refinery::Runner {
 /// transaction.
 pub const MAX_MESSAGES: usize = 64;
 
+/// Finished sagas are kept for `RETENTION_HOURS`: long enough that no
+/// redelivered checkout can come after its saga is gone.
+const FINISHED_SAGAS: common::retention::Table = common::retention::Table {
+    name: "sagas",
+    key: "id",
+    only: "state IN ('succeeded', 'failed')",
+};
+
 /// Default port of the operations endpoints.
 pub const DEFAULT_PORT: u16 = 8001;
 
@@ -57,6 +65,12 @@ pub async fn run(
     let mut tasks = Tasks::new();
     let checkout = checkout::Checkout::new(deps.pool.clone(), js, deps.subjects.clone());
     let consumers = checkout.spawn(&mut tasks, MAX_MESSAGES);
+    let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
+    let retention = common::retention::retention_from_env()?;
+    tasks.spawn("retention", async move {
+        common::retention::run(pool, vec![FINISHED_SAGAS], retention, stop).await;
+        Ok::<_, std::convert::Infallible>(())
+    });
     let readiness = deps.readiness().with_consumers(consumers);
     deps.serve(server, tasks, readiness, shutdown).await?;
     Ok(())
