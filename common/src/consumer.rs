@@ -163,13 +163,20 @@ impl Consumer {
                 }
             }
             reporter.cancel();
+            if stop.is_cancelled() {
+                // Pulled but not started: hand it back at once, so another
+                // replica gets it now rather than after `ack_wait`.
+                use futures::FutureExt;
+                while let Some(Some(items)) = chunks.next().now_or_never() {
+                    let held: Vec<Message> = items.into_iter().flatten().collect();
+                    settle(name, &held, AckKind::Nak(None), "nak").await;
+                }
+            }
             self.liveness.set(false);
             if !stop.is_cancelled() {
                 tracing::debug!(consumer = name, "pull stream ended; reopening");
             }
         }
-        // Pulled but not started: the stream is dropped here, and JetStream
-        // redelivers those messages to another replica after `ack_wait`.
         self.liveness.set(false);
     }
 
