@@ -21,7 +21,7 @@ async fn default_level_logs_no_line_per_checkout() {
     let w = workload::scarce(&c, BUYERS, 200, 16).await;
     let before = log_bytes(&sys);
     let orders: Vec<String> = w.orders.iter().map(|(o, _)| o.clone()).collect();
-    let answers = workload::checkout_all(&[c.clone()], &orders, Mode::Sync).await;
+    let answers = workload::checkout_all(std::slice::from_ref(&c), &orders, Mode::Sync).await;
     workload::verify_scarce(&c, &w, &answers, 200).await;
     let grown = log_bytes(&sys) - before;
     assert!(
