@@ -12,7 +12,8 @@
 # if possible); if NATS_URL is set, no nats-server is started.
 #
 # Env: PG_PORT (15432), NATS_PORT (14222), NATS_MONITOR_PORT (18222), PG_BIN_DIR,
-#      NATS_SERVER_BIN, VERBOSE=1; INFRA_SKIP_PG=1 / INFRA_SKIP_NATS=1 skip a server.
+#      NATS_SERVER_BIN, VERBOSE=1; INFRA_SKIP_PG=1 / INFRA_SKIP_NATS=1 skip a server (in `down`
+#      too); NATS_LOCAL_CONF (nats/local.conf) configures the single node.
 #      NATS_NODES=3: a three-node JetStream cluster (nats/cluster/node.conf) instead of one
 #      nats-server; node k listens on NATS_PORT+k-1 (clients), NATS_MONITOR_PORT+k-1 and
 #      NATS_CLUSTER_PORT+k-1 (16222, routes); NATS_URL= lists all three.
@@ -33,7 +34,7 @@ NATS_STORE="$STATE/nats"
 NATS_PID="$RUN_DIR/nats.pid"
 NATS_LOG="$LOG_DIR/nats.log"
 NATS_SERVER_NAME="${NATS_SERVER_NAME:-checkout-local}"
-NATS_CONF="$ROOT/nats/local.conf"
+NATS_CONF="${NATS_LOCAL_CONF:-$ROOT/nats/local.conf}"
 NATS_CLUSTER_CONF="$ROOT/nats/cluster/node.conf"
 [[ "$NATS_NODES" == 1 || "$NATS_NODES" == 3 ]] ||
     die "NATS_NODES must be 1 or 3 (nats/cluster/node.conf names three routes), got '$NATS_NODES'"
@@ -497,8 +498,8 @@ main() {
         print_urls
         ;;
     down)
-        nats_down
-        pg_down
+        [[ "${INFRA_SKIP_NATS:-0}" == 1 ]] || nats_down
+        [[ "${INFRA_SKIP_PG:-0}" == 1 ]] || pg_down
         ;;
     wipe)
         nats_down
