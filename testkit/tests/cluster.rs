@@ -315,7 +315,6 @@ async fn node_kills_under_load(replicas: usize) {
         .replicas(replicas)
         .env("NATS_URL", &cluster.url())
         .env("NATS_STREAM_REPLICAS", "3")
-        .env("CHECKOUT_TIMEOUT_MS", "30000")
         .start()
         .await;
     let prefix = sys.name.clone();
