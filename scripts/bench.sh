@@ -10,6 +10,12 @@
 #   5. `bench async` (long-polling);
 #   6. optionally `bench sweep` (BENCH_SWEEP=1);
 #   7. `bench report`: report.md with our figures next to the ceilings as ratios, and SVG plots.
+#   8. with NATS_NODES=3 (the suite ran on the local three-node cluster, R3 streams): the cost of
+#      R3. The system is restarted on one nats-server with `sync_interval: always`
+#      (nats/local-durable.conf, R1), the same `stress` run repeated (stress-r1.json), the cluster
+#      restored, and report.md gains a table of throughput and latency of R1 next to R3. Both
+#      sides have the durability the README recommends against losing a machine (R3: replication,
+#      R1: fsync per write). BENCH_COMPARE_R1=0 skips it.
 #
 # Results: bench/results/<timestamp>/ (or $BENCH_OUT_DIR): one JSON per run, pgbench.txt,
 # report.md, *.svg. Exit status: 0 if every step ran and consistency passed, 1 otherwise.
@@ -22,7 +28,8 @@
 #   PGBENCH_CLIENTS (8), PGBENCH_THREADS (2), PGBENCH_DURATION (20), SKIP_PGBENCH (0),
 #   DATABASE_ADMIN_URL (postgres://postgres@127.0.0.1:15432/postgres), PGBENCH (path),
 #   BENCH_BIN (a prebuilt harness; default: cargo build --release -p bench),
-#   BENCH_NO_UP (1 = never start the system, fail if it does not answer).
+#   BENCH_NO_UP (1 = never start the system, fail if it does not answer),
+#   NATS_NODES (3 = the system runs on the local cluster; see step 8), BENCH_COMPARE_R1 (1).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -171,7 +178,70 @@ if [[ "${BENCH_SWEEP:-0}" == 1 ]]; then
         --items "$ITEMS" --users "$USERS" --orders "$ORDERS"
 fi
 
+# --- the cost of R3: the same stress run on one nats-server (R1), then the cluster again
+compare_r1_r3() {
+    if [[ -n "${NATS_URL:-}" ]]; then
+        warn "NATS_URL is set (not the local cluster): skipping the R1/R3 comparison"
+        return 0
+    fi
+    if [[ ! -f "$RUN_DIR/api.pid" || ! -f "$RUN_DIR/nats-1.pid" ]]; then
+        warn "the system does not run on the cluster of NATS_NODES=3 scripts/up.sh: skipping the R1/R3 comparison"
+        return 0
+    fi
+    log "R1/R3: restarting the system on one nats-server (nats/local-durable.conf, R1)"
+    "$ROOT/scripts/down.sh" --keep-infra >&2
+    NATS_NODES=3 INFRA_SKIP_PG=1 "$ROOT/scripts/infra.sh" down
+    local rc=0
+    (
+        unset NATS_STREAM_REPLICAS
+        export NATS_NODES=1 NATS_LOCAL_CONF="$ROOT/nats/local-durable.conf" SKIP_BUILD=1
+        "$ROOT/scripts/up.sh" >&2
+        wait_for_http "$BASE_URL/health" 120 || die "$BASE_URL/health did not answer on R1"
+        "$BENCH_BIN" stress --name stress-r1 --label "$LABEL R1" --clients "$CLIENTS" \
+            --duration "$DURATION" --warmup "$WARMUP" \
+            --items "$ITEMS" --users "$USERS" --orders "$ORDERS"
+    ) || rc=$?
+    ((rc == 0)) || failures+=("stress-r1")
+    log "R1/R3: back to the cluster (R3)"
+    "$ROOT/scripts/down.sh" --keep-infra >&2
+    NATS_NODES=1 INFRA_SKIP_PG=1 "$ROOT/scripts/infra.sh" down
+    NATS_NODES=3 SKIP_BUILD=1 "$ROOT/scripts/up.sh" >&2 || failures+=("restore-cluster")
+    python3 - "$OUT" >"$OUT/r1-vs-r3.md" <<'PY' || failures+=("r1-vs-r3")
+import json, os, sys
+
+out = sys.argv[1]
+def load(stem):
+    with open(os.path.join(out, stem + ".json")) as f:
+        return json.load(f)["result"]["load"]
+r3, r1 = load("stress"), load("stress-r1")
+def row(name, key, fmt):
+    a, b = r1, r3
+    for k in key:
+        a, b = a[k], b[k]
+    ratio = f"{b / a:.2f}" if a else "-"
+    return f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {ratio} |"
+print("## Cost of R3: the same `stress` run on one nats-server (R1) and on the three-node cluster (R3)\n")
+print("R1: one nats-server, `sync_interval: always` (nats/local-durable.conf). "
+      "R3: three nodes on this machine, streams replicated three ways, default sync "
+      "(nats/cluster/node.conf). Same machine, same PostgreSQL, one after the other.\n")
+print("| measure | R1 | R3 | R3 / R1 |")
+print("|---|---:|---:|---:|")
+print(row("checkouts/s", ["throughput_rps"], "{:,.0f}"))
+print(row("latency p50 (ms)", ["latency", "p50_ms"], "{:.1f}"))
+print(row("latency p99 (ms)", ["latency", "p99_ms"], "{:.1f}"))
+print(row("completed", ["completed"], "{:,}"))
+PY
+}
+if [[ "$NATS_NODES" == 3 && "${BENCH_COMPARE_R1:-1}" == 1 ]]; then
+    compare_r1_r3
+fi
+
 report="$("$BENCH_BIN" report "$OUT")"
+if [[ -s "$OUT/r1-vs-r3.md" ]]; then
+    printf '\n' >>"$OUT/report.md"
+    cat "$OUT/r1-vs-r3.md" >>"$OUT/report.md"
+    cat "$OUT/r1-vs-r3.md" >&2
+fi
 log "report: $report"
 printf '%s\n' "$report"
 if ((${#failures[@]} > 0)); then

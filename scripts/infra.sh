@@ -12,9 +12,14 @@
 # if possible); if NATS_URL is set, no nats-server is started.
 #
 # Env: PG_PORT (15432), NATS_PORT (14222), NATS_MONITOR_PORT (18222), PG_BIN_DIR,
-#      NATS_SERVER_BIN, VERBOSE=1; INFRA_SKIP_PG=1 / INFRA_SKIP_NATS=1 skip a server.
+#      NATS_SERVER_BIN, VERBOSE=1; INFRA_SKIP_PG=1 / INFRA_SKIP_NATS=1 skip a server (in `down`
+#      too); NATS_LOCAL_CONF (nats/local.conf) configures the single node.
+#      NATS_NODES=3: a three-node JetStream cluster (nats/cluster/node.conf) instead of one
+#      nats-server; node k listens on NATS_PORT+k-1 (clients), NATS_MONITOR_PORT+k-1 and
+#      NATS_CLUSTER_PORT+k-1 (16222, routes); NATS_URL= lists all three.
 # Everything lives under .local/: pg/data, pg/run (socket), nats/ (JetStream store),
-# run/nats.pid, log/postgres.log, log/nats.log.
+# run/nats.pid, log/postgres.log, log/nats.log; a cluster node k: nats-<k>/, run/nats-<k>.pid,
+# log/nats-<k>.log. `down`, `wipe` and `status` cover whichever of the two exist.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -29,7 +34,10 @@ NATS_STORE="$STATE/nats"
 NATS_PID="$RUN_DIR/nats.pid"
 NATS_LOG="$LOG_DIR/nats.log"
 NATS_SERVER_NAME="${NATS_SERVER_NAME:-checkout-local}"
-NATS_CONF="$ROOT/nats/local.conf"
+NATS_CONF="${NATS_LOCAL_CONF:-$ROOT/nats/local.conf}"
+NATS_CLUSTER_CONF="$ROOT/nats/cluster/node.conf"
+[[ "$NATS_NODES" == 1 || "$NATS_NODES" == 3 ]] ||
+    die "NATS_NODES must be 1 or 3 (nats/cluster/node.conf names three routes), got '$NATS_NODES'"
 
 # A unix socket path is limited to ~107 bytes; fall back to a short per-checkout directory.
 if ((${#PG_SOCK} + ${#PG_PORT} + 12 > 100)); then
@@ -256,6 +264,10 @@ nats_up() {
         debug "NATS_URL is set: not starting a local nats-server"
         return 0
     fi
+    if [[ "$NATS_NODES" == 3 ]]; then
+        cluster_up
+        return 0
+    fi
     ensure_nats_installed
     ensure_curl_installed
     local pid health="http://$LOCAL_HOST:$NATS_MONITOR_PORT/healthz"
@@ -334,6 +346,97 @@ nats_down() {
         debug "nats-server not running"
     fi
     rm -f "$NATS_PID"
+    cluster_down
+}
+
+# ---------------------------------------------------------------------------------------------
+# Three-node JetStream cluster (NATS_NODES=3), every node configured by nats/cluster/node.conf
+
+node_client_port() { printf '%s\n' $((NATS_PORT + $1 - 1)); }
+node_monitor_port() { printf '%s\n' $((NATS_MONITOR_PORT + $1 - 1)); }
+node_route_port() { printf '%s\n' $((NATS_CLUSTER_PORT + $1 - 1)); }
+
+cluster_up() {
+    ensure_nats_installed
+    ensure_curl_installed
+    local k pid port pidfile log started=()
+    for ((k = 1; k <= 3; k++)); do
+        pidfile="$RUN_DIR/nats-$k.pid" log="$LOG_DIR/nats-$k.log"
+        if pid="$(running_pid "$pidfile" nats-server)"; then
+            debug "nats node $k already running (pid $pid)"
+            continue
+        fi
+        for port in "$(node_client_port "$k")" "$(node_monitor_port "$k")" "$(node_route_port "$k")"; do
+            if port_open "$LOCAL_HOST" "$port"; then
+                die "port $port (nats node $k) is in use by another process (a single-node nats-server? run scripts/down.sh first); or set NATS_PORT / NATS_MONITOR_PORT / NATS_CLUSTER_PORT"
+            fi
+        done
+        mkdir -p "$STATE/nats-$k"
+        rm -f "$pidfile"
+        printf '\n==== %s starting node %s: %s -c %s\n' "$(date -Is)" "$k" "$NATS_SERVER_BIN" \
+            "$NATS_CLUSTER_CONF" >>"$log"
+        # shellcheck disable=SC2016,SC2094 # $$ is for the inner bash; the log is only appended to
+        NATS_SERVER_NAME="checkout-n$k" \
+            NATS_LISTEN="$LOCAL_HOST:$(node_client_port "$k")" \
+            NATS_HTTP="$LOCAL_HOST:$(node_monitor_port "$k")" \
+            NATS_STORE_DIR="$STATE/nats-$k" \
+            NATS_CLUSTER_LISTEN="$LOCAL_HOST:$(node_route_port "$k")" \
+            NATS_ROUTE_1="nats-route://$LOCAL_HOST:$(node_route_port 1)" \
+            NATS_ROUTE_2="nats-route://$LOCAL_HOST:$(node_route_port 2)" \
+            NATS_ROUTE_3="nats-route://$LOCAL_HOST:$(node_route_port 3)" \
+            setsid -w bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" \
+            "$NATS_SERVER_BIN" -c "$NATS_CLUSTER_CONF" -l "$log" </dev/null >>"$log" 2>&1 9>&- &
+        disown 2>/dev/null || true
+        started+=("$k")
+    done
+    # Healthy = JetStream has a meta leader and this node's streams are current, which takes a
+    # majority of the nodes: so start all, then wait for each.
+    for ((k = 1; k <= 3; k++)); do
+        wait_for_http "http://$LOCAL_HOST:$(node_monitor_port "$k")/healthz" 60 || {
+            show_log_tail "$LOG_DIR/nats-$k.log"
+            die "nats node $k is not healthy at http://$LOCAL_HOST:$(node_monitor_port "$k")/healthz (scripts/infra.sh down stops the cluster)"
+        }
+    done
+    if ((${#started[@]} > 0)); then
+        log "nats cluster: started node(s) ${started[*]} of 3 at $(local_nats_url) ($("$NATS_SERVER_BIN" --version))"
+    fi
+}
+
+# Stops every cluster node that runs, whatever NATS_NODES says.
+cluster_down() {
+    local pidfile pid stopped=()
+    shopt -s nullglob
+    for pidfile in "$RUN_DIR"/nats-[0-9]*.pid; do
+        if pid="$(running_pid "$pidfile" nats-server)"; then
+            stop_pid "$pid" nats-server 30
+            stopped+=("$(basename "$pidfile" .pid)")
+        fi
+        rm -f "$pidfile"
+    done
+    shopt -u nullglob
+    if ((${#stopped[@]} > 0)); then
+        log "stopped ${stopped[*]}"
+    fi
+}
+
+cluster_status() {
+    local k pid pidfile health rc=0
+    for ((k = 1; k <= 3; k++)); do
+        pidfile="$RUN_DIR/nats-$k.pid"
+        [[ "$NATS_NODES" == 3 || -f "$pidfile" ]] || continue
+        if pid="$(running_pid "$pidfile" nats-server)"; then
+            health=unhealthy
+            curl -fsS -o /dev/null --max-time 2 "http://$LOCAL_HOST:$(node_monitor_port "$k")/healthz" \
+                2>/dev/null && health=healthy
+            printf 'nats node %s: running   pid %s  nats://%s:%s  %s  monitor http://%s:%s  store %s\n' \
+                "$k" "$pid" "$LOCAL_HOST" "$(node_client_port "$k")" "$health" "$LOCAL_HOST" \
+                "$(node_monitor_port "$k")" "$STATE/nats-$k"
+        else
+            printf 'nats node %s: stopped   (store %s)\n' "$k" "$STATE/nats-$k"
+            rc=3
+        fi
+    done
+    return "$rc"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -355,12 +458,17 @@ status() {
     fi
     if [[ -n "${NATS_URL:-}" ]]; then
         printf 'nats-server: external  %s\n' "$NATS_URL"
-    elif pid="$(running_pid "$NATS_PID" nats-server)"; then
+        return "$rc"
+    fi
+    if [[ "$NATS_NODES" == 3 ]] || compgen -G "$RUN_DIR/nats-[0-9]*.pid" >/dev/null; then
+        cluster_status || rc=3
+    fi
+    if pid="$(running_pid "$NATS_PID" nats-server)"; then
         local health=unhealthy
         curl -fsS -o /dev/null --max-time 2 "http://$LOCAL_HOST:$NATS_MONITOR_PORT/healthz" 2>/dev/null && health=healthy
-        printf 'nats-server: running   pid %s  %s  %s  monitor http://%s:%s  store %s\n' \
-            "$pid" "$(local_nats_url)" "$health" "$LOCAL_HOST" "$NATS_MONITOR_PORT" "$NATS_STORE"
-    else
+        printf 'nats-server: running   pid %s  nats://%s:%s  %s  monitor http://%s:%s  store %s\n' \
+            "$pid" "$LOCAL_HOST" "$NATS_PORT" "$health" "$LOCAL_HOST" "$NATS_MONITOR_PORT" "$NATS_STORE"
+    elif [[ "$NATS_NODES" == 1 ]]; then
         printf 'nats-server: stopped\n'
         rc=3
     fi
@@ -390,15 +498,15 @@ main() {
         print_urls
         ;;
     down)
-        nats_down
-        pg_down
+        [[ "${INFRA_SKIP_NATS:-0}" == 1 ]] || nats_down
+        [[ "${INFRA_SKIP_PG:-0}" == 1 ]] || pg_down
         ;;
     wipe)
         nats_down
         pg_down
-        rm -rf "$PG_DIR" "$NATS_STORE"
+        rm -rf "$PG_DIR" "$NATS_STORE" "$STATE"/nats-[0-9]*
         [[ "$PG_SOCK" == "$PG_DIR"/* ]] || rm -rf "$PG_SOCK"
-        log "wiped $PG_DIR and $NATS_STORE"
+        log "wiped $PG_DIR, $NATS_STORE and the cluster stores"
         ;;
     status) status ;;
     env) print_urls ;;

@@ -17,6 +17,11 @@ export ROOT STATE LOG_DIR RUN_DIR
 PG_PORT="${PG_PORT:-15432}"
 NATS_PORT="${NATS_PORT:-14222}"
 NATS_MONITOR_PORT="${NATS_MONITOR_PORT:-18222}"
+# NATS_NODES=3: a three-node JetStream cluster instead of one nats-server. Node k (1..3) listens
+# for clients on NATS_PORT+k-1, for monitoring on NATS_MONITOR_PORT+k-1 and for routes on
+# NATS_CLUSTER_PORT+k-1.
+NATS_NODES="${NATS_NODES:-1}"
+NATS_CLUSTER_PORT="${NATS_CLUSTER_PORT:-16222}"
 LOCAL_HOST=127.0.0.1
 
 # These are used by the scripts that source this file.
@@ -374,7 +379,21 @@ ensure_prometheus_installed() {
 # URLs
 
 local_admin_url() { printf 'postgres://postgres@%s:%s/postgres\n' "$LOCAL_HOST" "$PG_PORT"; }
-local_nats_url() { printf 'nats://%s:%s\n' "$LOCAL_HOST" "$NATS_PORT"; }
+# One URL, or with NATS_NODES=3 the comma-separated URLs of every node (the binaries accept both).
+local_nats_url() {
+    if [[ "$NATS_NODES" == 1 ]]; then
+        printf 'nats://%s:%s\n' "$LOCAL_HOST" "$NATS_PORT"
+    else
+        local k urls=()
+        for ((k = 1; k <= NATS_NODES; k++)); do
+            urls+=("nats://$LOCAL_HOST:$((NATS_PORT + k - 1))")
+        done
+        (
+            IFS=,
+            printf '%s\n' "${urls[*]}"
+        )
+    fi
+}
 
 # The admin URL in effect: the user's DATABASE_ADMIN_URL, else the project-local server's.
 admin_url() {

@@ -9,6 +9,8 @@
 #   API_LISTEN_ADDR, ORDER_LISTEN_ADDR, STOCK_LISTEN_ADDR, PAYMENT_LISTEN_ADDR
 #                         base listen address (default 127.0.0.1:8000|8001|8002|8003)
 #   DATABASE_ADMIN_URL, NATS_URL   use these servers instead of starting local ones
+#   NATS_NODES=3          a local three-node JetStream cluster (scripts/infra.sh): every binary
+#                         gets all three URLs and NATS_STREAM_REPLICAS=3 (R3 streams)
 #   RUST_LOG (info), SKIP_BUILD=1 (use the binaries already in target/release; UP_BIN_DIR
 #                         takes them from elsewhere),
 #   READY_TIMEOUT (60 seconds)
@@ -48,6 +50,9 @@ INFRA_SKIP_PG="$skip_pg" "$ROOT/scripts/infra.sh" up >/dev/null
 ensure_curl_installed
 ADMIN_URL="$(admin_url)"
 NATS="$(nats_url)"
+if [[ "$NATS_NODES" == 3 && -z "${NATS_URL:-}" ]]; then
+    export NATS_STREAM_REPLICAS="${NATS_STREAM_REPLICAS:-3}"
+fi
 
 names=()
 declare -A ADDR=()

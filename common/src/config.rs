@@ -26,6 +26,7 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     pub database_url: String,
     pub database_pool_size: usize,
+    /// One server URL, or the comma-separated URLs of a cluster's nodes.
     pub nats_url: String,
     /// Prefix of every NATS subject and stream this deployment uses, so that
     /// several deployments (or parallel tests) can share one nats-server.
@@ -48,6 +49,15 @@ impl Config {
                 reason: "use letters, digits, '-' and '_' only".into(),
             });
         }
+        let nats_url = var_or("NATS_URL", format!("nats://127.0.0.1:{LOCAL_NATS_PORT}"))?;
+        // Checked here so that a typo fails at start-up, not in the retry loop.
+        if let Err(e) = crate::nats::server_addrs(&nats_url) {
+            return Err(ConfigError::Invalid {
+                name: "NATS_URL".into(),
+                value: nats_url,
+                reason: e.to_string(),
+            });
+        }
         Ok(Self {
             service: service.to_string(),
             listen_addr: parse_var(
@@ -59,7 +69,7 @@ impl Config {
                 format!("postgres://postgres@127.0.0.1:{LOCAL_PG_PORT}/{service}"),
             )?,
             database_pool_size: parse_var("DATABASE_POOL_SIZE", 16)?,
-            nats_url: var_or("NATS_URL", format!("nats://127.0.0.1:{LOCAL_NATS_PORT}"))?,
+            nats_url,
             nats_prefix,
         })
     }

@@ -10,6 +10,7 @@ use std::{future::IntoFuture, time::Duration};
 use async_nats::jetstream::{
     self, consumer::PullConsumer, message::PublishMessage, stream, Context,
 };
+use backon::Retryable;
 use bytes::Bytes;
 use serde::Deserialize;
 
@@ -37,6 +38,22 @@ pub enum JetStreamError {
     },
     #[error("publish failed: {0}")]
     Publish(#[from] jetstream::context::PublishError),
+}
+
+impl JetStreamError {
+    /// Worth retrying at start-up: JetStream did not answer in time or is
+    /// not available yet, as happens in a cluster right after it formed or
+    /// while a stream leader is being elected.
+    pub fn is_transient(&self) -> bool {
+        use jetstream::{context::CreateStreamErrorKind as S, stream::ConsumerErrorKind as C};
+        match self {
+            Self::Stream { source, .. } => {
+                matches!(source.kind(), S::TimedOut | S::JetStreamUnavailable)
+            }
+            Self::Consumer { source, .. } => matches!(source.kind(), C::TimedOut | C::Request),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -86,12 +103,19 @@ pub async fn consumer(
         .into_iter()
         .find(|c| c.config.durable_name.as_deref() == Some(durable))
         .ok_or_else(|| JetStreamError::UnknownConsumer(durable.to_owned()))?;
-    js.create_consumer_on_stream(def.config, def.stream)
+    let create = || async {
+        js.create_consumer_on_stream(def.config.clone(), def.stream.clone())
+            .await
+            .map_err(|source| JetStreamError::Consumer {
+                name: durable.to_owned(),
+                source,
+            })
+    };
+    create
+        .retry(crate::retry::startup())
+        .when(JetStreamError::is_transient)
+        .notify(|e, after| tracing::warn!(error = %e, ?after, "JetStream not ready yet"))
         .await
-        .map_err(|source| JetStreamError::Consumer {
-            name: durable.to_owned(),
-            source,
-        })
 }
 
 /// Connects the JetStream context and makes sure the streams exist.
@@ -102,7 +126,11 @@ pub async fn setup(
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(10))
         .build(nats.clone());
-    ensure_streams(&js, subjects).await?;
+    (|| ensure_streams(&js, subjects))
+        .retry(crate::retry::startup())
+        .when(JetStreamError::is_transient)
+        .notify(|e, after| tracing::warn!(error = %e, ?after, "JetStream not ready yet"))
+        .await?;
     Ok(js)
 }
 

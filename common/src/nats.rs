@@ -10,6 +10,12 @@ use backon::Retryable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
+    #[error("invalid NATS_URL {url:?}: {source}")]
+    InvalidUrl {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot connect to NATS at {url}: {source}")]
     Connect {
         url: String,
@@ -18,9 +24,33 @@ pub enum NatsError {
     },
 }
 
-/// Connects, retrying with backoff for about a minute so that a service
-/// started before nats-server waits for it instead of failing.
+/// The servers of `NATS_URL`: one URL, or several separated by commas (the
+/// nodes of a cluster; the client connects to any and fails over to the
+/// others).
+pub fn server_addrs(url: &str) -> std::io::Result<Vec<async_nats::ServerAddr>> {
+    let addrs = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::parse)
+        .collect::<std::io::Result<Vec<async_nats::ServerAddr>>>()?;
+    if addrs.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no server given",
+        ));
+    }
+    Ok(addrs)
+}
+
+/// Connects to the servers of `url` (see [`server_addrs`]), retrying with
+/// backoff for about a minute so that a service started before nats-server
+/// waits for it instead of failing.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, NatsError> {
+    let addrs = server_addrs(url).map_err(|source| NatsError::InvalidUrl {
+        url: url.to_string(),
+        source,
+    })?;
     let attempt = || async {
         async_nats::ConnectOptions::new()
             .name(name)
@@ -32,7 +62,7 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, NatsEr
             // Never give up reconnecting once connected: a restarted
             // nats-server must not leave a process that is up but deaf.
             .max_reconnects(None)
-            .connect(url)
+            .connect(addrs.clone())
             .await
     };
     attempt
@@ -93,5 +123,25 @@ impl Subjects {
     /// which request records became final (a batch per message).
     pub fn requests_final(&self) -> String {
         format!("{}.evt.requests.final", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_addrs;
+
+    #[test]
+    fn one_url_or_a_comma_separated_list() {
+        assert_eq!(server_addrs("nats://127.0.0.1:4222").unwrap().len(), 1);
+        let cluster =
+            server_addrs("nats://127.0.0.1:4222, nats://127.0.0.1:4223,127.0.0.1:4224").unwrap();
+        let ports: Vec<u16> = cluster.iter().map(|a| a.port()).collect();
+        assert_eq!(ports, [4222, 4223, 4224]);
+    }
+
+    #[test]
+    fn rejects_garbage_and_empty_lists() {
+        assert!(server_addrs("nats://[bad").is_err());
+        assert!(server_addrs(" , ").is_err());
     }
 }

@@ -6,6 +6,7 @@
 //! [`System`] starts the real binaries on free ports and drives them over
 //! real HTTP.
 
+pub mod cluster;
 pub mod db;
 pub mod http;
 pub mod proxy;
@@ -13,6 +14,7 @@ pub mod receiver;
 pub mod system;
 pub mod workload;
 
+pub use cluster::NatsCluster;
 pub use db::TestDb;
 pub use http::Client;
 pub use system::{Binary, Dep, System, SystemBuilder};
