@@ -52,6 +52,23 @@ fn prefers_async(headers: &HeaderMap) -> bool {
         .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
 }
 
+#[utoipa::path(post, path = "/orders/checkout/{order_id}", tag = "orders",
+    description = "Pays the order and reserves its items. Plain: waits for the outcome (200, or 4xx \
+        problem with `request_id` and `reason`); a 202 with the pending record if it is not final \
+        within the wait. `Prefer: respond-async`, `?mode=async` or a `callback_url`: 202 at once.",
+    params(("order_id" = String, Path, min_length = 1, max_length = 128),
+        ("mode" = Option<crate::openapi::CheckoutMode>, Query),
+        ("callback_url" = Option<String>, Query, format = "uri", max_length = 2048,
+            description = "Webhook for the final record; implies async"),
+        ("Prefer" = Option<String>, Header, description = "RFC 7240: `respond-async` (202 at \
+            once), `wait=N` (seconds a plain checkout waits before answering 202)")),
+    request_body(content = Option<crate::openapi::CheckoutBody>, content_type = "application/json"),
+    responses((status = 200, description = "Paid (or was already paid)", body = RequestRecord),
+        (status = 202, description = "Accepted, outcome not known yet: poll `Location`", body = RequestRecord,
+            headers(("Location" = String, description = "`/requests/{request_id}`"),
+                ("Retry-After" = u64, description = "Seconds before polling"),
+                ("Preference-Applied" = String, description = "`respond-async` when asked for"),
+                ("Vary" = String, description = "`Prefer`")))))]
 async fn checkout(
     State(s): State<AppState>,
     Path(order_id): Path<String>,
@@ -218,6 +235,12 @@ pub struct RecordQuery {
     wait: Option<String>,
 }
 
+#[utoipa::path(get, path = "/requests/{request_id}", tag = "requests",
+    params(("request_id" = uuid::Uuid, Path),
+        ("wait" = Option<u64>, Query, maximum = 30, description = "Long-poll up to this many \
+            seconds until the record is final")),
+    responses((status = 200, description = "The record", body = RequestRecord,
+        headers(("Retry-After" = u64, description = "While pending: seconds before polling again")))))]
 async fn get_request(
     State(s): State<AppState>,
     Path(raw): Path<String>,

@@ -21,7 +21,7 @@ macro_rules! endpoint {
 }
 
 /// Answer of the `batch_init` endpoints.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct BatchInitDone {
     pub msg: String,
 }
@@ -29,7 +29,7 @@ pub struct BatchInitDone {
 pub mod stock {
     use super::*;
 
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
     pub struct Item {
         pub item_id: String,
         pub stock: i64,
@@ -75,7 +75,7 @@ pub mod stock {
 pub mod payment {
     use super::*;
 
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
     pub struct User {
         pub user_id: String,
         pub credit: i64,
@@ -117,7 +117,7 @@ pub mod payment {
 pub mod order {
     use super::*;
 
-    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
     pub struct Order {
         pub order_id: String,
         pub paid: bool,
