@@ -122,9 +122,25 @@ pub mod order {
         pub order_id: String,
         pub paid: bool,
         /// One `[item_id, quantity]` pair per `addItem` call, in call order.
+        #[schema(schema_with = lines_schema)]
         pub items: Vec<(String, i64)>,
         pub user_id: String,
         pub total_cost: i64,
+    }
+
+    /// `[[item_id, quantity], ...]`. Each pair is described as two strings
+    /// or integers rather than a `prefixItems` tuple, which schemathesis
+    /// (the API's fuzz test) cannot read yet.
+    fn lines_schema() -> utoipa::openapi::schema::Array {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+        let pair = ArrayBuilder::new()
+            .items(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Integer])),
+            )
+            .min_items(Some(2))
+            .max_items(Some(2));
+        ArrayBuilder::new().items(pair).build()
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,6 +8,7 @@
 
 pub mod db;
 pub mod http;
+pub mod invariants;
 pub mod receiver;
 pub mod system;
 pub mod workload;

@@ -36,7 +36,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Creates an empty order for an existing user.
 #[utoipa::path(post, path = "/orders/create/{user_id}", tag = "orders",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128)),
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
     responses((status = 200, description = "Created", body = OrderCreated)))]
 pub async fn create(
     State(s): State<AppState>,
@@ -62,7 +62,7 @@ pub async fn create(
 
 /// An order with its lines.
 #[utoipa::path(get, path = "/orders/find/{order_id}", tag = "orders",
-    params(("order_id" = String, Path, min_length = 1, max_length = 128)),
+    params(("order_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
     responses((status = 200, description = "The order", body = Order)))]
 pub async fn find(
     State(s): State<AppState>,
@@ -75,9 +75,9 @@ pub async fn find(
 
 /// Adds `quantity` of an item at its current price.
 #[utoipa::path(post, path = "/orders/addItem/{order_id}/{item_id}/{quantity}", tag = "orders",
-    params(("order_id" = String, Path, min_length = 1, max_length = 128),
-        ("item_id" = String, Path, min_length = 1, max_length = 128),
-        ("quantity" = i64, Path, minimum = 1)),
+    params(("order_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+        ("item_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+        ("quantity" = i64, Path, minimum = 1, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "The order after the change", body = Order)))]
 pub async fn add_item(
     State(s): State<AppState>,
@@ -107,7 +107,7 @@ pub async fn add_item(
 #[utoipa::path(post, path = "/orders/batch_init/{n}/{n_items}/{n_users}/{item_price}",
     tag = "orders",
     params(("n" = i64, Path, minimum = 0, maximum = 10_000_000),
-        ("n_items" = i64, Path, minimum = 1), ("n_users" = i64, Path, minimum = 1),
+        ("n_items" = i64, Path, minimum = 1, maximum = 9_223_372_036_854_775_807_i64), ("n_users" = i64, Path, minimum = 1, maximum = 9_223_372_036_854_775_807_i64),
         ("item_price" = i64, Path, minimum = 0, maximum = 4_611_686_018_427_387_903_i64,
             description = "At most half of 2^63-1, as `total_cost` is twice it")),
     responses((status = 200, description = "Done", body = BatchInitDone)))]

@@ -54,7 +54,7 @@ pub async fn create_user(
 
 /// A user's credit.
 #[utoipa::path(get, path = "/payment/find_user/{user_id}", tag = "payment",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128)),
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
     responses((status = 200, description = "The user", body = User)))]
 pub async fn find_user(
     State(s): State<AppState>,
@@ -67,8 +67,8 @@ pub async fn find_user(
 
 /// Adds credit.
 #[utoipa::path(post, path = "/payment/add_funds/{user_id}/{amount}", tag = "payment",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128),
-        ("amount" = i64, Path, minimum = 0)),
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+        ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "Done", body = FundsAdded)))]
 pub async fn add_funds(
     State(s): State<AppState>,
@@ -88,8 +88,8 @@ pub async fn add_funds(
 
 /// Takes credit; refused (409) if it would go below zero.
 #[utoipa::path(post, path = "/payment/pay/{user_id}/{amount}", tag = "payment",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128),
-        ("amount" = i64, Path, minimum = 0)),
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+        ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "The user after the change", body = User)))]
 pub async fn pay(
     State(s): State<AppState>,
@@ -106,7 +106,7 @@ pub async fn pay(
 /// Creates or resets users `"0"`..`"n-1"` with this credit.
 #[utoipa::path(post, path = "/payment/batch_init/{n}/{starting_money}", tag = "payment",
     params(("n" = i64, Path, minimum = 0, maximum = 10_000_000),
-        ("starting_money" = i64, Path, minimum = 0)),
+        ("starting_money" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "Done", body = BatchInitDone)))]
 pub async fn batch_init(
     State(s): State<AppState>,

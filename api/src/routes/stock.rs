@@ -43,7 +43,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Creates an item with this price and no stock.
 #[utoipa::path(post, path = "/stock/item/create/{price}", tag = "stock",
-    params(("price" = i64, Path, minimum = 0, description = "Unit price")),
+    params(("price" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64, description = "Unit price")),
     responses((status = 200, description = "Created", body = ItemCreated)))]
 pub async fn create(
     State(s): State<AppState>,
@@ -59,7 +59,7 @@ pub async fn create(
 
 /// An item's stock and price.
 #[utoipa::path(get, path = "/stock/find/{item_id}", tag = "stock",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128)),
+    params(("item_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
     responses((status = 200, description = "The item", body = StockView)))]
 pub async fn find(
     State(s): State<AppState>,
@@ -76,8 +76,8 @@ pub async fn find(
 
 /// Adds stock.
 #[utoipa::path(post, path = "/stock/add/{item_id}/{amount}", tag = "stock",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128),
-        ("amount" = i64, Path, minimum = 0)),
+    params(("item_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+        ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "The item after the change", body = Item)))]
 pub async fn add(
     State(s): State<AppState>,
@@ -93,8 +93,8 @@ pub async fn add(
 
 /// Removes stock; refused (409) if it would go below zero.
 #[utoipa::path(post, path = "/stock/subtract/{item_id}/{amount}", tag = "stock",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128),
-        ("amount" = i64, Path, minimum = 0)),
+    params(("item_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+        ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "The item after the change", body = Item)))]
 pub async fn subtract(
     State(s): State<AppState>,
@@ -111,7 +111,7 @@ pub async fn subtract(
 /// Creates or resets items `"0"`..`"n-1"` with this stock and price.
 #[utoipa::path(post, path = "/stock/batch_init/{n}/{starting_stock}/{item_price}", tag = "stock",
     params(("n" = i64, Path, minimum = 0, maximum = 10_000_000),
-        ("starting_stock" = i64, Path, minimum = 0), ("item_price" = i64, Path, minimum = 0)),
+        ("starting_stock" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64), ("item_price" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "Done", body = BatchInitDone)))]
 pub async fn batch_init(
     State(s): State<AppState>,
