@@ -145,7 +145,8 @@ async fn live_api_matches_its_openapi_document_under_fuzzing() {
     // ... nor unable to serve the standard consistency workload correctly.
     let w = workload::scarce(c, 40, 10, 8).await;
     let orders: Vec<String> = w.orders.iter().map(|(o, _)| o.clone()).collect();
-    let answers = workload::checkout_all(std::slice::from_ref(c), &orders, workload::Mode::Sync).await;
+    let answers =
+        workload::checkout_all(std::slice::from_ref(c), &orders, workload::Mode::Sync).await;
     assert_eq!(workload::verify_scarce(c, &w, &answers, 10).await, 10);
     invariants::settle(&sys, Duration::from_secs(60)).await;
     invariants::check(&sys).await;
