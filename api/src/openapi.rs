@@ -131,7 +131,8 @@ const ERRORS: &[(u16, &str, &str)] = &[
         400,
         "BadRequest",
         "Malformed input: a path segment that is not a non-negative 64-bit \
-        integer or is out of range, an ID longer than 128 characters, a bad query parameter, \
+        integer or is out of range, an ID that is empty, longer than 128 characters or has \
+        control characters, a bad query parameter, \
         header (`Idempotency-Key`, `Prefer`) or JSON body, a refused `callback_url`",
     ),
     (

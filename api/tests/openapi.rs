@@ -159,3 +159,25 @@ fn checkout_documents_the_async_extension() {
     let wait = &doc["paths"]["/requests/{request_id}"]["get"]["parameters"];
     assert!(wait.to_string().contains("\"wait\""), "{wait}");
 }
+
+#[test]
+fn batch_init_limits_are_the_enforced_ones() {
+    let doc = doc();
+    let mut seen = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        if !path.contains("/batch_init/") {
+            continue;
+        }
+        for p in item["post"]["parameters"].as_array().expect("parameters") {
+            if p["name"] == "n" {
+                seen += 1;
+                assert_eq!(
+                    p["schema"]["maximum"].as_i64(),
+                    Some(common::rpc::MAX_BATCH),
+                    "{path}: n's maximum"
+                );
+            }
+        }
+    }
+    assert_eq!(seen, 3);
+}

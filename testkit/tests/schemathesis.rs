@@ -51,7 +51,12 @@ fn fuzz_copy(doc: &Value) -> Value {
     let mut doc = doc.clone();
     if let Some(paths) = doc["paths"].as_object_mut() {
         for (path, item) in paths.iter_mut() {
-            let Some(params) = item["post"]["parameters"].as_array_mut() else {
+            // get_mut: indexing a missing key mutably would insert it.
+            let Some(params) = item
+                .get_mut("post")
+                .and_then(|op| op.get_mut("parameters"))
+                .and_then(Value::as_array_mut)
+            else {
                 continue;
             };
             params.retain(|p| p["name"] != "Idempotency-Key");
