@@ -16,6 +16,9 @@ use crate::problem::ApiError;
 /// bodies to replay, so they stay small).
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// Bodies up to this size are read and dropped before a 413 (see [`check`]).
+const DRAIN_MAX: usize = 1024 * 1024;
+
 /// The limit for the body extractors.
 pub fn limit() -> DefaultBodyLimit {
     DefaultBodyLimit::max(MAX_BODY)
@@ -43,7 +46,13 @@ pub async fn check(req: Request, next: Next) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if length.is_some_and(|n| n > MAX_BODY as u64) {
+    if let Some(n) = length.filter(|&n| n > MAX_BODY as u64) {
+        // Read a moderately large body to its end first: answering while
+        // the client is still sending makes the connection close under it,
+        // and it sees a broken connection instead of the 413.
+        if n <= DRAIN_MAX as u64 {
+            let _ = axum::body::to_bytes(req.into_body(), DRAIN_MAX).await;
+        }
         return ApiError::PayloadTooLarge(format!("body larger than {MAX_BODY} bytes"))
             .into_response();
     }
