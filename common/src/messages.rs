@@ -140,7 +140,12 @@ pub mod order {
             )
             .min_items(Some(2))
             .max_items(Some(2));
-        ArrayBuilder::new().items(pair).build()
+        ArrayBuilder::new()
+            .items(pair)
+            .description(Some(
+                "One `[item_id, quantity]` pair per `addItem` call, in call order.",
+            ))
+            .build()
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
