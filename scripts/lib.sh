@@ -426,3 +426,32 @@ db_url() {
     fi
     printf '%s/%s%s\n' "$url" "$db" "$query"
 }
+
+# schemathesis, the OpenAPI fuzzer of testkit/tests/schemathesis.rs: the version pinned here, in
+# its own virtualenv under $STATE/tools/schemathesis (reinstalled when the pin changes). Sets and
+# exports SCHEMATHESIS_BIN.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis_installed() {
+    local venv="$STATE/tools/schemathesis"
+    SCHEMATHESIS_BIN="$venv/bin/schemathesis"
+    if [[ -x "$SCHEMATHESIS_BIN" && "$(cat "$venv/.pinned" 2>/dev/null)" == "$SCHEMATHESIS_VERSION" ]]; then
+        export SCHEMATHESIS_BIN
+        return 0
+    fi
+    ensure_state_dirs
+    mkdir -p "$STATE/tools"
+    # Debian splits venv (and ensurepip) out of python3.
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        apt_install python3 python3-venv
+    fi
+    log "pip install schemathesis==$SCHEMATHESIS_VERSION (into $venv)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >"$STATE/schemathesis-pip.log" 2>&1 &&
+        "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input \
+            "schemathesis==$SCHEMATHESIS_VERSION" >>"$STATE/schemathesis-pip.log" 2>&1 || {
+        show_log_tail "$STATE/schemathesis-pip.log"
+        return 1
+    }
+    printf '%s\n' "$SCHEMATHESIS_VERSION" >"$venv/.pinned"
+    export SCHEMATHESIS_BIN
+}

@@ -7,7 +7,8 @@
 #   4. cargo build --workspace --bins   (the end-to-end tests spawn $CHECKOUT_BIN_DIR/<bin>)
 #   5. cargo nextest run --workspace --no-fail-fast (or cargo test --workspace) with
 #      DATABASE_ADMIN_URL, NATS_URL, CHECKOUT_BIN_DIR, PROMETHEUS_BIN (Debian's prometheus,
-#      installed if missing, for the dashboard test) and NATS_SERVER_BIN exported;
+#      installed if missing, for the dashboard test), SCHEMATHESIS_BIN (schemathesis from PyPI,
+#      pinned in scripts/lib.sh, for the OpenAPI fuzz test) and NATS_SERVER_BIN exported;
 #      extra arguments are passed on: scripts/test.sh -E 'test(checkout)'
 #   6. docker-compose -f docker-compose.yml config -q   (if docker-compose is installed)
 # PostgreSQL and nats-server keep running afterwards unless TEST_STOP_INFRA=1.
@@ -58,6 +59,14 @@ if PROMETHEUS_BIN="$(ensure_prometheus_installed && find_prometheus)"; then
 else
     unset PROMETHEUS_BIN
     warn "prometheus is not installed and could not be installed: the dashboard test will fail"
+fi
+
+# The OpenAPI fuzz test (testkit/tests/schemathesis.rs) runs schemathesis against the live api.
+if ensure_schemathesis_installed; then
+    export SCHEMATHESIS_BIN
+else
+    unset SCHEMATHESIS_BIN
+    warn "schemathesis could not be installed: the OpenAPI fuzz test will fail"
 fi
 
 log "cargo build --workspace --bins"

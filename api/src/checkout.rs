@@ -67,6 +67,27 @@ fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
         .next()
 }
 
+#[utoipa::path(post, path = "/orders/checkout/{order_id}", tag = "orders",
+    description = "Pays the order and reserves its items. Plain: waits for the outcome (200, or 4xx \
+        problem with `request_id` and `reason`). The wait (`CHECKOUT_TIMEOUT_MS`, 60 s) is long \
+        enough that only an outage reaches it; then the answer is a 503 problem carrying the \
+        accepted `request_id`, `Location` and `Retry-After`, never a guess. `Prefer: wait=N` \
+        bounds the wait instead and gets a 202 with the pending record. `Prefer: respond-async`, \
+        `?mode=async` or a `callback_url`: 202 at once.",
+    params(("order_id" = String, Path, min_length = 1, max_length = 128),
+        ("mode" = Option<crate::openapi::CheckoutMode>, Query),
+        ("callback_url" = Option<String>, Query, format = "uri", max_length = 2048,
+            description = "Webhook for the final record; implies async"),
+        ("Prefer" = Option<String>, Header, description = "RFC 7240: `respond-async` (202 at \
+            once), `wait=N` (seconds a plain checkout waits before answering 202 with the pending \
+            record)")),
+    request_body(content = Option<crate::openapi::CheckoutBody>, content_type = "application/json"),
+    responses((status = 200, description = "Paid (or was already paid)", body = RequestRecord),
+        (status = 202, description = "Accepted, outcome not known yet: poll `Location`", body = RequestRecord,
+            headers(("Location" = String, description = "`/requests/{request_id}`"),
+                ("Retry-After" = u64, description = "Seconds before polling"),
+                ("Preference-Applied" = String, description = "`respond-async` when asked for"),
+                ("Vary" = String, description = "`Prefer`")))))]
 async fn checkout(
     State(s): State<AppState>,
     Path(order_id): Path<String>,
@@ -264,6 +285,12 @@ pub struct RecordQuery {
     wait: Option<String>,
 }
 
+#[utoipa::path(get, path = "/requests/{request_id}", tag = "requests",
+    params(("request_id" = uuid::Uuid, Path),
+        ("wait" = Option<u64>, Query, maximum = 30, description = "Long-poll up to this many \
+            seconds until the record is final")),
+    responses((status = 200, description = "The record", body = RequestRecord,
+        headers(("Retry-After" = u64, description = "While pending: seconds before polling again")))))]
 async fn get_request(
     State(s): State<AppState>,
     Path(raw): Path<String>,

@@ -93,7 +93,7 @@ async fn handle(
     let (parts, body) = req.into_parts();
     let body = to_bytes(body, MAX_BODY)
         .await
-        .map_err(|_| ApiError::BadRequest(format!("body larger than {MAX_BODY} bytes")))?;
+        .map_err(|_| ApiError::PayloadTooLarge(format!("body larger than {MAX_BODY} bytes")))?;
     let print = fingerprint(&parts.method, &parts.uri, &body);
     // A claim outlives the longest synchronous checkout, so that only a
     // crashed request's claim is ever taken over.

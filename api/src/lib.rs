@@ -4,8 +4,10 @@
 //! request/reply, plus the operations endpoints.
 
 pub mod background;
+pub mod body;
 pub mod checkout;
 pub mod idempotency;
+pub mod openapi;
 pub mod params;
 pub mod problem;
 pub mod records;
@@ -67,6 +69,7 @@ pub fn router(state: AppState, readiness: common::ops::Readiness) -> Router {
         ))
         .with_state(state);
     api.merge(common::ops::router(readiness))
+        .merge(openapi::routes())
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()
@@ -87,7 +90,11 @@ pub fn router(state: AppState, readiness: common::ops::Readiness) -> Router {
                 .layer(CatchPanicLayer::custom(|_| {
                     problem::problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
                 }))
-                .layer(middleware::from_fn(common::metrics::track_http)),
+                .layer(middleware::from_fn(common::metrics::track_http))
+                // Every 4xx/5xx below is a problem document (RFC 9457).
+                .layer(middleware::from_fn(common::problem::normalize))
+                .layer(middleware::from_fn(body::check))
+                .layer(body::limit()),
         )
 }
 

@@ -44,11 +44,17 @@ pub fn amount(name: &str, raw: &str) -> Result<i64, ApiError> {
     }
 }
 
-/// An ID as given; only empty or absurdly long IDs are refused.
+/// An ID as given; only empty, absurdly long or control-character IDs are
+/// refused.
 pub fn id(name: &str, raw: &str) -> Result<String, ApiError> {
     if raw.is_empty() || raw.len() > 128 {
         return Err(ApiError::BadRequest(format!(
             "{name} must be 1 to 128 characters"
+        )));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must not contain control characters"
         )));
     }
     Ok(raw.to_owned())
@@ -74,6 +80,9 @@ mod tests {
     fn ids() {
         assert!(id("x", "").is_err());
         assert!(id("x", &"a".repeat(129)).is_err());
+        assert!(id("x", "a\nb").is_err());
+        assert!(id("x", "\u{11}").is_err());
+        assert_eq!(id("x", "µ-1").ok().as_deref(), Some("µ-1"));
         assert_eq!(id("x", "42").ok().as_deref(), Some("42"));
     }
 }

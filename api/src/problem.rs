@@ -1,15 +1,14 @@
-//! Errors as RFC 9457 `application/problem+json` answers.
+//! Errors as RFC 9457 `application/problem+json` answers (the document's
+//! shape, `type` and `title` rules: [`common::problem`]).
 //!
 //! Business refusals are 4xx; 5xx is kept for our own faults (a dependency
 //! unreachable past every retry), as API.md requires.
 
 use axum::{
-    http::{header, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
-    Json,
 };
 use common::rpc::{CallError, Rejection};
-use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -23,6 +22,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Unprocessable(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// A dependency did not answer in time or at all, past every retry.
     #[error("{0}")]
     Unavailable(String),
@@ -37,6 +40,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -48,13 +53,15 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Unavailable(_) => "service-unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
 }
 
-/// Renders a problem document with the given status.
+/// Renders a problem document with the given status; `slug` is its `code`.
 pub fn problem(status: StatusCode, slug: &str, detail: &str) -> Response {
     problem_with(status, slug, detail, serde_json::Map::new())
 }
@@ -66,21 +73,7 @@ pub fn problem_with(
     detail: &str,
     extensions: serde_json::Map<String, serde_json::Value>,
 ) -> Response {
-    let mut body = json!({
-        "type": format!("/problems/{slug}"),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    if let Some(map) = body.as_object_mut() {
-        map.extend(extensions);
-    }
-    let mut response = (status, Json(body)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/problem+json"),
-    );
-    response
+    common::problem::response(status, slug, detail, extensions)
 }
 
 impl IntoResponse for ApiError {

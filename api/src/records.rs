@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pending,
@@ -18,7 +18,7 @@ pub enum Status {
 }
 
 /// What `GET /requests/{id}` returns.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RequestRecord {
     pub request_id: Uuid,
     pub kind: String,
@@ -33,7 +33,7 @@ pub struct RequestRecord {
 }
 
 /// Delivery state shown in the record.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WebhookView {
     pub url: String,
     /// waiting (record not final yet), pending, delivered or failed.

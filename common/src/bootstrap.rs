@@ -118,6 +118,15 @@ impl Deps {
         let ops = tokio::spawn(crate::ops::serve(
             listener,
             crate::ops::router(readiness)
+                .fallback(|| async {
+                    crate::problem::response(
+                        axum::http::StatusCode::NOT_FOUND,
+                        "not-found",
+                        "no such endpoint",
+                        Default::default(),
+                    )
+                })
+                .layer(axum::middleware::from_fn(crate::problem::normalize))
                 .layer(axum::middleware::from_fn(crate::metrics::track_http)),
             async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;

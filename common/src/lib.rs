@@ -15,6 +15,7 @@ pub mod messages;
 pub mod metrics;
 pub mod nats;
 pub mod ops;
+pub mod problem;
 pub mod retention;
 pub mod retry;
 pub mod rpc;

@@ -2,8 +2,15 @@
 //! alive), `/ready` (its PostgreSQL and NATS answer and its JetStream
 //! consumers are pulling) and `/metrics`.
 
-use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Json, Router};
+use axum::{
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
 use deadpool_postgres::Pool;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::consumer::Liveness;
@@ -37,33 +44,83 @@ pub fn router(readiness: Readiness) -> Router {
         .with_state(readiness)
 }
 
-async fn health() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
+/// `GET /health`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: String,
 }
 
-async fn ready(State(r): State<Readiness>) -> impl IntoResponse {
+/// `GET /ready`'s answer when both dependencies answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    #[schema(example = "ready")]
+    pub status: String,
+    pub postgres: bool,
+    pub nats: bool,
+    /// Each JetStream consumer of the binary: is its pull stream open?
+    pub consumers: std::collections::BTreeMap<String, bool>,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Its PostgreSQL and NATS answer.
+#[utoipa::path(get, path = "/ready", tag = "operations", responses(
+    (status = 200, description = "PostgreSQL and NATS answer and every JetStream consumer pulls", body = Ready),
+    (status = 503, description = "PostgreSQL or NATS does not answer, or a consumer is not \
+        pulling; the problem document carries the `postgres` and `nats` booleans and `consumers`",
+        body = crate::problem::Problem, content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "Seconds to wait before asking again")))))]
+pub async fn ready(State(r): State<Readiness>) -> Response {
     let (postgres, nats) = r.check().await;
-    let consumers: serde_json::Map<String, serde_json::Value> = r
+    let consumers: std::collections::BTreeMap<String, bool> = r
         .consumers
         .iter()
-        .map(|c| (c.name.to_owned(), json!(c.is_up())))
+        .map(|c| (c.name.to_owned(), c.is_up()))
         .collect();
     let pulling = r.consumers.iter().all(Liveness::is_up);
-    let status = if postgres && nats && pulling {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = json!({
-        "status": if status == StatusCode::OK { "ready" } else { "not ready" },
-        "postgres": postgres,
-        "nats": nats,
-        "consumers": consumers,
-    });
-    (status, Json(body))
+    if postgres && nats && pulling {
+        return Json(Ready {
+            status: "ready".into(),
+            postgres,
+            nats,
+            consumers,
+        })
+        .into_response();
+    }
+    let mut ext = serde_json::Map::new();
+    ext.insert("postgres".into(), json!(postgres));
+    ext.insert("nats".into(), json!(nats));
+    ext.insert("consumers".into(), json!(consumers));
+    let down: Vec<&str> = [
+        (postgres, "PostgreSQL unreachable"),
+        (nats, "NATS unreachable"),
+        (pulling, "a JetStream consumer is not pulling"),
+    ]
+    .iter()
+    .filter(|(up, _)| !up)
+    .map(|(_, what)| *what)
+    .collect();
+    crate::problem::response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not-ready",
+        &format!("not ready: {}", down.join("; ")),
+        ext,
+    )
 }
 
-async fn metrics() -> impl IntoResponse {
+/// Prometheus metrics, text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text format 0.0.4", body = String,
+        content_type = "text/plain; version=0.0.4; charset=utf-8")))]
+pub async fn metrics() -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         crate::metrics::encode(),

@@ -154,7 +154,7 @@ where
         }
         let reply = reply.map_err(|r| async_nats::service::error::Error {
             code: r.code as usize,
-            status: r.message,
+            status: header_safe(r.message),
         });
         if let Err(e) = request.respond(reply).await {
             tracing::warn!(error = %e, "cannot send reply");
@@ -163,6 +163,25 @@ where
     }
     .instrument(span)
     .await
+}
+
+/// The refusal's message travels in a NATS header, where async-nats panics
+/// on a line break (and messages quote client input): control characters
+/// are escaped.
+fn header_safe(message: String) -> String {
+    if !message.chars().any(char::is_control) {
+        return message;
+    }
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Why a call did not produce a response.
@@ -372,5 +391,19 @@ pub fn non_negative(name: &str, v: i64) -> Result<i64, Rejection> {
         Err(Rejection::invalid(format!("{name} must not be negative")))
     } else {
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_messages_fit_a_nats_header() {
+        let safe = header_safe("item a\r\nb\u{11} not found".into());
+        assert_eq!(safe, "item a\\r\\nb\\u{11} not found");
+        // async-nats panics on a line break in a header value.
+        let _ = async_nats::HeaderValue::from(safe.as_str());
+        assert_eq!(header_safe("plain µ".into()), "plain µ");
     }
 }

@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod db;
 pub mod http;
+pub mod invariants;
 pub mod proxy;
 pub mod receiver;
 pub mod system;

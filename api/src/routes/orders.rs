@@ -6,13 +6,19 @@ use axum::{
     Json, Router,
 };
 use common::messages::{order::*, payment::FindUser, stock::FindItem, BatchInitDone};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::{
     params::{amount, id, Path},
     problem::ApiError,
     state::{AppState, RequestId},
 };
+
+/// `POST /orders/create/{user_id}`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OrderCreated {
+    pub order_id: String,
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -28,11 +34,15 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-async fn create(
+/// Creates an empty order for an existing user.
+#[utoipa::path(post, path = "/orders/create/{user_id}", tag = "orders",
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
+    responses((status = 200, description = "Created", body = OrderCreated)))]
+pub async fn create(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path(user_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OrderCreated>, ApiError> {
     let user_id = id("user_id", &user_id)?;
     // An order for a user that does not exist could never be paid.
     let user = s.rpc.call(&FindUser { user_id }, &rid).await?;
@@ -45,10 +55,16 @@ async fn create(
             &rid,
         )
         .await?;
-    Ok(Json(json!({ "order_id": order.order_id })))
+    Ok(Json(OrderCreated {
+        order_id: order.order_id,
+    }))
 }
 
-async fn find(
+/// An order with its lines.
+#[utoipa::path(get, path = "/orders/find/{order_id}", tag = "orders",
+    params(("order_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
+    responses((status = 200, description = "The order", body = Order)))]
+pub async fn find(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path(order_id): Path<String>,
@@ -57,7 +73,13 @@ async fn find(
     Ok(Json(s.rpc.call(&FindOrder { order_id }, &rid).await?))
 }
 
-async fn add_item(
+/// Adds `quantity` of an item at its current price.
+#[utoipa::path(post, path = "/orders/addItem/{order_id}/{item_id}/{quantity}", tag = "orders",
+    params(("order_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+        ("item_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+        ("quantity" = i64, Path, minimum = 1, maximum = 9_223_372_036_854_775_807_i64)),
+    responses((status = 200, description = "The order after the change", body = Order)))]
+pub async fn add_item(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path((order_id, item_id, quantity)): Path<(String, String, String)>,
@@ -79,7 +101,17 @@ async fn add_item(
     Ok(Json(s.rpc.call(&req, &rid).await?))
 }
 
-async fn batch_init(
+/// Creates or resets orders `"0"`..`"n-1"`: two random items of quantity 1
+/// among `"0"`..`"n_items-1"`, a random user among `"0"`..`"n_users-1"`,
+/// unpaid.
+#[utoipa::path(post, path = "/orders/batch_init/{n}/{n_items}/{n_users}/{item_price}",
+    tag = "orders",
+    params(("n" = i64, Path, minimum = 0, maximum = 10_000_000),
+        ("n_items" = i64, Path, minimum = 1, maximum = 9_223_372_036_854_775_807_i64), ("n_users" = i64, Path, minimum = 1, maximum = 9_223_372_036_854_775_807_i64),
+        ("item_price" = i64, Path, minimum = 0, maximum = 4_611_686_018_427_387_903_i64,
+            description = "At most half of 2^63-1, as `total_cost` is twice it")),
+    responses((status = 200, description = "Done", body = BatchInitDone)))]
+pub async fn batch_init(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path((n, n_items, n_users, price)): Path<(String, String, String, String)>,

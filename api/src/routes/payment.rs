@@ -6,13 +6,29 @@ use axum::{
     Json, Router,
 };
 use common::messages::{payment::*, BatchInitDone};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::{
     params::{amount, id, Path},
     problem::ApiError,
     state::{AppState, RequestId},
 };
+
+/// `POST /payment/create_user`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserCreated {
+    pub user_id: String,
+}
+
+/// `POST /payment/add_funds/...`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FundsAdded {
+    /// Always true.
+    pub done: bool,
+    /// The credit after the change.
+    #[schema(minimum = 0)]
+    pub credit: i64,
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -23,15 +39,24 @@ pub fn routes() -> Router<AppState> {
         .route("/payment/batch_init/{n}/{starting_money}", post(batch_init))
 }
 
-async fn create_user(
+/// Creates a user with no credit.
+#[utoipa::path(post, path = "/payment/create_user", tag = "payment",
+    responses((status = 200, description = "Created", body = UserCreated)))]
+pub async fn create_user(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserCreated>, ApiError> {
     let user = s.rpc.call(&CreateUser {}, &rid).await?;
-    Ok(Json(json!({ "user_id": user.user_id })))
+    Ok(Json(UserCreated {
+        user_id: user.user_id,
+    }))
 }
 
-async fn find_user(
+/// A user's credit.
+#[utoipa::path(get, path = "/payment/find_user/{user_id}", tag = "payment",
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
+    responses((status = 200, description = "The user", body = User)))]
+pub async fn find_user(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path(user_id): Path<String>,
@@ -40,20 +65,33 @@ async fn find_user(
     Ok(Json(s.rpc.call(&FindUser { user_id }, &rid).await?))
 }
 
-async fn add_funds(
+/// Adds credit.
+#[utoipa::path(post, path = "/payment/add_funds/{user_id}/{amount}", tag = "payment",
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+        ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
+    responses((status = 200, description = "Done", body = FundsAdded)))]
+pub async fn add_funds(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path((user_id, raw)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FundsAdded>, ApiError> {
     let req = AddFunds {
         user_id: id("user_id", &user_id)?,
         amount: amount("amount", &raw)?,
     };
     let user = s.rpc.call(&req, &rid).await?;
-    Ok(Json(json!({ "done": true, "credit": user.credit })))
+    Ok(Json(FundsAdded {
+        done: true,
+        credit: user.credit,
+    }))
 }
 
-async fn pay(
+/// Takes credit; refused (409) if it would go below zero.
+#[utoipa::path(post, path = "/payment/pay/{user_id}/{amount}", tag = "payment",
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+        ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
+    responses((status = 200, description = "The user after the change", body = User)))]
+pub async fn pay(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path((user_id, raw)): Path<(String, String)>,
@@ -65,7 +103,12 @@ async fn pay(
     Ok(Json(s.rpc.call(&req, &rid).await?))
 }
 
-async fn batch_init(
+/// Creates or resets users `"0"`..`"n-1"` with this credit.
+#[utoipa::path(post, path = "/payment/batch_init/{n}/{starting_money}", tag = "payment",
+    params(("n" = i64, Path, minimum = 0, maximum = 10_000_000),
+        ("starting_money" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
+    responses((status = 200, description = "Done", body = BatchInitDone)))]
+pub async fn batch_init(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path((n, money)): Path<(String, String)>,

@@ -6,13 +6,28 @@ use axum::{
     Json, Router,
 };
 use common::messages::{stock::*, BatchInitDone};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::{
     params::{amount, id, Path},
     problem::ApiError,
     state::{AppState, RequestId},
 };
+
+/// `POST /stock/item/create/{price}`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ItemCreated {
+    pub item_id: String,
+}
+
+/// `GET /stock/find/{item_id}`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StockView {
+    #[schema(minimum = 0)]
+    pub stock: i64,
+    #[schema(minimum = 0)]
+    pub price: i64,
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -26,27 +41,45 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-async fn create(
+/// Creates an item with this price and no stock.
+#[utoipa::path(post, path = "/stock/item/create/{price}", tag = "stock",
+    params(("price" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64, description = "Unit price")),
+    responses((status = 200, description = "Created", body = ItemCreated)))]
+pub async fn create(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path(price): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ItemCreated>, ApiError> {
     let price = amount("price", &price)?;
     let item = s.rpc.call(&CreateItem { price }, &rid).await?;
-    Ok(Json(json!({ "item_id": item.item_id })))
+    Ok(Json(ItemCreated {
+        item_id: item.item_id,
+    }))
 }
 
-async fn find(
+/// An item's stock and price.
+#[utoipa::path(get, path = "/stock/find/{item_id}", tag = "stock",
+    params(("item_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
+    responses((status = 200, description = "The item", body = StockView)))]
+pub async fn find(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path(item_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StockView>, ApiError> {
     let item_id = id("item_id", &item_id)?;
     let item = s.rpc.call(&FindItem { item_id }, &rid).await?;
-    Ok(Json(json!({ "stock": item.stock, "price": item.price })))
+    Ok(Json(StockView {
+        stock: item.stock,
+        price: item.price,
+    }))
 }
 
-async fn add(
+/// Adds stock.
+#[utoipa::path(post, path = "/stock/add/{item_id}/{amount}", tag = "stock",
+    params(("item_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+        ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
+    responses((status = 200, description = "The item after the change", body = Item)))]
+pub async fn add(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path((item_id, raw)): Path<(String, String)>,
@@ -58,7 +91,12 @@ async fn add(
     Ok(Json(s.rpc.call(&req, &rid).await?))
 }
 
-async fn subtract(
+/// Removes stock; refused (409) if it would go below zero.
+#[utoipa::path(post, path = "/stock/subtract/{item_id}/{amount}", tag = "stock",
+    params(("item_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+        ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
+    responses((status = 200, description = "The item after the change", body = Item)))]
+pub async fn subtract(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path((item_id, raw)): Path<(String, String)>,
@@ -70,7 +108,12 @@ async fn subtract(
     Ok(Json(s.rpc.call(&req, &rid).await?))
 }
 
-async fn batch_init(
+/// Creates or resets items `"0"`..`"n-1"` with this stock and price.
+#[utoipa::path(post, path = "/stock/batch_init/{n}/{starting_stock}/{item_price}", tag = "stock",
+    params(("n" = i64, Path, minimum = 0, maximum = 10_000_000),
+        ("starting_stock" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64), ("item_price" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
+    responses((status = 200, description = "Done", body = BatchInitDone)))]
+pub async fn batch_init(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path((n, stock, price)): Path<(String, String, String)>,
