@@ -12,7 +12,9 @@
 # if possible); if NATS_URL is set, no nats-server is started.
 #
 # Env: PG_PORT (15432), NATS_PORT (14222), NATS_MONITOR_PORT (18222), PG_BIN_DIR,
-#      NATS_SERVER_BIN, VERBOSE=1; INFRA_SKIP_PG=1 / INFRA_SKIP_NATS=1 skip a server.
+#      NATS_SERVER_BIN, VERBOSE=1; INFRA_SKIP_PG=1 / INFRA_SKIP_NATS=1 skip a server;
+#      CHECKOUT_STATE_DIR (.local) with other ports runs a second, independent pair
+#      (testkit/tests/faults.rs does, to kill them).
 # Everything lives under .local/: pg/data, pg/run (socket), nats/ (JetStream store),
 # run/nats.pid, log/postgres.log, log/nats.log.
 set -euo pipefail
@@ -33,7 +35,9 @@ NATS_CONF="$ROOT/nats/local.conf"
 
 # A unix socket path is limited to ~107 bytes; fall back to a short per-checkout directory.
 if ((${#PG_SOCK} + ${#PG_PORT} + 12 > 100)); then
-    PG_SOCK="/tmp/checkout-pg-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+    sock_key="$ROOT"
+    [[ "$STATE" == "$ROOT/.local" ]] || sock_key="$STATE"
+    PG_SOCK="/tmp/checkout-pg-$(printf '%s' "$sock_key" | cksum | cut -d' ' -f1)"
 fi
 
 # ---------------------------------------------------------------------------------------------

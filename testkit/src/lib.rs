@@ -8,12 +8,14 @@
 
 pub mod db;
 pub mod http;
+pub mod infra;
 pub mod receiver;
 pub mod system;
 pub mod workload;
 
 pub use db::TestDb;
 pub use http::Client;
+pub use infra::{LocalInfra, Server};
 pub use system::{Binary, System, SystemBuilder};
 
 /// A short unique name for this test's resources, e.g. `t3f9a1c2d`.

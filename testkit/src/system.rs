@@ -51,14 +51,14 @@ pub fn bin_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target/debug"))
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(PathBuf::from)
         .unwrap_or_default()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -75,6 +75,7 @@ struct Proc {
 pub struct SystemBuilder {
     replicas: usize,
     env: Vec<(String, String)>,
+    servers: Option<(String, String)>,
 }
 
 impl SystemBuilder {
@@ -90,13 +91,23 @@ impl SystemBuilder {
         self
     }
 
+    /// Uses this PostgreSQL (admin URL) and nats-server instead of
+    /// `DATABASE_ADMIN_URL` / `NATS_URL`, e.g. a [`crate::LocalInfra`].
+    pub fn servers(mut self, admin_url: &str, nats_url: &str) -> Self {
+        self.servers = Some((admin_url.into(), nats_url.into()));
+        self
+    }
+
     pub async fn start(self) -> System {
         let name = crate::unique_name();
+        let (admin, nats_url) = self
+            .servers
+            .unwrap_or_else(|| (crate::db::admin_url(), crate::nats_url()));
         let mut dbs = HashMap::new();
         for b in Binary::ALL {
             dbs.insert(
                 b,
-                TestDb::create(&format!("{name}_{}", b.db_suffix())).await,
+                TestDb::create_on(&admin, &format!("{name}_{}", b.db_suffix())).await,
             );
         }
         let log_dir = workspace_root().join("target/testkit-logs").join(&name);
@@ -106,6 +117,7 @@ impl SystemBuilder {
             dbs,
             procs: Vec::new(),
             env: self.env,
+            nats_url,
             log_dir,
             client: Client::new(""),
         };
@@ -138,6 +150,7 @@ pub struct System {
     dbs: HashMap<Binary, TestDb>,
     procs: Vec<Proc>,
     env: Vec<(String, String)>,
+    nats_url: String,
     log_dir: PathBuf,
     /// Client for the first `api` replica.
     pub client: Client,
@@ -148,6 +161,7 @@ impl System {
         SystemBuilder {
             replicas: 1,
             env: Vec::new(),
+            servers: None,
         }
     }
 
@@ -198,7 +212,7 @@ impl System {
             .expect("log file");
         let mut cmd = Command::new(&exe);
         cmd.env("DATABASE_URL", &self.dbs[&p.binary].url)
-            .env("NATS_URL", crate::nats_url())
+            .env("NATS_URL", &self.nats_url)
             .env("NATS_PREFIX", &self.name)
             .env("LISTEN_ADDR", &p.addr)
             .env(
@@ -270,12 +284,46 @@ impl System {
         }
     }
 
+    /// The binaries of which a replica ended on its own (crashed or exited)
+    /// since the last call; [`System::restart`] starts those replicas again.
+    pub fn exited(&mut self) -> Vec<Binary> {
+        let mut ended = Vec::new();
+        for p in &mut self.procs {
+            let done = p
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
+            if done {
+                p.child = None;
+                if !ended.contains(&p.binary) {
+                    ended.push(p.binary);
+                }
+            }
+        }
+        ended
+    }
+
+    /// Waits until every running process answers `GET /ready` with 200
+    /// (panics after 60 s per process).
+    pub async fn wait_ready_all(&mut self) {
+        for i in 0..self.procs.len() {
+            if self.procs[i].child.is_some() {
+                self.wait_ready(i).await;
+            }
+        }
+    }
+
+    /// The directory with the binaries' logs (kept when a test fails).
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.log_dir
+    }
+
     /// Stops everything and removes the test's databases and streams.
     pub async fn shutdown(mut self) {
         for b in Binary::ALL {
             self.kill(b).await;
         }
-        if let Ok(nats) = async_nats::connect(crate::nats_url()).await {
+        if let Ok(nats) = async_nats::connect(&self.nats_url).await {
             let js = async_nats::jetstream::new(nats);
             let prefix = format!("{}_", self.name);
             let names: Vec<String> = js
