@@ -107,6 +107,17 @@ pg_pid() {
     printf '%s\n' "$pid"
 }
 
+# recovery_init_sync_method = syncfs needs PostgreSQL >= 14 and Linux >= 5.8 (which reports
+# syncfs errors).
+pg_syncfs_supported() {
+    local pg kernel
+    pg="$("$PG_BIN/postgres" --version 2>/dev/null)" || return 1
+    [[ "$pg" =~ ([0-9]+)\. ]] && ((BASH_REMATCH[1] >= 14)) || return 1
+    kernel="$(uname -r)"
+    [[ "$kernel" =~ ^([0-9]+)\.([0-9]+) ]] || return 1
+    ((BASH_REMATCH[1] > 5 || (BASH_REMATCH[1] == 5 && BASH_REMATCH[2] >= 8)))
+}
+
 pg_write_config() {
     local sock="${PG_SOCK//\'/\'\'}"
     local conf
@@ -127,6 +138,12 @@ full_page_writes = on
 max_wal_size = 2GB
 EOF
     )"
+    if pg_syncfs_supported; then
+        # After a crash, make the data directory durable with one syncfs() instead of an
+        # fsync() per file (about 10 s for a few thousand files on a busy disk): the same
+        # guarantee, back sooner.
+        conf+=$'\nrecovery_init_sync_method = syncfs'
+    fi
     printf '%s\n' "$conf" >"$PG_DATA/checkout.conf"
     [[ $EUID -ne 0 ]] || chown "$PG_OS_USER:" "$PG_DATA/checkout.conf"
     if ! grep -q "^include_if_exists = 'checkout.conf'" "$PG_DATA/postgresql.conf"; then

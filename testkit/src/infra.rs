@@ -102,6 +102,21 @@ impl LocalInfra {
         }
     }
 
+    /// Runs a CHECKPOINT, so that crash recovery replays (and syncs) only what comes after
+    /// it, not the creation of the databases.
+    pub async fn checkpoint(&self) {
+        let (client, conn) = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.admin_url));
+        let conn = tokio::spawn(conn);
+        client
+            .batch_execute("CHECKPOINT")
+            .await
+            .expect("CHECKPOINT");
+        drop(client);
+        let _ = conn.await;
+    }
+
     /// SIGKILLs the server (PostgreSQL: the postmaster and every process of
     /// it) and waits until it is gone. Only processes this test started.
     pub async fn kill(&mut self, server: Server) {

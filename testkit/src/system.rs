@@ -313,6 +313,22 @@ impl System {
         }
     }
 
+    /// `name=pid` of every running process, e.g. `api=123` (`api-1=…` for a second
+    /// replica): what `bench soak --pid` takes.
+    pub fn pids(&self) -> Vec<String> {
+        self.procs
+            .iter()
+            .filter_map(|p| {
+                let pid = p.child.as_ref()?.id()?;
+                let name = match p.replica {
+                    0 => p.binary.executable().to_string(),
+                    k => format!("{}-{k}", p.binary.executable()),
+                };
+                Some(format!("{name}={pid}"))
+            })
+            .collect()
+    }
+
     /// The directory with the binaries' logs (kept when a test fails).
     pub fn log_dir(&self) -> &std::path::Path {
         &self.log_dir

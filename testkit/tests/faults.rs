@@ -97,12 +97,12 @@ async fn checkout(
                 match r.text().await {
                     Ok(body) => Answer::Status(status, body),
                     Err(e) if e.is_timeout() => Answer::Timeout,
-                    Err(e) => Answer::Transport(e.to_string()),
+                    Err(e) => Answer::Transport(describe(e)),
                 }
             }
             Err(e) if e.is_connect() => Answer::Connect,
             Err(e) if e.is_timeout() => Answer::Timeout,
-            Err(e) => Answer::Transport(e.to_string()),
+            Err(e) => Answer::Transport(describe(e)),
         };
         let settled = matches!(answer, Answer::Status(s, _) if s < 500);
         answers.lock().expect("answers").push(answer);
@@ -111,6 +111,18 @@ async fn checkout(
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// The error and its causes, without the URL (which names the order).
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 async fn setup(c: &Client, rng: &mut StdRng) -> (Vec<String>, Vec<i64>, Vec<String>, Vec<Order>) {
@@ -184,6 +196,7 @@ async fn every_process_killed_in_turn_under_a_contended_workload() {
         .await;
     let system_time = started.elapsed();
     let (items, prices, users, orders) = setup(&sys.client, &mut rng).await;
+    infra.checkpoint().await;
     eprintln!(
         "faults: PostgreSQL + nats-server up at {:.1}s, binaries at {:.1}s, \
          {ITEMS} items, {USERS} users, {ORDERS} orders at {:.1}s",
@@ -236,6 +249,7 @@ async fn every_process_killed_in_turn_under_a_contended_workload() {
             if t0.elapsed() >= FAULT_LOOP_LIMIT {
                 break 'rounds;
             }
+            let killed_at = t0.elapsed();
             match target {
                 Target::Binary(b) => {
                     sys.kill(b).await;
@@ -248,9 +262,17 @@ async fn every_process_killed_in_turn_under_a_contended_workload() {
                     infra.up().await;
                 }
             }
+            let back = t0.elapsed() - killed_at;
             *kills.entry(target_name(target)).or_default() += 1;
             supervise(&mut sys, &mut exits, started).await;
             sys.wait_ready_all().await;
+            eprintln!(
+                "faults: {} killed at {:.1}s, running again {:.1}s later, all ready after {:.1}s",
+                target_name(target),
+                killed_at.as_secs_f64(),
+                back.as_secs_f64(),
+                (t0.elapsed() - killed_at).as_secs_f64()
+            );
             tokio::time::sleep(UP).await;
             supervise(&mut sys, &mut exits, started).await;
         }
