@@ -395,7 +395,10 @@ pub fn soak_rows(s: &SoakResult) -> Rows {
     if s.orders_reused {
         r.push((
             "warning".into(),
-            format!("{} orders were too few: later checkouts found paid orders", s.init.orders),
+            format!(
+                "{} orders were too few: later checkouts found paid orders",
+                s.init.orders
+            ),
         ));
     }
     for i in &s.intervals {

@@ -26,7 +26,10 @@ pub struct Watched {
 enum Source {
     Pid(u32),
     /// Re-read at every sample, so a restarted process is followed.
-    PidFile { path: PathBuf, binary: String },
+    PidFile {
+        path: PathBuf,
+        binary: String,
+    },
 }
 
 impl Watched {
@@ -159,8 +162,11 @@ mod tests {
 
     #[test]
     fn explicit_pids() {
-        let w = discover(&["api=12".into(), " order-svc = 34 ".into()], Path::new("/none"))
-            .expect("parse");
+        let w = discover(
+            &["api=12".into(), " order-svc = 34 ".into()],
+            Path::new("/none"),
+        )
+        .expect("parse");
         assert_eq!(w.len(), 2);
         assert_eq!((w[0].name.as_str(), w[0].pid()), ("api", Some(12)));
         assert_eq!((w[1].name.as_str(), w[1].pid()), ("order-svc", Some(34)));
@@ -173,7 +179,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bench-procs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let me = std::process::id();
-        for f in ["api.pid", "api-2.pid", "stock-svc.pid", "nats.pid", "api-x.pid"] {
+        for f in [
+            "api.pid",
+            "api-2.pid",
+            "stock-svc.pid",
+            "nats.pid",
+            "api-x.pid",
+        ] {
             std::fs::write(dir.join(f), format!("{me}\n")).expect("write");
         }
         let w = discover(&[], &dir).expect("discover");
@@ -181,7 +193,9 @@ mod tests {
         assert_eq!(names, ["api", "api-2", "stock-svc"]);
         // This test process is not `api`: a PID file naming another program is stale.
         assert_eq!(w[0].pid(), None);
-        assert!(discover(&[], &dir.join("missing")).expect("empty").is_empty());
+        assert!(discover(&[], &dir.join("missing"))
+            .expect("empty")
+            .is_empty());
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 

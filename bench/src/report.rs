@@ -323,7 +323,10 @@ fn load_section(md: &mut Md, l: &LoadSummary) {
 }
 
 fn soak_section(md: &mut Md, dir: &Path, stem: &str, s: &SoakResult) -> Result<(), ReportError> {
-    md.line(format!("## Soak ({stem}): **{}**", s.verdict.status.replace('_', " ")));
+    md.line(format!(
+        "## Soak ({stem}): **{}**",
+        s.verdict.status.replace('_', " ")
+    ));
     md.blank();
     md.line(format!(
         "Open loop at {}, for {:.0} s, reported every {} s; {} orders{}.",
@@ -347,7 +350,8 @@ fn soak_section(md: &mut Md, dir: &Path, stem: &str, s: &SoakResult) -> Result<(
         s.log_dir
     ));
     md.blank();
-    let mut head = "| interval (s) | checkouts/s | p50 (ms) | p99 (ms) | errors | dropped |".to_string();
+    let mut head =
+        "| interval (s) | checkouts/s | p50 (ms) | p99 (ms) | errors | dropped |".to_string();
     let mut rule = "|---|---:|---:|---:|---:|---:|".to_string();
     for p in &s.processes {
         head.push_str(&format!(" RSS {p} |"));
@@ -420,9 +424,15 @@ fn soak_section(md: &mut Md, dir: &Path, stem: &str, s: &SoakResult) -> Result<(
         &[
             series(
                 "checkouts/s",
-                s.intervals.iter().map(|i| (mid(i), i.throughput_rps)).collect(),
+                s.intervals
+                    .iter()
+                    .map(|i| (mid(i), i.throughput_rps))
+                    .collect(),
             ),
-            series("p99 ms", s.intervals.iter().map(|i| (mid(i), i.p99_ms)).collect()),
+            series(
+                "p99 ms",
+                s.intervals.iter().map(|i| (mid(i), i.p99_ms)).collect(),
+            ),
         ],
         true,
     )?;
@@ -452,7 +462,12 @@ fn soak_section(md: &mut Md, dir: &Path, stem: &str, s: &SoakResult) -> Result<(
         )?;
         files.push(f2);
     }
-    files.extend(timeline_plots(dir, stem, &title("soak", stem), &s.load.timeline)?);
+    files.extend(timeline_plots(
+        dir,
+        stem,
+        &title("soak", stem),
+        &s.load.timeline,
+    )?);
     md.images(&files);
     Ok(())
 }

@@ -762,7 +762,10 @@ mod tests {
         t.record(ms(3500), Class::Error, ms(20));
         t.record_dropped(ms(1500));
         let all = t.range(0, 4);
-        assert_eq!((all.completed, all.ok, all.business, all.error), (102, 100, 1, 1));
+        assert_eq!(
+            (all.completed, all.ok, all.business, all.error),
+            (102, 100, 1, 1)
+        );
         assert_eq!(all.dropped, 1);
         assert!((all.p50_ms - 10.0).abs() < 0.2, "{}", all.p50_ms);
         assert!((all.max_ms - 1000.0).abs() < 10.0, "{}", all.max_ms);

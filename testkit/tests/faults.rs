@@ -374,8 +374,8 @@ async fn every_process_killed_in_turn_under_a_contended_workload() {
         .buffered(16)
         .collect()
         .await;
-    let mut sold = vec![0i64; ITEMS];
-    let mut spent = vec![0i64; USERS];
+    let mut sold = [0i64; ITEMS];
+    let mut spent = [0i64; USERS];
     for (o, found) in orders.iter().zip(&state) {
         let total = found["total_cost"].as_i64().unwrap_or(-1);
         let expected_total: i64 = o.lines.iter().map(|&(i, q)| prices[i] * q).sum();

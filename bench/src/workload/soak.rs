@@ -163,7 +163,10 @@ pub fn intervals(
         let end = (start + interval_s).min(duration_s);
         let p = timeline.range(start, end);
         let secs = (end - start) as f64;
-        let (at_start, at_end) = (nearest(readings, start as f64), nearest(readings, end as f64));
+        let (at_start, at_end) = (
+            nearest(readings, start as f64),
+            nearest(readings, end as f64),
+        );
         let inside: Vec<&Reading> = readings
             .iter()
             .filter(|r| r.t_s >= start as f64 - 0.5 && r.t_s <= end as f64 + 0.5)
@@ -180,7 +183,10 @@ pub fn intervals(
                 }
             }
         }
-        let log_bytes = match (at_start.and_then(|r| r.log_bytes), at_end.and_then(|r| r.log_bytes)) {
+        let log_bytes = match (
+            at_start.and_then(|r| r.log_bytes),
+            at_end.and_then(|r| r.log_bytes),
+        ) {
             // A rotated or truncated log shrinks; count what was written since.
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
@@ -285,7 +291,10 @@ pub fn verdict(ivs: &[SoakInterval], processes: &[String], lim: Limits) -> SoakV
             "p99 (ms)".into(),
             Some(first.p99_ms),
             Some(last.p99_ms),
-            format!("last <= first x {:.2} + {P99_SLACK_MS} ms", 1.0 + lim.p99_rise),
+            format!(
+                "last <= first x {:.2} + {P99_SLACK_MS} ms",
+                1.0 + lim.p99_rise
+            ),
             |f| f * (1.0 + lim.p99_rise) + P99_SLACK_MS,
             true,
         ),
@@ -295,15 +304,17 @@ pub fn verdict(ivs: &[SoakInterval], processes: &[String], lim: Limits) -> SoakV
             format!("RSS {name} (MiB)"),
             first.rss_mib.get(name).copied(),
             last.rss_mib.get(name).copied(),
-            format!("last <= first x {:.2} + {RSS_SLACK_MIB} MiB", 1.0 + lim.rss_growth),
+            format!(
+                "last <= first x {:.2} + {RSS_SLACK_MIB} MiB",
+                1.0 + lim.rss_growth
+            ),
             |f| f * (1.0 + lim.rss_growth) + RSS_SLACK_MIB,
             true,
         ));
     }
     if processes.is_empty() {
-        notes.push(
-            "no process watched: pass --pid NAME=PID or --run-dir with the PID files".into(),
-        );
+        notes
+            .push("no process watched: pass --pid NAME=PID or --run-dir with the PID files".into());
     }
     let slack = LOG_SLACK_BYTES_PER_MIN * minutes;
     checks.push(check(
@@ -325,7 +336,11 @@ pub fn verdict(ivs: &[SoakInterval], processes: &[String], lim: Limits) -> SoakV
     }
     let restarts: Vec<String> = ivs
         .iter()
-        .flat_map(|i| i.restarted.iter().map(move |n| format!("{n} (interval {})", i.index)))
+        .flat_map(|i| {
+            i.restarted
+                .iter()
+                .map(move |n| format!("{n} (interval {})", i.index))
+        })
         .collect();
     if !restarts.is_empty() {
         notes.push(format!("restarted during the run: {}", restarts.join(", ")));
@@ -371,8 +386,8 @@ pub async fn run(
             "--max-in-flight and --probe-clients must be >= 1".into(),
         ));
     }
-    let watched = procs::discover(&a.pids, &a.run_dir)
-        .map_err(|e| WorkloadError::Params(e.to_string()))?;
+    let watched =
+        procs::discover(&a.pids, &a.run_dir).map_err(|e| WorkloadError::Params(e.to_string()))?;
     let processes: Vec<String> = watched.iter().map(|w| w.name.clone()).collect();
     if processes.is_empty() {
         ui.note(format!(
@@ -459,12 +474,7 @@ pub async fn run(
         plan.duration.as_secs_f64()
     ));
     let (stop_tx, stop_rx) = oneshot::channel();
-    let sampler = tokio::spawn(sample(
-        watched,
-        a.log_dir.clone(),
-        Instant::now(),
-        stop_rx,
-    ));
+    let sampler = tokio::spawn(sample(watched, a.log_dir.clone(), Instant::now(), stop_rx));
     let f = checkout_fn(api.clone(), a.init.orders, next_order);
     let outcome = run_load(&plan, ui, "soak", f).await;
     let _ = stop_tx.send(());
@@ -561,9 +571,7 @@ mod tests {
     #[test]
     fn steady_run_is_flat() {
         let tl = steady(5, 20);
-        let readings: Vec<Reading> = (0..=5)
-            .map(|s| reading(s as f64, 50, s * 1000))
-            .collect();
+        let readings: Vec<Reading> = (0..=5).map(|s| reading(s as f64, 50, s * 1000)).collect();
         let ivs = intervals(&tl, &readings, 5, 2);
         assert_eq!(ivs.len(), 3);
         assert!(ivs[0].full && ivs[1].full && !ivs[2].full);
@@ -580,11 +588,17 @@ mod tests {
     #[test]
     fn growing_memory_and_falling_throughput_are_not_flat() {
         let mut tl = steady(2, 20);
-        tl.record(Duration::from_millis(2500), Class::Success, Duration::from_millis(20));
-        tl.record(Duration::from_millis(3500), Class::Success, Duration::from_millis(20));
-        let readings: Vec<Reading> = (0..=4)
-            .map(|s| reading(s as f64, 50 + 40 * s, 0))
-            .collect();
+        tl.record(
+            Duration::from_millis(2500),
+            Class::Success,
+            Duration::from_millis(20),
+        );
+        tl.record(
+            Duration::from_millis(3500),
+            Class::Success,
+            Duration::from_millis(20),
+        );
+        let readings: Vec<Reading> = (0..=4).map(|s| reading(s as f64, 50 + 40 * s, 0)).collect();
         let ivs = intervals(&tl, &readings, 4, 2);
         let v = verdict(&ivs, &["api".to_string()], LIMITS);
         assert_eq!(v.status, "not_flat");
