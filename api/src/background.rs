@@ -1,23 +1,28 @@
 //! The api's background work: finalising records from outcomes, hearing
 //! that records became final, and re-publishing stuck records.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use common::{
-    consumer::{self, Disposition},
-    jetstream,
-    messages::saga::{CheckoutOutcome, FailureReason},
+    consumer::Consumer,
+    jetstream::{self, Outgoing},
+    messages::saga::{CheckoutOutcome, CheckoutRequested, FailureReason},
 };
 use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::{records, records::RequestRecord, state::AppState, waiters::Waiters};
 
-/// Most outcomes finalised in one statement.
-const MAX_BATCH: usize = 512;
+/// Most outcome messages (each a batch) finalised in one statement.
+pub const MAX_MESSAGES: usize = 64;
+
+/// Most records announced in one core-NATS message.
+const ANNOUNCE_CHUNK: usize = 256;
 
 /// Consumes checkout outcomes (shared by all api replicas): finalise the
-/// records in one statement, announce them to every replica, acknowledge.
-pub async fn consume_outcomes(s: AppState) -> Result<(), jetstream::JetStreamError> {
+/// records in one statement, announce them to every replica in one message,
+/// then acknowledge.
+pub async fn consume_outcomes(s: AppState, consumer: Consumer, stop: CancellationToken) {
     // Every series exists from the start, so dashboards read 0, not nothing.
     OUTCOMES.with_label_values(&["succeeded", "none"]);
     for reason in [
@@ -30,37 +35,22 @@ pub async fn consume_outcomes(s: AppState) -> Result<(), jetstream::JetStreamErr
         OUTCOMES.with_label_values(&["failed", reason.as_str()]);
     }
     std::sync::LazyLock::force(&DURATION);
-    let pull = jetstream::consumer(&s.js, &s.subjects, "api-outcomes").await?;
-    consumer::run(pull, "api-outcomes", MAX_BATCH, move |batch| {
+    let handler = |outcomes: Vec<CheckoutOutcome>| {
         let s = s.clone();
         async move {
-            let outcomes: Vec<Option<CheckoutOutcome>> = batch
-                .iter()
-                .map(|m| consumer::decode("api-outcomes", m))
-                .collect();
-            let valid: Vec<CheckoutOutcome> = outcomes.iter().flatten().cloned().collect();
-            let result = match records::finalize(&s.pool, &valid).await {
-                Ok(finalised) => {
-                    for record in &finalised {
-                        observe(record);
-                        tracing::info!(request_id = %record.request_id, status = ?record.status, reason = ?record.reason, "request final");
-                        announce(&s, record).await;
-                    }
-                    if finalised.iter().any(|r| r.webhook.is_some()) {
-                        s.webhook_wake.notify_one();
-                    }
-                    Ok(outcomes
-                        .iter()
-                        .map(|o| if o.is_some() { Disposition::Ack } else { Disposition::Poison })
-                        .collect())
-                }
-                Err(e) => Err(e),
-            };
-            (batch, result)
+            let finalised = records::finalize(&s.pool, &outcomes).await?;
+            for record in &finalised {
+                observe(record);
+                tracing::debug!(request_id = %record.request_id, status = ?record.status, reason = ?record.reason, "request final");
+            }
+            announce(&s, &finalised).await;
+            if finalised.iter().any(|r| r.webhook.is_some()) {
+                s.webhook_wake.notify_one();
+            }
+            Ok::<_, common::db::DbError>(())
         }
-    })
-    .await;
-    Ok(())
+    };
+    consumer.run(handler, stop).await;
 }
 
 static OUTCOMES: std::sync::LazyLock<prometheus::IntCounterVec> = std::sync::LazyLock::new(|| {
@@ -96,45 +86,66 @@ fn observe(record: &RequestRecord) {
     }
 }
 
-async fn announce(s: &AppState, record: &RequestRecord) {
-    let subject = s.subjects.request_final(&record.request_id.to_string());
-    match serde_json::to_vec(record) {
-        Ok(body) => {
-            if let Err(e) = s.js.client().publish(subject, body.into()).await {
-                // Waiters fall back to polling the database.
-                tracing::warn!(error = %e, "cannot announce a final record");
+/// Tells every replica (one message per chunk) which records are final.
+async fn announce(s: &AppState, records: &[RequestRecord]) {
+    for chunk in records.chunks(ANNOUNCE_CHUNK) {
+        match serde_json::to_vec(chunk) {
+            Ok(body) => {
+                let subject = s.subjects.requests_final();
+                if let Err(e) = s.js.client().publish(subject, body.into()).await {
+                    // Waiters fall back to polling the database.
+                    tracing::warn!(error = %e, "cannot announce final records");
+                }
             }
+            Err(e) => tracing::error!(error = %e, "cannot encode records"),
         }
-        Err(e) => tracing::error!(error = %e, "cannot encode a record"),
     }
 }
 
-/// Wakes this replica's waiters when any replica announces a final record.
+/// Wakes this replica's waiters when any replica announces final records.
+/// The subscription survives NATS reconnects (the client re-subscribes).
 pub async fn listen_for_final(
     nats: async_nats::Client,
     subject: String,
     waiters: Arc<Waiters>,
-) -> Result<(), async_nats::SubscribeError> {
-    let mut sub = nats.subscribe(subject).await?;
-    while let Some(msg) = sub.next().await {
-        match serde_json::from_slice::<RequestRecord>(&msg.payload) {
-            Ok(record) => waiters.notify(&record),
+    stop: CancellationToken,
+) -> Result<(), String> {
+    let mut sub = nats
+        .subscribe(subject)
+        .await
+        .map_err(|e| format!("cannot subscribe: {e}"))?;
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            msg = sub.next() => msg,
+        };
+        let Some(msg) = msg else {
+            // Only a closed client ends a subscription: a fault.
+            return Err("the announcement subscription ended".into());
+        };
+        match serde_json::from_slice::<Vec<RequestRecord>>(&msg.payload) {
+            Ok(records) => records.iter().for_each(|r| waiters.notify(r)),
             Err(e) => tracing::warn!(error = %e, "undecodable announcement"),
         }
     }
-    Ok(())
 }
 
 /// Re-publishes records still pending at their next publish time: the
 /// guarantee that a request ID handed out always reaches a final status,
-/// even if `api` died between storing and publishing.
-pub async fn sweep(s: AppState) {
+/// even if `api` died between storing and publishing. Also purges expired
+/// idempotency keys and request records past their retention.
+pub async fn sweep(s: AppState, stop: CancellationToken) {
     let mut tick = tokio::time::interval(s.settings.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_purge = tokio::time::Instant::now();
     loop {
-        tick.tick().await;
-        if let Err(e) = crate::idempotency::purge_expired(&s.pool).await {
-            tracing::warn!(error = %e, "cannot purge expired idempotency keys");
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if last_purge.elapsed() >= PURGE_EVERY {
+            last_purge = tokio::time::Instant::now();
+            purge(&s).await;
         }
         let stuck = match records::claim_stuck(&s.pool, 500).await {
             Ok(stuck) => stuck,
@@ -147,12 +158,32 @@ pub async fn sweep(s: AppState) {
             continue;
         }
         tracing::info!(count = stuck.len(), "re-publishing pending checkouts");
-        let messages = stuck
-            .iter()
-            .map(|(id, order)| crate::checkout::message(&s, *id, order))
+        let requests: Vec<CheckoutRequested> = stuck
+            .into_iter()
+            .map(|(request_id, order_id)| CheckoutRequested {
+                request_id,
+                order_id,
+            })
             .collect();
-        if let Err(e) = jetstream::publish_all(&s.js, messages).await {
+        // A fresh message ID per attempt: JetStream must not drop a
+        // re-publish as a duplicate of the attempt that got lost.
+        let message = Outgoing::batch(s.subjects.checkout_requested(), &requests);
+        if let Err(e) = jetstream::publish_all(&s.js, &[message]).await {
             tracing::warn!(error = %e, "re-publish failed; will try again");
         }
+    }
+}
+
+/// How often the sweeper purges what has expired.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+async fn purge(s: &AppState) {
+    if let Err(e) = crate::idempotency::purge_expired(&s.pool).await {
+        tracing::warn!(error = %e, "cannot purge expired idempotency keys");
+    }
+    match common::retention::purge(&s.pool, &records::RETAINED, s.settings.retention).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(records = n, "purged request records past their retention"),
+        Err(e) => tracing::warn!(error = %e, "cannot purge old request records"),
     }
 }

@@ -3,7 +3,9 @@
 //! Every checkout is processed asynchronously; the client only chooses how
 //! it learns the outcome: by waiting (default), or by a 202 and polling.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::{
     extract::{Query, State},
@@ -11,10 +13,6 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
-};
-use common::{
-    jetstream::{self, Outgoing},
-    messages::saga::CheckoutRequested,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -52,6 +50,23 @@ fn prefers_async(headers: &HeaderMap) -> bool {
         .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
 }
 
+/// RFC 7240 `Prefer: wait=N`: the client's bound on how long to wait.
+fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("wait")
+                .then(|| v.trim().trim_matches('"').parse::<u64>().ok())?
+        })
+        .map(Duration::from_secs)
+        .next()
+}
+
 async fn checkout(
     State(s): State<AppState>,
     Path(order_id): Path<String>,
@@ -60,8 +75,9 @@ async fn checkout(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let order_id = id("order_id", &order_id)?;
+    let prefer_async = prefers_async(&headers);
     let async_mode = match query.mode.as_deref() {
-        None | Some("sync") => prefers_async(&headers),
+        None | Some("sync") => prefer_async,
         Some("async") => true,
         Some(other) => {
             return Err(ApiError::BadRequest(format!(
@@ -90,57 +106,77 @@ async fn checkout(
     };
     // A callback implies async: the answer is the webhook.
     let async_mode = async_mode || callback.is_some();
+    let prefer_wait = preferred_wait(&headers);
+    let deadline = Instant::now() + prefer_wait.unwrap_or(s.settings.checkout_timeout);
 
-    let record = s
-        .writer
-        .create(records::NewRecord {
-            order_id: order_id.clone(),
-            callback_url: callback.map(String::from),
-        })
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("cannot store the request: {e}")))?;
-    let span = tracing::info_span!("checkout", request_id = %record.request_id, %order_id);
-    let _enter = span.enter();
-    // Registered before publishing, so the wake-up cannot come too early.
-    let waiter = (!async_mode).then(|| s.waiters.register(record.request_id));
-    let published = jetstream::publish_all(&s.js, vec![message(&s, record.request_id, &order_id)]);
-    if let Err(e) = published.await {
-        // The record exists: the sweeper publishes it once NATS is back.
-        tracing::warn!(error = %e, "cannot publish the checkout yet; the sweeper will retry");
-    }
-    let Some(waiter) = waiter else {
-        return Ok(accepted(&record));
+    let new = records::NewRecord::new(order_id, callback.map(String::from));
+    let request_id = new.request_id;
+    // Registered before the record is even stored, so the wake-up cannot
+    // come too early.
+    let waiter = (!async_mode).then(|| s.waiters.register(request_id));
+    let record = new.record();
+    s.writer.create(new, deadline).await.map_err(|e| {
+        // Nothing was accepted: the client may simply try again.
+        ApiError::Unavailable(format!("cannot accept the checkout now: {e}"))
+    })?;
+    tracing::debug!(%request_id, order_id = %record.order_id, async_mode, "checkout accepted");
+    let mut response = match waiter {
+        None => accepted(&record),
+        Some(waiter) => {
+            let record = wait_final(&s, record, deadline, Some(waiter)).await;
+            match record.status {
+                Status::Succeeded => (StatusCode::OK, Json(&record)).into_response(),
+                Status::Failed => failed(&record),
+                // The client bounded the wait itself (RFC 7240): the record.
+                Status::Pending if prefer_wait.is_some() => accepted(&record),
+                // Only an outage outlasts the default wait: say so, and
+                // where the outcome will be.
+                Status::Pending => outcome_unknown(&record),
+            }
+        }
     };
-    drop(_enter);
-    let record = wait_final(&s, record, s.settings.checkout_timeout, Some(waiter)).await?;
-    Ok(match record.status {
-        Status::Succeeded => (StatusCode::OK, Json(&record)).into_response(),
-        Status::Failed => failed(&record),
-        // Still running: never guess, hand over the record to poll.
-        Status::Pending => accepted(&record),
-    })
+    let h = response.headers_mut();
+    h.insert(header::VARY, HeaderValue::from_static("Prefer"));
+    if async_mode && prefer_async {
+        h.insert(
+            "preference-applied",
+            HeaderValue::from_static("respond-async"),
+        );
+    }
+    Ok(response)
 }
 
-/// The JetStream message of a checkout; its request ID is its
-/// deduplication ID, so re-publishing it is harmless.
-pub fn message(s: &AppState, request_id: Uuid, order_id: &str) -> Outgoing {
-    Outgoing::json(
-        s.subjects.checkout_requested(),
-        request_id.to_string(),
-        &CheckoutRequested {
-            request_id,
-            order_id: order_id.to_owned(),
-        },
-    )
+fn location(record: &RequestRecord) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("/requests/{}", record.request_id)).ok()
 }
 
 fn accepted(record: &RequestRecord) -> Response {
     let mut response = (StatusCode::ACCEPTED, Json(record)).into_response();
     let h = response.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(&format!("/requests/{}", record.request_id)) {
+    if let Some(location) = location(record) {
         h.insert(header::LOCATION, location);
     }
     h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// An accepted checkout whose outcome did not arrive within the wait: a
+/// dependency is down. The checkout goes on; the record tells the outcome.
+fn outcome_unknown(record: &RequestRecord) -> Response {
+    let mut extensions = serde_json::Map::new();
+    extensions.insert("request_id".into(), json!(record.request_id));
+    let mut response = problem_with(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "checkout-outcome-pending",
+        "the checkout was accepted but its outcome is not known yet; \
+         poll the request record at the Location",
+        extensions,
+    );
+    let h = response.headers_mut();
+    if let Some(location) = location(record) {
+        h.insert(header::LOCATION, location);
+    }
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     response
 }
 
@@ -163,55 +199,65 @@ fn failed(record: &RequestRecord) -> Response {
     )
 }
 
-/// Waits until the record is final or `timeout` passes; returns the latest
-/// record either way. `waiter` is an earlier registration, if any.
+/// Waits until the record is final or `deadline` passes (or shutdown's
+/// drain period ends); returns the latest record either way. Never fails: a
+/// database that cannot be read meanwhile only delays the answer.
 async fn wait_final(
     s: &AppState,
     mut record: RequestRecord,
-    timeout: Duration,
+    deadline: Instant,
     waiter: Option<crate::waiters::Waiter>,
-) -> Result<RequestRecord, ApiError> {
-    if record.is_final() || timeout.is_zero() {
-        return Ok(record);
+) -> RequestRecord {
+    if record.is_final() || Instant::now() >= deadline {
+        return record;
     }
     let mut waiter = match waiter {
         Some(w) => w,
         None => {
             let w = s.waiters.register(record.request_id);
             // It may have become final before we registered.
-            if let Some(fresh) = records::get(&s.pool, record.request_id).await? {
+            if let Ok(Some(fresh)) = records::get(&s.pool, record.request_id).await {
                 if fresh.is_final() {
-                    return Ok(fresh);
+                    return fresh;
                 }
             }
             w
         }
     };
-    let deadline = Instant::now() + timeout;
+    let draining = s.draining.clone();
+    let mut deadline = deadline;
     loop {
         let now = Instant::now();
         if now >= deadline {
-            return Ok(record);
+            return record;
         }
         let nap = (deadline - now).min(s.settings.wait_poll);
         tokio::select! {
             woken = &mut waiter.rx => {
                 if let Ok(r) = woken {
-                    return Ok(r);
+                    return r;
                 }
                 // The registry dropped us; fall back to polling.
                 waiter = s.waiters.register(record.request_id);
             }
+            _ = draining.cancelled(), if deadline > now + DRAIN_WAIT => {
+                // Shutting down: wait a little longer, not the whole wait.
+                deadline = now + DRAIN_WAIT;
+                continue;
+            }
             _ = tokio::time::sleep(nap) => {}
         }
-        if let Some(fresh) = records::get(&s.pool, record.request_id).await? {
-            if fresh.is_final() {
-                return Ok(fresh);
-            }
-            record = fresh;
+        match records::get(&s.pool, record.request_id).await {
+            Ok(Some(fresh)) if fresh.is_final() => return fresh,
+            Ok(Some(fresh)) => record = fresh,
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot re-read a record; still waiting"),
         }
     }
 }
+
+/// How long a waiting client may still wait once shutdown began.
+const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Deserialize, Default)]
 pub struct RecordQuery {
@@ -234,10 +280,20 @@ async fn get_request(
         })?,
     }
     .min(MAX_WAIT_SECS);
-    let record = records::get(&s.pool, request_id)
-        .await?
-        .ok_or_else(not_found)?;
-    let record = wait_final(&s, record, Duration::from_secs(wait), None).await?;
+    let deadline = Instant::now() + Duration::from_secs(wait).max(READ_PATIENCE);
+    // A short database outage delays the answer rather than failing it.
+    let mut delay = Duration::from_millis(50);
+    let record = loop {
+        match records::get(&s.pool, request_id).await {
+            Ok(found) => break found.ok_or_else(not_found)?,
+            Err(e) if Instant::now() + delay >= deadline => return Err(e.into()),
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    };
+    let record = wait_final(&s, record, Instant::now() + Duration::from_secs(wait), None).await;
     let mut response = Json(&record).into_response();
     if !record.is_final() {
         response
@@ -246,6 +302,9 @@ async fn get_request(
     }
     Ok(response)
 }
+
+/// How long a read of a record keeps trying while the database is down.
+const READ_PATIENCE: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
@@ -264,5 +323,13 @@ mod tests {
         assert!(prefers_async(&h));
         h.insert("prefer", HeaderValue::from_static("wait=10"));
         assert!(!prefers_async(&h));
+        assert_eq!(preferred_wait(&h), Some(Duration::from_secs(10)));
+        h.insert(
+            "prefer",
+            HeaderValue::from_static("respond-async, Wait=\"3\""),
+        );
+        assert_eq!(preferred_wait(&h), Some(Duration::from_secs(3)));
+        h.insert("prefer", HeaderValue::from_static("wait=soon"));
+        assert_eq!(preferred_wait(&h), None);
     }
 }

@@ -4,7 +4,9 @@
 //! is stored and replayed to every repeat, which changes nothing. The same
 //! key with a different request (method, path, query or body) is 422; a
 //! repeat while the first still runs is 409. A 5xx is not stored, so the
-//! client may retry. Keys expire (24 h by default).
+//! client may retry, unless it names the request record of an accepted
+//! checkout (a `Location`): that checkout goes on, and a repeat must not
+//! start another. Keys expire (24 h by default).
 
 use std::time::Duration;
 
@@ -103,8 +105,12 @@ async fn handle(
     }
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     let status = response.status();
-    if status.is_server_error() {
-        // Our fault: forget the key so the client can retry.
+    let accepted = response
+        .headers()
+        .contains_key(axum::http::header::LOCATION);
+    if status.is_server_error() && !accepted {
+        // Our fault, and nothing was accepted: forget the key so the
+        // client can retry.
         release(&s.pool, &key).await?;
         return Ok(response);
     }

@@ -50,10 +50,12 @@ pub enum ApiStartError {
     JetStream(#[from] common::jetstream::JetStreamError),
     #[error(transparent)]
     Webhooks(#[from] webhooks::worker::WorkerError),
+    #[error(transparent)]
+    Task(#[from] common::tasks::TaskFailed),
 }
 
 /// The whole HTTP surface.
-pub fn router(state: AppState, deps: &Deps) -> Router {
+pub fn router(state: AppState, readiness: common::ops::Readiness) -> Router {
     let api = Router::new()
         .merge(routes::stock::routes())
         .merge(routes::payment::routes())
@@ -64,7 +66,7 @@ pub fn router(state: AppState, deps: &Deps) -> Router {
             idempotency::layer,
         ))
         .with_state(state);
-    api.merge(common::ops::router(deps.readiness()))
+    api.merge(common::ops::router(readiness))
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()
@@ -76,7 +78,9 @@ pub fn router(state: AppState, deps: &Deps) -> Router {
                             .get("x-request-id")
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or_default();
-                        tracing::info_span!("http", method = %req.method(), uri = %req.uri(), %request_id)
+                        // Debug level: at the default level no span (and
+                        // no line) per request.
+                        tracing::debug_span!("http", method = %req.method(), uri = %req.uri(), %request_id)
                     }),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
@@ -91,66 +95,124 @@ async fn not_found() -> Response {
     problem::problem(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
 }
 
-/// Serves HTTP until `shutdown` resolves.
+/// Serves HTTP until `shutdown` resolves, or until a background task fails
+/// (returned, so the binary exits non-zero).
+///
+/// Shutdown drains: stop accepting connections; let clients waiting for an
+/// outcome get it (or, after a short drain period, their request record);
+/// then stop the background tasks, each finishing and acknowledging what it
+/// holds.
 pub async fn run(
     deps: Deps,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiStartError> {
+    let listener = tokio::net::TcpListener::bind(deps.config.listen_addr).await?;
+    serve(deps, listener, shutdown).await
+}
+
+/// [`run`] on a listener the caller bound (tests bind port 0).
+pub async fn serve(
+    deps: Deps,
+    listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiStartError> {
     let timeout = config::duration_ms_var("RPC_TIMEOUT_MS", Duration::from_secs(30))?;
     let js = common::jetstream::setup(&deps.nats, &deps.subjects).await?;
     let settings = state::Settings::from_env()?;
+    let mut tasks = common::tasks::Tasks::new();
+    let writer = writer::Writer::start(
+        deps.pool.clone(),
+        js.clone(),
+        deps.subjects.clone(),
+        settings.republish_after,
+        &mut tasks,
+    );
     let state = AppState {
         rpc: RpcClient::new(deps.nats.clone(), deps.subjects.clone(), timeout),
         pool: deps.pool.clone(),
-        js,
+        js: js.clone(),
         subjects: deps.subjects.clone(),
         waiters: Default::default(),
-        writer: writer::Writer::start(deps.pool.clone(), settings.republish_after, 2),
+        writer,
         settings: settings.clone(),
         webhooks: webhooks::Settings::from_env()?,
         webhook_wake: Default::default(),
+        draining: Default::default(),
     };
     let worker = webhooks::worker::Worker::new(deps.pool.clone(), state.webhooks.clone())?;
-    let mut background = tokio::task::JoinSet::new();
-    background.spawn(background::listen_for_final(
-        deps.nats.clone(),
-        deps.subjects.request_final_all(),
-        state.waiters.clone(),
-    ));
-    {
-        let s = state.clone();
-        background.spawn(async move {
-            if let Err(e) = background::consume_outcomes(s).await {
-                tracing::error!(error = %e, "outcome consumer stopped");
+    let outcomes = common::consumer::Consumer::new(
+        js,
+        deps.subjects.clone(),
+        "api-outcomes",
+        background::MAX_MESSAGES,
+    );
+    let readiness = deps.readiness().with_consumers([outcomes.liveness.clone()]);
+    let stop = tasks.stop_token();
+    tasks.spawn(
+        "announcement listener",
+        background::listen_for_final(
+            deps.nats.clone(),
+            deps.subjects.requests_final(),
+            state.waiters.clone(),
+            stop.clone(),
+        ),
+    );
+    tasks.spawn("outcome consumer", {
+        let (s, stop) = (state.clone(), stop.clone());
+        async move {
+            background::consume_outcomes(s, outcomes, stop).await;
+            Ok::<_, std::convert::Infallible>(())
+        }
+    });
+    tasks.spawn("sweeper", {
+        let (s, stop) = (state.clone(), stop.clone());
+        async move {
+            background::sweep(s, stop).await;
+            Ok::<_, std::convert::Infallible>(())
+        }
+    });
+    tasks.spawn("webhook worker", {
+        let (wake, stop) = (state.webhook_wake.clone(), stop.clone());
+        async move {
+            worker.run(wake, stop).await;
+            Ok::<_, std::convert::Infallible>(())
+        }
+    });
+    tasks.spawn("pending gauges", {
+        let (pool, stop) = (deps.pool.clone(), stop.clone());
+        async move {
+            webhooks::worker::report_pending(pool, stop).await;
+            Ok::<_, std::convert::Infallible>(())
+        }
+    });
+    let draining = state.draining.clone();
+    let app = router(state, readiness);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "HTTP listening");
+    }
+    // Watches for the signal or a failed task; either begins the drain.
+    let watcher = tokio::spawn({
+        let draining = draining.clone();
+        async move {
+            let failure = tokio::select! {
+                _ = shutdown => None,
+                failed = tasks.failed() => Some(failed),
+            };
+            if let Some(failed) = &failure {
+                tracing::error!(error = %failed, "stopping");
             }
-            Ok(())
-        });
-    }
-    {
-        let s = state.clone();
-        background.spawn(async move {
-            background::sweep(s).await;
-            Ok(())
-        });
-    }
-    background.spawn({
-        let wake = state.webhook_wake.clone();
-        async move {
-            worker.run(wake).await;
-            Ok(())
+            draining.cancel();
+            (tasks, failure)
         }
     });
-    background.spawn({
-        let pool = deps.pool.clone();
-        async move {
-            webhooks::worker::report_pending(pool).await;
-            Ok(())
-        }
-    });
-    let app = router(state, &deps);
-    let served = common::ops::serve(deps.config.listen_addr, app, shutdown).await;
-    // In-flight outcomes stay unacknowledged and go to another replica.
-    background.abort_all();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(draining.cancelled_owned())
+        .await;
+    let (tasks, failure) = watcher.await.map_err(std::io::Error::other)?;
+    tasks.drain(common::bootstrap::DRAIN_GRACE).await;
     served?;
-    Ok(())
+    match failure {
+        Some(failed) => Err(failed.into()),
+        None => Ok(()),
+    }
 }

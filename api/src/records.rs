@@ -49,8 +49,6 @@ impl RequestRecord {
     }
 }
 
-const COLUMNS: &str = "id, kind, order_id, status, reason, created_at, completed_at";
-
 /// The record with its webhook, if any.
 const SELECT: &str =
     "SELECT r.id, r.kind, r.order_id, r.status, r.reason, r.created_at, r.completed_at,
@@ -91,81 +89,80 @@ fn from_joined_row(row: &Row) -> RequestRecord {
 
 type Result<T> = std::result::Result<T, common::db::DbError>;
 
-/// Stores a new pending checkout record (UUIDv7: time-ordered IDs keep the
-/// primary key index append-mostly).
-/// A record to create.
+/// A record to create: everything is decided by the api before it is
+/// stored, so storing it again after an unseen commit changes nothing.
+#[derive(Debug, Clone)]
 pub struct NewRecord {
+    /// UUIDv7: time-ordered IDs keep the primary key index append-mostly.
+    pub request_id: Uuid,
     pub order_id: String,
     pub callback_url: Option<String>,
+    pub created_at: DateTime<Utc>,
 }
 
-/// Inserts records in one transaction (with their webhook deliveries, if
-/// any) and returns them in order.
-pub async fn create_many(
-    pool: &Pool,
-    new: &[NewRecord],
-    republish_after: Duration,
-) -> Result<Vec<RequestRecord>> {
-    let _timer = common::db::time_transaction("record_create");
-    let ids: Vec<Uuid> = new.iter().map(|_| Uuid::now_v7()).collect();
-    let orders: Vec<&str> = new.iter().map(|n| n.order_id.as_str()).collect();
-    let after_ms = republish_after.as_millis() as f64;
-    let mut conn = common::db::get(pool).await?;
-    let tx = conn.transaction().await?;
-    let rows = tx
-        .query(
-            &format!(
-                "INSERT INTO requests (id, order_id, next_publish_at)
-                 SELECT id, o, now() + $3 * interval '1 millisecond'
-                 FROM unnest($1::uuid[], $2::text[]) AS x(id, o)
-                 RETURNING {COLUMNS}"
-            ),
-            &[&ids, &orders, &after_ms],
-        )
-        .await?;
-    let (hook_ids, hook_urls): (Vec<Uuid>, Vec<&str>) = ids
-        .iter()
-        .zip(new)
-        .filter_map(|(id, n)| n.callback_url.as_deref().map(|u| (*id, u)))
-        .unzip();
-    if !hook_ids.is_empty() {
-        tx.execute(
-            "INSERT INTO webhooks (request_id, url) SELECT * FROM unnest($1::uuid[], $2::text[])",
-            &[&hook_ids, &hook_urls],
-        )
-        .await?;
+impl NewRecord {
+    pub fn new(order_id: String, callback_url: Option<String>) -> Self {
+        Self {
+            request_id: Uuid::now_v7(),
+            order_id,
+            callback_url,
+            created_at: Utc::now(),
+        }
     }
-    tx.commit().await?;
-    let mut by_id: std::collections::HashMap<Uuid, RequestRecord> = rows
-        .iter()
-        .map(|r| {
-            let rec = from_row(r);
-            (rec.request_id, rec)
-        })
-        .collect();
-    Ok(ids
-        .iter()
-        .zip(new)
-        .filter_map(|(id, n)| {
-            let mut rec = by_id.remove(id)?;
-            rec.webhook = n.callback_url.as_ref().map(|url| WebhookView {
+
+    /// The record as it reads once stored.
+    pub fn record(&self) -> RequestRecord {
+        RequestRecord {
+            request_id: self.request_id,
+            kind: "checkout".into(),
+            order_id: self.order_id.clone(),
+            status: Status::Pending,
+            reason: None,
+            created_at: self.created_at,
+            completed_at: None,
+            webhook: self.callback_url.as_ref().map(|url| WebhookView {
                 url: url.clone(),
                 status: "waiting".into(),
                 attempts: 0,
                 last_error: None,
                 delivered_at: None,
-            });
-            Some(rec)
-        })
-        .collect())
+            }),
+        }
+    }
+}
+
+/// Stores records (with their webhook deliveries) in one statement, hence
+/// one commit. Idempotent: a record already stored (an earlier attempt whose
+/// commit was not confirmed) is left as it is.
+pub async fn create_many(pool: &Pool, new: &[NewRecord], republish_after: Duration) -> Result<()> {
+    let _timer = common::db::time_transaction("record_create");
+    let ids: Vec<Uuid> = new.iter().map(|n| n.request_id).collect();
+    let orders: Vec<&str> = new.iter().map(|n| n.order_id.as_str()).collect();
+    let created: Vec<DateTime<Utc>> = new.iter().map(|n| n.created_at).collect();
+    let hooks: Vec<Option<&str>> = new.iter().map(|n| n.callback_url.as_deref()).collect();
+    let after_ms = republish_after.as_millis() as f64;
+    let conn = common::db::get(pool).await?;
+    common::db::execute(
+        &conn,
+        "WITH r AS (
+             INSERT INTO requests (id, order_id, created_at, next_publish_at)
+             SELECT id, o, c, now() + $5 * interval '1 millisecond'
+             FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS x(id, o, c)
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id)
+         INSERT INTO webhooks (request_id, url)
+         SELECT x.id, x.u FROM unnest($1::uuid[], $4::text[]) AS x(id, u)
+         WHERE x.u IS NOT NULL AND x.id IN (SELECT id FROM r)",
+        &[&ids, &orders, &created, &hooks, &after_ms],
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn get(pool: &Pool, id: Uuid) -> Result<Option<RequestRecord>> {
     let conn = common::db::get(pool).await?;
-    let row = conn
-        .query_opt(&format!("{SELECT} WHERE r.id = $1"), &[&id])
-        .await?;
-    Ok(row.as_ref().map(from_joined_row))
+    let rows = common::db::query(&conn, &format!("{SELECT} WHERE r.id = $1"), &[&id]).await?;
+    Ok(rows.first().map(from_joined_row))
 }
 
 /// Several records at once (missing IDs are left out).
@@ -177,8 +174,9 @@ pub async fn get_many(pool: &Pool, ids: &[Uuid]) -> Result<Vec<RequestRecord>> {
     Ok(rows.iter().map(from_joined_row).collect())
 }
 
-/// Finalises the records of these outcomes; returns those that changed
-/// (an outcome delivered twice changes nothing the second time).
+/// Finalises the records of these outcomes in one statement and makes
+/// their callbacks due; returns the records that changed (an outcome
+/// delivered twice changes nothing the second time).
 pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<RequestRecord>> {
     if outcomes.is_empty() {
         return Ok(Vec::new());
@@ -197,37 +195,35 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
         })
         .collect();
     let _timer = common::db::time_transaction("records_finalize");
-    let mut conn = common::db::get(pool).await?;
-    let tx = conn.transaction().await?;
-    let changed: Vec<Uuid> = tx
-        .query(
-            "UPDATE requests AS r SET status = x.s, reason = x.r, completed_at = now()
+    let conn = common::db::get(pool).await?;
+    let rows = common::db::query(
+        &conn,
+        "WITH done AS (
+             UPDATE requests AS r SET status = x.s, reason = x.r, completed_at = now()
              FROM unnest($1::uuid[], $2::text[], $3::text[]) AS x(id, s, r)
              WHERE r.id = x.id AND r.status = 'pending'
-             RETURNING r.id",
-            &[&ids, &statuses, &reasons],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    if changed.is_empty() {
-        tx.commit().await?;
-        return Ok(Vec::new());
-    }
-    // Their callbacks become due.
-    tx.execute(
-        "UPDATE webhooks SET status = 'pending', next_attempt_at = now()
-         WHERE request_id = ANY($1) AND status = 'waiting'",
-        &[&changed],
+             RETURNING r.id, r.kind, r.order_id, r.status, r.reason, r.created_at, r.completed_at),
+         due AS (
+             UPDATE webhooks AS w SET status = 'pending', next_attempt_at = now()
+             FROM done WHERE w.request_id = done.id AND w.status = 'waiting'
+             RETURNING w.request_id, w.url, w.status, w.attempts, w.last_error, w.delivered_at)
+         SELECT done.*, due.url AS w_url, due.status AS w_status, due.attempts AS w_attempts,
+                due.last_error AS w_last_error, due.delivered_at AS w_delivered_at
+         FROM done LEFT JOIN due ON due.request_id = done.id",
+        &[&ids, &statuses, &reasons],
     )
     .await?;
-    let rows = tx
-        .query(&format!("{SELECT} WHERE r.id = ANY($1)"), &[&changed])
-        .await?;
-    tx.commit().await?;
     Ok(rows.iter().map(from_joined_row).collect())
 }
+
+/// Final records, with no webhook delivery still to make, are purged after
+/// the retention period (`RETENTION_HOURS`).
+pub const RETAINED: common::retention::Table = common::retention::Table {
+    name: "requests",
+    key: "id",
+    only: "status <> 'pending' AND NOT EXISTS (SELECT 1 FROM webhooks w
+           WHERE w.request_id = requests.id AND w.status IN ('waiting', 'pending'))",
+};
 
 /// Claims up to `limit` pending records whose re-publish time has come and
 /// moves their next time back exponentially (10 s, 20 s, ... at most 5 min).

@@ -22,13 +22,19 @@ pub struct AppState {
     /// Wakes this replica's webhook worker when a record with a callback
     /// became final here.
     pub webhook_wake: Arc<tokio::sync::Notify>,
+    /// Cancelled when shutdown begins: waiting clients get their answer
+    /// within the drain period instead of holding the process up.
+    pub draining: tokio_util::sync::CancellationToken,
 }
 
 /// Tunables of the checkout flow (environment, see the README).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// How long a plain (synchronous) checkout waits for its outcome before
-    /// answering 202 with the pending record (`CHECKOUT_TIMEOUT_MS`).
+    /// How long a plain (synchronous) checkout waits for its outcome, and
+    /// how long any checkout waits to be accepted while PostgreSQL is down
+    /// (`CHECKOUT_TIMEOUT_MS`, default 60 s). Only an outage longer than
+    /// that reaches it; the answer then is a 503 that carries the
+    /// `request_id` and `Location` of the accepted checkout.
     pub checkout_timeout: Duration,
     /// When the sweeper re-publishes a record still pending
     /// (`REPUBLISH_AFTER_MS`).
@@ -40,6 +46,8 @@ pub struct Settings {
     pub wait_poll: Duration,
     /// How long an Idempotency-Key is remembered (`IDEMPOTENCY_TTL_SECS`).
     pub idempotency_ttl: Duration,
+    /// How long final request records are kept (`RETENTION_HOURS`).
+    pub retention: Duration,
 }
 
 impl Settings {
@@ -54,6 +62,7 @@ impl Settings {
                 "IDEMPOTENCY_TTL_SECS",
                 24 * 3600,
             )?),
+            retention: common::retention::retention_from_env()?,
         })
     }
 }

@@ -1,65 +1,198 @@
-//! Group commit for new request records.
+//! Acceptance of checkouts: group commit of new request records, then one
+//! JetStream message per batch.
 //!
-//! Every checkout stores its record before publishing. One commit each
-//! would make the api pay an fsync per request; instead concurrent checkouts
-//! hand their record to a writer task, which inserts whatever has queued up
-//! in one transaction and answers each caller after the commit. Durability is
-//! unchanged (each caller still waits for its committed row); under load
-//! many requests share one commit, and an idle system writes batches of one
-//! with no added delay.
+//! Every checkout stores its record before anything else happens, and the
+//! stored record is the acceptance: from then on the checkout reaches
+//! `succeeded` or `failed`. One commit per record would make the api pay an
+//! fsync per request; instead concurrent checkouts hand their record to a
+//! writer task, which stores whatever has queued up in one statement and
+//! answers each caller after the commit. An idle system writes batches of
+//! one with no added delay.
+//!
+//! While PostgreSQL is down, the writer keeps the batch and retries with
+//! backoff; callers wait until their own deadline, so a short outage delays
+//! acceptance instead of refusing it.
+//!
+//! After the commit the records go to the publisher, which sends each batch
+//! as one `checkout requested` message and retries while NATS is down. A
+//! record whose publish never happened (the api died in between) is found
+//! by the sweeper.
 
 use std::{sync::Arc, time::Duration};
 
+use async_nats::jetstream::Context;
+use common::{
+    jetstream::{self, Outgoing},
+    messages::saga::CheckoutRequested,
+    nats::Subjects,
+    tasks::Tasks,
+};
 use deadpool_postgres::Pool;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::{
+    sync::{mpsc, oneshot, Mutex},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
 
-use crate::records::{self, NewRecord, RequestRecord};
+use crate::records::{self, NewRecord};
 
-/// Most records per transaction.
+/// Most records per statement, and most checkouts per message.
 const MAX_BATCH: usize = 512;
 
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct WriteError(String);
+pub enum WriteError {
+    #[error("the request could not be stored in time: {0}")]
+    Timeout(String),
+    #[error("the api is shutting down")]
+    Stopped,
+}
 
-type Reply = oneshot::Sender<Result<RequestRecord, WriteError>>;
+type Reply = oneshot::Sender<Result<(), WriteError>>;
+
+struct Pending {
+    record: NewRecord,
+    deadline: Instant,
+    reply: Reply,
+}
 
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<(NewRecord, Reply)>,
+    queue: mpsc::Sender<Pending>,
 }
 
 impl Writer {
-    /// Starts `tasks` writers: while one commits, the next collects.
-    pub fn start(pool: Pool, republish_after: Duration, tasks: usize) -> Self {
-        let (queue, rx) = mpsc::channel(8192);
+    /// Starts the writers and publishers under `tasks`: while one commits or
+    /// publishes, the next collects.
+    pub fn start(
+        pool: Pool,
+        js: Context,
+        subjects: Subjects,
+        republish_after: Duration,
+        tasks: &mut Tasks,
+    ) -> Self {
+        let (queue, rx) = mpsc::channel(16 * 1024);
+        let (to_publish, publish_rx) = mpsc::channel(64 * 1024);
         let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..tasks.max(1) {
-            tokio::spawn(write_loop(pool.clone(), rx.clone(), republish_after));
+        let publish_rx = Arc::new(Mutex::new(publish_rx));
+        for _ in 0..2 {
+            let (pool, rx, out, stop) = (
+                pool.clone(),
+                rx.clone(),
+                to_publish.clone(),
+                tasks.stop_token(),
+            );
+            tasks.spawn("record writer", async move {
+                write_loop(pool, rx, out, republish_after, stop).await;
+                Ok::<_, WriteError>(())
+            });
+            let (js, subjects, rx, stop) = (
+                js.clone(),
+                subjects.clone(),
+                publish_rx.clone(),
+                tasks.stop_token(),
+            );
+            tasks.spawn("checkout publisher", async move {
+                publish_loop(js, subjects, rx, stop).await;
+                Ok::<_, WriteError>(())
+            });
         }
         Self { queue }
     }
 
-    pub async fn create(&self, new: NewRecord) -> Result<RequestRecord, WriteError> {
-        let (tx, rx) = oneshot::channel();
+    /// Stores `record`; returns once it is committed, or fails once
+    /// `deadline` passed without a commit (nothing was accepted then).
+    pub async fn create(&self, record: NewRecord, deadline: Instant) -> Result<(), WriteError> {
+        let (reply, rx) = oneshot::channel();
         self.queue
-            .send((new, tx))
+            .send(Pending {
+                record,
+                deadline,
+                reply,
+            })
             .await
-            .map_err(|_| WriteError("record writer stopped".into()))?;
-        rx.await
-            .map_err(|_| WriteError("record writer stopped".into()))?
+            .map_err(|_| WriteError::Stopped)?;
+        rx.await.map_err(|_| WriteError::Stopped)?
     }
 }
 
 async fn write_loop(
     pool: Pool,
-    rx: Arc<Mutex<mpsc::Receiver<(NewRecord, Reply)>>>,
+    rx: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    to_publish: mpsc::Sender<CheckoutRequested>,
     republish_after: Duration,
+    stop: CancellationToken,
+) {
+    // What failed to commit and still has time left.
+    let mut carried: Vec<Pending> = Vec::new();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut batch = std::mem::take(&mut carried);
+        {
+            let mut rx = rx.lock().await;
+            if batch.is_empty() {
+                // At shutdown the HTTP server has already answered or
+                // dropped every caller; what is still queued is refused.
+                let first = tokio::select! {
+                    first = rx.recv() => first,
+                    _ = stop.cancelled() => None,
+                };
+                let Some(first) = first else { return };
+                batch.push(first);
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+        }
+        let new: Vec<NewRecord> = batch.iter().map(|p| p.record.clone()).collect();
+        match records::create_many(&pool, &new, republish_after).await {
+            Ok(()) => {
+                backoff = Duration::from_millis(50);
+                for p in batch {
+                    let _ = to_publish
+                        .send(CheckoutRequested {
+                            request_id: p.record.request_id,
+                            order_id: p.record.order_id.clone(),
+                        })
+                        .await;
+                    let _ = p.reply.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, size = batch.len(), retry_in = ?backoff, "cannot store request records yet; retrying");
+                let now = Instant::now();
+                for p in batch {
+                    if p.deadline <= now || stop.is_cancelled() || p.reply.is_closed() {
+                        let _ = p.reply.send(Err(WriteError::Timeout(e.to_string())));
+                    } else {
+                        carried.push(p);
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+async fn publish_loop(
+    js: Context,
+    subjects: Subjects,
+    rx: Arc<Mutex<mpsc::Receiver<CheckoutRequested>>>,
+    stop: CancellationToken,
 ) {
     loop {
         let batch = {
             let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else { return };
+            let first = tokio::select! {
+                first = rx.recv() => first,
+                // What is still queued at shutdown is published once more
+                // below (and swept later if that fails).
+                _ = stop.cancelled() => rx.try_recv().ok(),
+            };
+            let Some(first) = first else { return };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -69,25 +202,10 @@ async fn write_loop(
             }
             batch
         };
-        let (new, replies): (Vec<NewRecord>, Vec<Reply>) = batch.into_iter().unzip();
-        match records::create_many(&pool, &new, republish_after).await {
-            Ok(created) if created.len() == replies.len() => {
-                for (record, reply) in created.into_iter().zip(replies) {
-                    let _ = reply.send(Ok(record));
-                }
-            }
-            Ok(_) => {
-                for reply in replies {
-                    let _ = reply.send(Err(WriteError("inserted rows went missing".into())));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, size = replies.len(), "cannot store request records");
-                let e = WriteError(e.to_string());
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
+        let message = Outgoing::batch(subjects.checkout_requested(), &batch);
+        // Gives up only at shutdown; the sweeper publishes those records.
+        if let Err(e) = jetstream::publish_retrying(&js, &[message], &stop).await {
+            tracing::warn!(error = %e, count = batch.len(), "checkouts left to the sweeper");
         }
     }
 }

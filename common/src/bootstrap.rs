@@ -67,29 +67,82 @@ impl Deps {
         Readiness {
             pool: self.pool.clone(),
             nats: self.nats.clone(),
+            consumers: Vec::new(),
         }
     }
 }
 
+/// Why a binary stopped other than by being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Task(#[from] crate::tasks::TaskFailed),
+}
+
+/// Why a service binary (order-svc, stock-svc, payment-svc) stopped with
+/// an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("NATS: {0}")]
+    Nats(#[from] async_nats::Error),
+    #[error(transparent)]
+    JetStream(#[from] crate::jetstream::JetStreamError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// How long shutdown waits for background tasks to finish what they hold.
+pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl Deps {
     /// Serves the operations endpoints and the NATS endpoints of `server`
-    /// until `shutdown` resolves; then stops taking requests and returns.
+    /// while `tasks` run, until `shutdown` resolves or a task fails.
+    ///
+    /// On shutdown: stop taking requests, let the background tasks finish
+    /// and acknowledge what they hold (at most [`DRAIN_GRACE`]), then stop
+    /// the operations endpoints. A failed task is returned, so the binary
+    /// exits non-zero and its supervisor restarts it.
     pub async fn serve(
         &self,
         server: crate::rpc::Server,
+        mut tasks: crate::tasks::Tasks,
+        readiness: Readiness,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> Result<(), ServeError> {
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let listener = tokio::net::TcpListener::bind(self.config.listen_addr).await?;
         let ops = tokio::spawn(crate::ops::serve(
-            self.config.listen_addr,
-            crate::ops::router(self.readiness())
+            listener,
+            crate::ops::router(readiness)
                 .layer(axum::middleware::from_fn(crate::metrics::track_http)),
             async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             },
         ));
-        server.run(shutdown).await;
+        let mut failure = None;
+        let served = {
+            let stop = async {
+                tokio::select! {
+                    _ = shutdown => {}
+                    failed = tasks.failed() => failure = Some(failed),
+                }
+            };
+            server.run(stop).await
+        };
+        if let Some(failed) = &failure {
+            tracing::error!(error = %failed, "stopping");
+        }
+        tasks.drain(DRAIN_GRACE).await;
         let _ = stop_tx.send(true);
-        ops.await.map_err(std::io::Error::other)?
+        ops.await.map_err(std::io::Error::other)??;
+        served?;
+        match failure {
+            Some(failed) => Err(failed.into()),
+            None => Ok(()),
+        }
     }
 }

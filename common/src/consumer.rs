@@ -2,162 +2,375 @@
 //!
 //! Messages are pulled continuously; whatever has arrived by the time the
 //! previous batch is done forms the next batch (up to a cap), so batches
-//! grow with load and stay at one message when idle. The handler applies a
-//! batch (commits, publishes what it causes) and only then does this loop
-//! acknowledge: a crash anywhere before the ack means redelivery.
+//! grow with load and stay small when idle. Every message is itself a batch
+//! of items (see [`crate::messages::saga`]); the loop decodes them, hands the
+//! handler one flat, typed `Vec` of items, and only after the handler
+//! succeeded (committed, and published what it causes) acknowledges the
+//! messages: a crash anywhere before the ack means redelivery.
+//!
+//! The loop owns everything that is not business logic:
+//! - an undecodable message is terminated (never redelivered) and logged;
+//! - a failed batch (database or NATS down) is retried in place with backoff
+//!   while JetStream is told the messages are still in progress, so an outage
+//!   delays work instead of bouncing it around as redeliveries;
+//! - a consumer that disappeared (stream or consumer deleted, NATS restarted
+//!   without its data) is created again, with backoff;
+//! - cancelling `stop` ends the loop after the batch in hand is applied and
+//!   acknowledged; what was pulled but not started is handed back at once.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
-use async_nats::jetstream::{consumer::PullConsumer, AckKind, Message};
+use async_nats::jetstream::{AckKind, Context, Message};
 use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
 
-/// What to do with one message once its batch was handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// Applied (or found already applied): acknowledge.
-    Ack,
-    /// Not now (e.g. another checkout of the same order is in flight):
-    /// redeliver after the delay.
-    Retry(Duration),
-    /// Can never be handled (undecodable): terminate, never redeliver.
-    Poison,
+use crate::{jetstream, nats::Subjects};
+
+/// A consumer's liveness, for `/ready`: true while its pull stream is open.
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    pub name: &'static str,
+    up: Arc<AtomicBool>,
 }
 
-/// Delay before a batch whose handler failed (database down) is retried.
-const FAILED_BATCH_DELAY: Duration = Duration::from_millis(500);
-
-/// How many batches one consumer handles at once (`CONSUMER_CONCURRENCY`,
-/// default 1). With 2, the next batch runs while one commits and waits for
-/// its publish acks; that is safe because every handler serialises on row
-/// locks and primary keys, not on arrival order. On a 2-core machine it was
-/// slower: median 974 vs 1,032 checkouts/s (0.94×), p99 140 vs 131 ms, in an
-/// A/B of `bench stress` at 64 clients (fresh `batch_init` per run, ABBA
-/// order); the work is CPU-bound there and smaller batches amortise less.
-/// Worth measuring again on more cores.
-fn concurrency() -> usize {
-    crate::config::parse_var("CONSUMER_CONCURRENCY", 1usize)
-        .unwrap_or(1)
-        .max(1)
-}
-
-/// Runs `handler` over batches from `consumer` forever.
-///
-/// `handler` returns one [`Disposition`] per message, in order, or an error,
-/// in which case every message of the batch is redelivered after a delay.
-pub async fn run<H, Fut, E>(
-    consumer: PullConsumer,
-    name: &'static str,
-    max_batch: usize,
-    handler: H,
-) where
-    H: Fn(Vec<Message>) -> Fut,
-    Fut: Future<Output = (Vec<Message>, Result<Vec<Disposition>, E>)>,
-    E: std::fmt::Display,
-{
-    // Counters exist at zero from the start, so rates and alerts work
-    // before the first redelivery or poison message.
-    for result in ["ack", "nak", "term"] {
-        crate::metrics::CONSUMED.with_label_values(&[name, result]);
+impl Liveness {
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            up: Arc::default(),
+        }
     }
-    crate::metrics::REDELIVERED.with_label_values(&[name]);
-    tokio::spawn(report_backlog(consumer.clone(), name));
-    loop {
-        let stream = consumer
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
+    }
+}
+
+/// What a consumer loop needs besides its handler.
+pub struct Consumer {
+    pub js: Context,
+    pub subjects: Subjects,
+    /// The durable name in `nats/jetstream.json`; also labels metrics.
+    pub durable: &'static str,
+    /// Most messages (each a batch of items) handled together.
+    pub max_messages: usize,
+    pub liveness: Liveness,
+}
+
+/// After this many failed attempts in place, a batch is handed back to
+/// JetStream (redelivered later, perhaps grouped differently) so that one
+/// batch that keeps failing cannot hold up the consumer for ever.
+const MAX_ATTEMPTS_IN_PLACE: u32 = 20;
+
+impl Consumer {
+    pub fn new(
+        js: Context,
+        subjects: Subjects,
+        durable: &'static str,
+        max_messages: usize,
+    ) -> Self {
+        Self {
+            js,
+            subjects,
+            durable,
+            max_messages,
+            liveness: Liveness::new(durable),
+        }
+    }
+
+    /// Runs `handler` over batches until `stop` is cancelled.
+    ///
+    /// `handler` gets the decoded items of one or more messages, in order,
+    /// and applies all of them or none (then it returns an error and the
+    /// same items come again).
+    pub async fn run<T, H, Fut, E>(self, handler: H, stop: CancellationToken)
+    where
+        T: DeserializeOwned,
+        H: Fn(Vec<T>) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let name = self.durable;
+        // Counters exist at zero from the start, so rates and alerts work
+        // before the first redelivery or poison message.
+        for result in ["ack", "nak", "term"] {
+            crate::metrics::CONSUMED.with_label_values(&[name, result]);
+        }
+        crate::metrics::REDELIVERED.with_label_values(&[name]);
+        let mut summary = Summary::new(name);
+        let mut backoff = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            let (consumer, messages) = match self.open().await {
+                Ok(m) => m,
+                Err(e) => {
+                    self.liveness.set(false);
+                    tracing::warn!(consumer = name, error = %e, retry_in = ?backoff, "cannot pull; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            self.liveness.set(true);
+            backoff = Duration::from_millis(100);
+            let reporter = stop.child_token();
+            tokio::spawn(report_backlog(consumer, name, reporter.clone()));
+            let mut chunks = messages.ready_chunks(self.max_messages);
+            loop {
+                let items = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break,
+                    next = chunks.next() => match next {
+                        Some(items) => items,
+                        None => break,
+                    },
+                };
+                let mut batch = Vec::with_capacity(items.len());
+                let mut broken = false;
+                for item in items {
+                    match item {
+                        Ok(m) => batch.push(m),
+                        Err(e) => {
+                            use async_nats::jetstream::consumer::pull::MessagesErrorKind as K;
+                            // Missed heartbeats and the like: the stream
+                            // recovers by itself. A deleted consumer does not.
+                            broken |= matches!(e.kind(), K::ConsumerDeleted | K::NoResponders);
+                            tracing::debug!(consumer = name, error = %e, "pull stream hiccup");
+                        }
+                    }
+                }
+                if !batch.is_empty() {
+                    self.handle(batch, &handler, &stop, &mut summary).await;
+                }
+                summary.maybe_log();
+                if broken {
+                    tracing::warn!(consumer = name, "consumer gone; creating it again");
+                    break;
+                }
+            }
+            reporter.cancel();
+            if stop.is_cancelled() {
+                // Pulled but not started: hand it back at once, so another
+                // replica gets it now rather than after `ack_wait`.
+                use futures::FutureExt;
+                while let Some(Some(items)) = chunks.next().now_or_never() {
+                    let held: Vec<Message> = items.into_iter().flatten().collect();
+                    settle(name, &held, AckKind::Nak(None), "nak").await;
+                }
+            }
+            self.liveness.set(false);
+            if !stop.is_cancelled() {
+                tracing::debug!(consumer = name, "pull stream ended; reopening");
+            }
+        }
+        self.liveness.set(false);
+    }
+
+    /// (Re)creates the durable consumer (and the streams, if they are gone)
+    /// and opens its pull stream.
+    async fn open(
+        &self,
+    ) -> Result<
+        (
+            async_nats::jetstream::consumer::PullConsumer,
+            async_nats::jetstream::consumer::pull::Stream,
+        ),
+        String,
+    > {
+        let consumer = match jetstream::consumer(&self.js, &self.subjects, self.durable).await {
+            Ok(c) => c,
+            Err(first) => {
+                // A nats-server that lost its data (or an operator who
+                // deleted a stream): put the definitions back.
+                jetstream::ensure_streams(&self.js, &self.subjects)
+                    .await
+                    .map_err(|e| format!("{first}; then {e}"))?;
+                jetstream::consumer(&self.js, &self.subjects, self.durable)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        let messages = consumer
             .stream()
-            .max_messages_per_batch(max_batch * 2)
+            .max_messages_per_batch(self.max_messages * 2)
             .heartbeat(Duration::from_secs(5))
             .expires(Duration::from_secs(30))
             .messages()
-            .await;
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(consumer = name, error = %e, "cannot pull; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        stream
-            .ready_chunks(max_batch)
-            .for_each_concurrent(concurrency(), |items| {
-                let handler = &handler;
-                async move {
-                    let mut batch = Vec::with_capacity(items.len());
-                    for item in items {
-                        match item {
-                            Ok(m) => batch.push(m),
-                            // Missed heartbeats and the like: the stream recovers.
-                            Err(e) => {
-                                tracing::debug!(consumer = name, error = %e, "pull stream hiccup")
-                            }
-                        }
-                    }
-                    if !batch.is_empty() {
-                        handle_batch(name, batch, handler).await;
-                    }
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((consumer, messages))
+    }
+
+    async fn handle<T, H, Fut, E>(
+        &self,
+        batch: Vec<Message>,
+        handler: &H,
+        stop: &CancellationToken,
+        summary: &mut Summary,
+    ) where
+        T: DeserializeOwned,
+        H: Fn(Vec<T>) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let name = self.durable;
+        let redelivered = batch
+            .iter()
+            .filter(|m| m.info().is_ok_and(|i| i.delivered > 1))
+            .count();
+        if redelivered > 0 {
+            crate::metrics::REDELIVERED
+                .with_label_values(&[name])
+                .inc_by(redelivered as u64);
+        }
+        let timer = crate::metrics::BATCH_DURATION
+            .with_label_values(&[name])
+            .start_timer();
+
+        // Decode; an undecodable message can never be handled.
+        let mut good = Vec::with_capacity(batch.len());
+        let mut parts: Vec<Vec<T>> = Vec::with_capacity(batch.len());
+        for message in batch {
+            match serde_json::from_slice::<Vec<T>>(&message.payload) {
+                Ok(items) => {
+                    parts.push(items);
+                    good.push(message);
                 }
-            })
-            .await;
-        tracing::warn!(consumer = name, "pull stream ended; reopening");
+                Err(e) => {
+                    tracing::error!(consumer = name, subject = %message.subject, error = %e, "undecodable message; terminating it");
+                    settle(name, &[message], AckKind::Term, "term").await;
+                }
+            }
+        }
+        let count: usize = parts.iter().map(Vec::len).sum();
+        crate::metrics::BATCH_SIZE
+            .with_label_values(&[name])
+            .observe(count as f64);
+        if good.is_empty() {
+            return;
+        }
+
+        // `T` is not `Clone`, so every attempt decodes again; a retry only
+        // happens during an outage, when that cost does not matter.
+        let mut items: Option<Vec<T>> = Some(parts.into_iter().flatten().collect());
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            let these = match items.take() {
+                Some(i) => i,
+                None => good
+                    .iter()
+                    .flat_map(|m| serde_json::from_slice::<Vec<T>>(&m.payload).unwrap_or_default())
+                    .collect(),
+            };
+            match handler(these).await {
+                Ok(()) => {
+                    settle(name, &good, AckKind::Ack, "ack").await;
+                    summary.add(good.len(), count);
+                    break;
+                }
+                Err(e) if attempt >= MAX_ATTEMPTS_IN_PLACE || stop.is_cancelled() => {
+                    tracing::warn!(consumer = name, items = count, error = %e, "batch failed; handing it back for redelivery");
+                    settle(name, &good, AckKind::Nak(Some(delay)), "nak").await;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(consumer = name, items = count, attempt, error = %e, retry_in = ?delay, "batch failed; retrying");
+                    // Still working on it: keep JetStream from redelivering
+                    // the messages elsewhere while this replica retries.
+                    for m in &good {
+                        let _ = m.ack_with(AckKind::Progress).await;
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                    attempt += 1;
+                }
+            }
+        }
+        timer.observe_duration();
     }
 }
 
-async fn handle_batch<H, Fut, E>(name: &'static str, batch: Vec<Message>, handler: &H)
-where
-    H: Fn(Vec<Message>) -> Fut,
-    Fut: Future<Output = (Vec<Message>, Result<Vec<Disposition>, E>)>,
-    E: std::fmt::Display,
-{
-    let m = &crate::metrics::BATCH_SIZE;
-    m.with_label_values(&[name]).observe(batch.len() as f64);
-    let redelivered = batch
-        .iter()
-        .filter(|m| m.info().is_ok_and(|i| i.delivered > 1))
-        .count();
-    if redelivered > 0 {
-        crate::metrics::REDELIVERED
-            .with_label_values(&[name])
-            .inc_by(redelivered as u64);
-    }
-    let timer = crate::metrics::BATCH_DURATION
-        .with_label_values(&[name])
-        .start_timer();
-    let (batch, result) = handler(batch).await;
-    let dispositions = match result {
-        Ok(d) if d.len() == batch.len() => d,
-        Ok(d) => {
-            tracing::error!(
-                consumer = name,
-                got = d.len(),
-                want = batch.len(),
-                "handler returned the wrong number of dispositions"
-            );
-            vec![Disposition::Retry(FAILED_BATCH_DELAY); batch.len()]
-        }
-        Err(e) => {
-            tracing::warn!(consumer = name, size = batch.len(), error = %e, "batch failed; will be redelivered");
-            vec![Disposition::Retry(FAILED_BATCH_DELAY); batch.len()]
-        }
-    };
-    for (message, disposition) in batch.iter().zip(dispositions) {
-        let (kind, label) = match disposition {
-            Disposition::Ack => (AckKind::Ack, "ack"),
-            Disposition::Retry(d) => (AckKind::Nak(Some(d)), "nak"),
-            Disposition::Poison => (AckKind::Term, "term"),
-        };
-        crate::metrics::CONSUMED
-            .with_label_values(&[name, label])
-            .inc();
+/// Acknowledges (or naks, or terminates) messages, all at once.
+async fn settle(name: &'static str, messages: &[Message], kind: AckKind, label: &str) {
+    crate::metrics::CONSUMED
+        .with_label_values(&[name, label])
+        .inc_by(messages.len() as u64);
+    let acks = messages.iter().map(|m| m.ack_with(kind));
+    for result in futures::future::join_all(acks).await {
         // A lost ack only means a redelivery, which the handlers absorb.
-        if let Err(e) = message.ack_with(kind).await {
+        if let Err(e) = result {
             tracing::warn!(consumer = name, error = %e, "cannot acknowledge");
         }
     }
-    timer.observe_duration();
 }
 
-/// Samples the consumer's backlog every few seconds, forever.
-async fn report_backlog(mut consumer: PullConsumer, name: &'static str) {
+/// A line a minute per consumer at the default level: what an operator reads
+/// instead of a line per message.
+struct Summary {
+    name: &'static str,
+    since: Instant,
+    messages: usize,
+    items: usize,
+}
+
+impl Summary {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            since: Instant::now(),
+            messages: 0,
+            items: 0,
+        }
+    }
+
+    fn add(&mut self, messages: usize, items: usize) {
+        self.messages += messages;
+        self.items += items;
+    }
+
+    fn maybe_log(&mut self) {
+        if self.since.elapsed() < Self::EVERY {
+            return;
+        }
+        if self.items > 0 {
+            tracing::info!(
+                consumer = self.name,
+                messages = self.messages,
+                items = self.items,
+                seconds = self.since.elapsed().as_secs(),
+                "consumer summary"
+            );
+        }
+        *self = Self::new(self.name);
+    }
+}
+
+/// Samples the consumer's backlog every few seconds until `stop`.
+async fn report_backlog(
+    mut consumer: async_nats::jetstream::consumer::PullConsumer,
+    name: &'static str,
+    stop: CancellationToken,
+) {
     loop {
         if let Ok(info) = consumer.info().await {
             crate::metrics::CONSUMER_PENDING
@@ -167,17 +380,9 @@ async fn report_backlog(mut consumer: PullConsumer, name: &'static str) {
                 .with_label_values(&[name])
                 .set(info.num_ack_pending as i64);
         }
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    }
-}
-
-/// Decodes a JSON message body, logging what cannot be decoded.
-pub fn decode<T: serde::de::DeserializeOwned>(consumer: &str, message: &Message) -> Option<T> {
-    match serde_json::from_slice(&message.payload) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            tracing::error!(consumer, subject = %message.subject, error = %e, "undecodable message; terminating it");
-            None
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
 }

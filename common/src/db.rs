@@ -129,6 +129,28 @@ pub async fn get(pool: &Pool) -> Result<deadpool_postgres::Object, DbError> {
     Ok(conn)
 }
 
+/// Runs a statement prepared once per connection (deadpool's statement
+/// cache): the hot paths send each statement as one round trip with its
+/// parameters instead of parsing and planning it again every time.
+pub async fn query(
+    client: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(sql).await?;
+    client.query(&statement, params).await
+}
+
+/// Like [`query`], for a statement whose row count is what matters.
+pub async fn execute(
+    client: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    let statement = client.prepare_cached(sql).await?;
+    client.execute(&statement, params).await
+}
+
 /// Times a hot-path transaction (`db_transaction_duration_seconds`);
 /// observed when dropped.
 pub fn time_transaction(operation: &str) -> prometheus::HistogramTimer {

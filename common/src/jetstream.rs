@@ -111,24 +111,41 @@ pub async fn setup(
 pub struct Outgoing {
     pub subject: String,
     /// `Nats-Msg-Id`: JetStream drops a repeat inside its duplicate window.
+    /// It identifies one publish (kept when that publish is retried), not the
+    /// work inside: the consumers' database keys are what make a repeat of
+    /// the work harmless.
     pub msg_id: String,
     pub payload: Bytes,
 }
 
 impl Outgoing {
-    pub fn json<T: serde::Serialize>(subject: String, msg_id: String, body: &T) -> Self {
+    /// One message carrying `items` as a JSON array (see
+    /// [`crate::messages::saga`]), with a fresh deduplication ID.
+    pub fn batch<T: serde::Serialize>(subject: String, items: &[T]) -> Self {
         Self {
             subject,
-            msg_id,
+            msg_id: uuid::Uuid::now_v7().to_string(),
             // Our message types always serialise.
-            payload: Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+            payload: Bytes::from(serde_json::to_vec(items).unwrap_or_default()),
         }
+    }
+
+    /// Groups `(subject, item)` pairs into one batch message per subject.
+    pub fn batches<T: serde::Serialize>(items: impl IntoIterator<Item = (String, T)>) -> Vec<Self> {
+        let mut by_subject: std::collections::BTreeMap<String, Vec<T>> = Default::default();
+        for (subject, item) in items {
+            by_subject.entry(subject).or_default().push(item);
+        }
+        by_subject
+            .into_iter()
+            .map(|(subject, items)| Self::batch(subject, &items))
+            .collect()
     }
 }
 
 /// Publishes all messages pipelined (send all, then await the acks
 /// together); returns once JetStream has stored every one of them.
-pub async fn publish_all(js: &Context, messages: Vec<Outgoing>) -> Result<(), JetStreamError> {
+pub async fn publish_all(js: &Context, messages: &[Outgoing]) -> Result<(), JetStreamError> {
     if messages.is_empty() {
         return Ok(());
     }
@@ -136,11 +153,41 @@ pub async fn publish_all(js: &Context, messages: Vec<Outgoing>) -> Result<(), Je
     let mut acks = Vec::with_capacity(messages.len());
     for m in messages {
         let publish = PublishMessage::build()
-            .payload(m.payload)
-            .message_id(m.msg_id);
-        acks.push(js.send_publish(m.subject, publish).await?.into_future());
+            .payload(m.payload.clone())
+            .message_id(m.msg_id.clone());
+        acks.push(
+            js.send_publish(m.subject.clone(), publish)
+                .await?
+                .into_future(),
+        );
     }
     futures::future::try_join_all(acks).await?;
     timer.observe_duration();
     Ok(())
+}
+
+/// Publishes like [`publish_all`], retrying with backoff (100 ms doubling to
+/// 2 s) while NATS is unreachable, so that a NATS outage delays the work
+/// instead of failing it; a retry reuses each message's ID, so what the
+/// failed attempt did store is not stored twice. Gives up only when `stop`
+/// is cancelled (shutdown), returning the last error.
+pub async fn publish_retrying(
+    js: &Context,
+    messages: &[Outgoing],
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<(), JetStreamError> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match publish_all(js, messages).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot publish; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return Err(e),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
 }

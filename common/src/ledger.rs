@@ -26,7 +26,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
-    consumer::{self, Disposition},
+    consumer::Consumer,
     db::DbError,
     jetstream::{self, Outgoing},
     messages::saga::{Step, StepCommand, StepOutcome, StepResult},
@@ -234,19 +234,19 @@ pub async fn apply(
         .into_iter()
         .collect();
     let mut existing = HashMap::new();
-    for row in tx
-        .query(
-            &format!(
-                // Locked: a concurrent batch with the same saga (another
-                // replica, a redelivery) waits here and then sees this
-                // batch's committed row, so a compensation applies once.
-                // Ledger rows before accounts, each in ID order: no deadlocks.
-                "SELECT saga_id, lines, outcome, compensated FROM {ledger}
+    for row in crate::db::query(
+        &tx,
+        &format!(
+            // Locked: a concurrent batch with the same saga (another
+            // replica, a redelivery) waits here and then sees this
+            // batch's committed row, so a compensation applies once.
+            // Ledger rows before accounts, each in ID order: no deadlocks.
+            "SELECT saga_id, lines, outcome, compensated FROM {ledger}
                  WHERE saga_id = ANY($1) ORDER BY saga_id FOR UPDATE"
-            ),
-            &[&sagas],
-        )
-        .await?
+        ),
+        &[&sagas],
+    )
+    .await?
     {
         let lines: Value = row.get(1);
         let outcome: &str = row.get(2);
@@ -279,14 +279,14 @@ pub async fn apply(
     let touched: Vec<String> = touched.into_iter().collect();
     let mut balances = HashMap::new();
     if !touched.is_empty() {
-        for row in tx
-            .query(
-                &format!(
-                    "SELECT id, {balance} FROM {accounts} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
-                ),
-                &[&touched],
-            )
-            .await?
+        for row in crate::db::query(
+            &tx,
+            &format!(
+                "SELECT id, {balance} FROM {accounts} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+            ),
+            &[&touched],
+        )
+        .await?
         {
             balances.insert(row.get::<_, String>(0), row.get::<_, i64>(1));
         }
@@ -296,7 +296,8 @@ pub async fn apply(
 
     if !plan.balances.is_empty() {
         let (ids, values): (Vec<String>, Vec<i64>) = plan.balances.iter().cloned().unzip();
-        tx.execute(
+        crate::db::execute(
+            &tx,
             &format!(
                 "UPDATE {accounts} AS a SET {balance} = u.b
                  FROM unnest($1::text[], $2::bigint[]) AS u(id, b) WHERE a.id = u.id"
@@ -318,7 +319,8 @@ pub async fn apply(
             .map(|(_, e)| e.outcome.as_str())
             .collect();
         let comp: Vec<bool> = plan.inserts.iter().map(|(_, e)| e.compensated).collect();
-        tx.execute(
+        crate::db::execute(
+            &tx,
             &format!(
                 "INSERT INTO {ledger} (saga_id, lines, outcome, compensated, compensated_at)
                  SELECT s, l, o, c, CASE WHEN c THEN now() END
@@ -331,15 +333,15 @@ pub async fn apply(
     if !plan.compensated.is_empty() {
         // Only rows not yet compensated flip; if any did not, someone else
         // compensated it meanwhile and this whole batch must not commit.
-        let flipped = tx
-            .execute(
-                &format!(
-                    "UPDATE {ledger} SET compensated = true, compensated_at = now()
+        let flipped = crate::db::execute(
+            &tx,
+            &format!(
+                "UPDATE {ledger} SET compensated = true, compensated_at = now()
                      WHERE saga_id = ANY($1) AND NOT compensated"
-                ),
-                &[&plan.compensated],
-            )
-            .await?;
+            ),
+            &[&plan.compensated],
+        )
+        .await?;
         if flipped != plan.compensated.len() as u64 {
             return Err(DbError::Conflict(format!(
                 "{} of {} compensations in {ledger} were already applied",
@@ -359,21 +361,37 @@ pub async fn run_service(
     server: crate::rpc::Server,
     durable: &'static str,
     tables: Tables,
-    max_batch: usize,
+    max_messages: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), async_nats::Error> {
+) -> Result<(), crate::bootstrap::RunError> {
     let js = jetstream::setup(&deps.nats, &deps.subjects).await?;
-    let steps = tokio::spawn(serve(
-        deps.pool.clone(),
-        js,
-        deps.subjects.clone(),
-        durable,
-        tables,
-        max_batch,
-    ));
-    deps.serve(server, shutdown).await?;
-    // Unacknowledged commands are redelivered to the next replica.
-    steps.abort();
+    let mut tasks = crate::tasks::Tasks::new();
+    let consumer = Consumer::new(js.clone(), deps.subjects.clone(), durable, max_messages);
+    let readiness = deps.readiness().with_consumers([consumer.liveness.clone()]);
+    let (pool, subjects, stop) = (deps.pool.clone(), deps.subjects.clone(), tasks.stop_token());
+    tasks.spawn("step consumer", async move {
+        let s = stop.clone();
+        let handler = |commands: Vec<StepCommand>| {
+            let (pool, js, subjects, s) = (pool.clone(), js.clone(), subjects.clone(), s.clone());
+            async move { handle(&pool, &js, &subjects, &tables, &commands, &s).await }
+        };
+        consumer.run(handler, stop).await;
+        Ok::<_, StepsError>(())
+    });
+    let retention = crate::retention::retention_from_env()?;
+    let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
+    tasks.spawn("retention", async move {
+        // A ledger row is a step's idempotency key: kept for the retention,
+        // far longer than any redelivery can come late.
+        let ledger = crate::retention::Table {
+            name: tables.ledger,
+            key: "saga_id",
+            only: "true",
+        };
+        crate::retention::run(pool, vec![ledger], retention, stop).await;
+        Ok::<_, std::convert::Infallible>(())
+    });
+    deps.serve(server, tasks, readiness, shutdown).await?;
     Ok(())
 }
 
@@ -385,86 +403,56 @@ pub enum StepsError {
     JetStream(#[from] jetstream::JetStreamError),
 }
 
-/// Consumes the service's step commands forever: applies each batch, then
-/// publishes one result per command to order-svc, then acknowledges.
-pub async fn serve(
-    pool: Pool,
-    js: async_nats::jetstream::Context,
-    subjects: Subjects,
-    durable: &'static str,
-    tables: Tables,
-    max_batch: usize,
-) -> Result<(), jetstream::JetStreamError> {
-    let pull = jetstream::consumer(&js, &subjects, durable).await?;
-    consumer::run(pull, durable, max_batch, move |batch| {
-        let (pool, js, subjects) = (pool.clone(), js.clone(), subjects.clone());
-        async move {
-            let result = handle(&pool, &js, &subjects, &tables, durable, &batch).await;
-            (batch, result)
-        }
-    })
-    .await;
-    Ok(())
-}
-
+/// Applies a batch of step commands, then publishes one result per command
+/// to order-svc (one message), before the consumer acknowledges.
 async fn handle(
     pool: &Pool,
     js: &async_nats::jetstream::Context,
     subjects: &Subjects,
     tables: &Tables,
-    durable: &str,
-    batch: &[async_nats::jetstream::Message],
-) -> Result<Vec<Disposition>, StepsError> {
-    // Decode; anything that is not one of our two steps is poison.
-    let decoded: Vec<Option<(Step, Command)>> = batch
+    commands: &[StepCommand],
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<(), StepsError> {
+    // A step of another service cannot be ours to apply; it is logged and
+    // answered with nothing (order-svc never sends one here).
+    let ours: Vec<(Step, Command)> = commands
         .iter()
-        .map(|m| {
-            let cmd: StepCommand = consumer::decode(durable, m)?;
+        .filter_map(|cmd| {
             let command = if cmd.step == tables.debit {
                 Command::Debit {
                     saga_id: cmd.saga_id,
-                    lines: cmd.lines,
+                    lines: cmd.lines.clone(),
                 }
             } else if cmd.step == tables.compensate {
                 Command::Compensate {
                     saga_id: cmd.saga_id,
                 }
             } else {
-                tracing::error!(consumer = durable, step = ?cmd.step, "step for another service");
+                tracing::error!(ledger = tables.ledger, step = ?cmd.step, saga_id = %cmd.saga_id, "step for another service; ignored");
                 return None;
             };
             Some((cmd.step, command))
         })
         .collect();
-    let commands: Vec<Command> = decoded.iter().flatten().map(|(_, c)| c.clone()).collect();
-    let outcomes = apply(pool, tables, &commands).await?;
+    let plain: Vec<Command> = ours.iter().map(|(_, c)| c.clone()).collect();
+    let outcomes = apply(pool, tables, &plain).await?;
 
-    let results: Vec<Outgoing> = decoded
+    let results: Vec<StepResult> = ours
         .iter()
-        .flatten()
         .zip(&outcomes)
         .map(|((step, command), outcome)| {
             let saga_id = command.saga_id();
             tracing::debug!(%saga_id, step = step.as_str(), ?outcome, "step applied");
-            Outgoing::json(
-                subjects.step_results(),
-                format!("{saga_id}:{}:result", step.as_str()),
-                &StepResult {
-                    saga_id,
-                    step: *step,
-                    outcome: *outcome,
-                },
-            )
+            StepResult {
+                saga_id,
+                step: *step,
+                outcome: *outcome,
+            }
         })
         .collect();
-    jetstream::publish_all(js, results).await?;
-    Ok(decoded
-        .iter()
-        .map(|d| match d {
-            Some(_) => Disposition::Ack,
-            None => Disposition::Poison,
-        })
-        .collect())
+    let messages = Outgoing::batches(results.into_iter().map(|r| (subjects.step_results(), r)));
+    jetstream::publish_retrying(js, &messages, stop).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -161,11 +161,38 @@ pub mod order {
     endpoint!(BatchInit => BatchInitDone, "order", "batch_init", idempotent: true);
 }
 
-/// The checkout saga's JetStream messages. Every one carries the saga ID
-/// (= the request ID), which is also its deduplication key.
+/// The checkout saga's JetStream messages.
+///
+/// Every JetStream message is a *batch*: a JSON array of the items below, one
+/// message per destination per batch of work, so that the cost of a publish,
+/// its ack, the delivery and the consumer's ack is shared by every checkout
+/// in the batch. Each item carries the saga ID (= the request ID), which is
+/// the database key every consumer deduplicates by; how items are grouped
+/// into messages carries no meaning.
 pub mod saga {
     use super::*;
+    use crate::nats::Subjects;
     use uuid::Uuid;
+
+    /// Where each kind of saga message goes (all captured by JetStream).
+    impl Subjects {
+        /// `api` → order-svc: [`CheckoutRequested`].
+        pub fn checkout_requested(&self) -> String {
+            self.js("order.checkout")
+        }
+        /// stock-svc / payment-svc → order-svc: [`StepResult`].
+        pub fn step_results(&self) -> String {
+            self.js("order.step")
+        }
+        /// order-svc → the service that performs `step`: [`StepCommand`].
+        pub fn step_commands(&self, step: Step) -> String {
+            self.js(&format!("{}.steps", step.service()))
+        }
+        /// order-svc → `api`: [`CheckoutOutcome`].
+        pub fn checkout_outcomes(&self) -> String {
+            self.js("api.outcome")
+        }
+    }
 
     /// `api` → order-svc: check this order out.
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -189,6 +216,14 @@ pub mod saga {
     }
 
     impl Step {
+        /// The service that performs the step.
+        pub fn service(self) -> &'static str {
+            match self {
+                Step::Reserve | Step::Release => "stock",
+                Step::Charge | Step::Refund => "payment",
+            }
+        }
+
         pub fn as_str(self) -> &'static str {
             match self {
                 Step::Reserve => "reserve",

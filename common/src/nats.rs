@@ -90,35 +90,8 @@ impl Subjects {
     }
 
     /// Core-NATS subject (not persisted) on which every `api` replica hears
-    /// that a request record became final.
-    pub fn request_final(&self, request_id: &str) -> String {
-        format!("{}.evt.request.{request_id}", self.prefix)
-    }
-
-    /// Wildcard for [`Self::request_final`].
-    pub fn request_final_all(&self) -> String {
-        format!("{}.evt.request.*", self.prefix)
-    }
-}
-
-/// JetStream subjects of the checkout saga.
-impl Subjects {
-    pub fn checkout_requested(&self) -> String {
-        self.js("order.checkout")
-    }
-    pub fn step_results(&self) -> String {
-        self.js("order.step")
-    }
-    /// Where a step command goes: `stock.reserve`, `payment.refund`, ...
-    pub fn step_command(&self, step: crate::messages::saga::Step) -> String {
-        use crate::messages::saga::Step;
-        let service = match step {
-            Step::Reserve | Step::Release => "stock",
-            Step::Charge | Step::Refund => "payment",
-        };
-        self.js(&format!("{service}.{}", step.as_str()))
-    }
-    pub fn checkout_outcomes(&self) -> String {
-        self.js("api.outcome")
+    /// which request records became final (a batch per message).
+    pub fn requests_final(&self) -> String {
+        format!("{}.evt.requests.final", self.prefix)
     }
 }

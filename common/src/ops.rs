@@ -1,22 +1,30 @@
 //! Operations endpoints served by every binary: `/health` (the process is
-//! alive), `/ready` (its PostgreSQL and NATS answer) and `/metrics`.
-
-use std::net::SocketAddr;
+//! alive), `/ready` (its PostgreSQL and NATS answer and its JetStream
+//! consumers are pulling) and `/metrics`.
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Json, Router};
 use deadpool_postgres::Pool;
 use serde_json::json;
+
+use crate::consumer::Liveness;
 
 /// What `/ready` checks.
 #[derive(Clone)]
 pub struct Readiness {
     pub pool: Pool,
     pub nats: async_nats::Client,
+    pub consumers: Vec<Liveness>,
 }
 
 impl Readiness {
     pub async fn check(&self) -> (bool, bool) {
         tokio::join!(crate::db::ping(&self.pool), crate::nats::ping(&self.nats))
+    }
+
+    /// Also reports these consumers.
+    pub fn with_consumers(mut self, consumers: impl IntoIterator<Item = Liveness>) -> Self {
+        self.consumers.extend(consumers);
+        self
     }
 }
 
@@ -35,7 +43,13 @@ async fn health() -> impl IntoResponse {
 
 async fn ready(State(r): State<Readiness>) -> impl IntoResponse {
     let (postgres, nats) = r.check().await;
-    let status = if postgres && nats {
+    let consumers: serde_json::Map<String, serde_json::Value> = r
+        .consumers
+        .iter()
+        .map(|c| (c.name.to_owned(), json!(c.is_up())))
+        .collect();
+    let pulling = r.consumers.iter().all(Liveness::is_up);
+    let status = if postgres && nats && pulling {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -44,6 +58,7 @@ async fn ready(State(r): State<Readiness>) -> impl IntoResponse {
         "status": if status == StatusCode::OK { "ready" } else { "not ready" },
         "postgres": postgres,
         "nats": nats,
+        "consumers": consumers,
     });
     (status, Json(body))
 }
@@ -55,14 +70,16 @@ async fn metrics() -> impl IntoResponse {
     )
 }
 
-/// Serves `router` on `addr` until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves. Taking a bound
+/// listener lets tests bind port 0.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "HTTP listening");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "HTTP listening");
+    }
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

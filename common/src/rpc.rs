@@ -127,7 +127,7 @@ where
         .map(|v| v.as_str().to_owned())
         .unwrap_or_default();
     let span =
-        tracing::info_span!("rpc", endpoint = %format!("{}.{}", E::SERVICE, E::NAME), %request_id);
+        tracing::debug_span!("rpc", endpoint = %format!("{}.{}", E::SERVICE, E::NAME), %request_id);
     async {
         let timer = crate::metrics::RPC_DURATION
             .with_label_values(&[E::NAME])
@@ -329,16 +329,26 @@ impl Server {
 
     /// Runs until `shutdown` resolves, then unsubscribes so that in-flight
     /// requests finish and new ones go to other replicas.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = self.tasks.join_next() => {
-                tracing::error!("an endpoint task ended unexpectedly");
-            }
-        }
+    /// An endpoint task that ends by itself is a fault: it is returned, and
+    /// the binary exits non-zero.
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), crate::tasks::TaskFailed> {
+        let result = tokio::select! {
+            _ = shutdown => Ok(()),
+            ended = self.tasks.join_next() => Err(crate::tasks::TaskFailed {
+                name: "NATS endpoint",
+                how: match ended {
+                    Some(Err(e)) => format!("failed: {e}"),
+                    _ => "ended".to_owned(),
+                },
+            }),
+        };
         if let Err(e) = self.service.stop().await {
             tracing::warn!(error = %e, "cannot stop the NATS service cleanly");
         }
+        result
     }
 }
 

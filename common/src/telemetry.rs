@@ -1,15 +1,29 @@
 //! Structured logging with `tracing`.
 //!
-//! `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` switches to JSON
-//! lines for log shippers, anything else gives human-readable output.
+//! `RUST_LOG` filters (default `info`, with the NATS and PostgreSQL clients
+//! at `warn`); `LOG_FORMAT=json` switches to JSON lines for log shippers,
+//! anything else gives human-readable output, coloured only on a terminal.
+//!
+//! At the default level a binary logs start-up, warnings, errors and a
+//! summary line a minute per consumer, never a line per request or message
+//! (those are `debug`), so that logs stay small under any load.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::{fmt, EnvFilter};
 
+const DEFAULT_FILTER: &str = "info,tokio_postgres=warn,async_nats=warn";
+
 pub fn init(binary: &'static str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn,async_nats=warn"));
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::new(v),
+        _ => EnvFilter::new(DEFAULT_FILTER),
+    };
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let builder = fmt().with_env_filter(filter).with_target(true);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_ansi(std::io::stdout().is_terminal());
     // try_init: tests may initialise several times in one process.
     let _ = if json {
         builder.json().flatten_event(true).try_init()

@@ -7,7 +7,7 @@ pub mod handlers;
 pub mod saga;
 pub mod store;
 
-use common::{bootstrap::Deps, rpc::Server};
+use common::{bootstrap::Deps, rpc::Server, tasks::Tasks};
 
 mod embedded {
     refinery::embed_migrations!("../sql/order");
@@ -18,17 +18,27 @@ pub fn migrations() -> refinery::Runner {
     embedded::migrations::runner()
 }
 
-/// Most messages handled in one transaction.
-pub const MAX_BATCH: usize = 256;
+/// Most JetStream messages (each a batch of items) handled in one
+/// transaction.
+pub const MAX_MESSAGES: usize = 64;
+
+/// Finished sagas are kept for `RETENTION_HOURS`: long enough that no
+/// redelivered checkout can come after its saga is gone.
+const FINISHED_SAGAS: common::retention::Table = common::retention::Table {
+    name: "sagas",
+    key: "id",
+    only: "state IN ('succeeded', 'failed')",
+};
 
 /// Default port of the operations endpoints.
 pub const DEFAULT_PORT: u16 = 8001;
 
-/// Serves every endpoint until `shutdown` resolves.
+/// Serves every endpoint until `shutdown` resolves (or a background task
+/// fails, which is returned).
 pub async fn run(
     deps: Deps,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), async_nats::Error> {
+) -> Result<(), common::bootstrap::RunError> {
     use common::messages::order::*;
     let store = store::Store::new(deps.pool.clone());
     let mut server = Server::start(
@@ -52,10 +62,16 @@ pub async fn run(
         .add::<BatchInit, _, _, _>(store.clone(), handlers::batch_init)
         .await?;
     let js = common::jetstream::setup(&deps.nats, &deps.subjects).await?;
+    let mut tasks = Tasks::new();
     let checkout = checkout::Checkout::new(deps.pool.clone(), js, deps.subjects.clone());
-    let sagas = tokio::spawn(checkout.serve(MAX_BATCH));
-    deps.serve(server, shutdown).await?;
-    // Unacknowledged messages are redelivered to the next replica.
-    sagas.abort();
+    let consumers = checkout.spawn(&mut tasks, MAX_MESSAGES);
+    let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
+    let retention = common::retention::retention_from_env()?;
+    tasks.spawn("retention", async move {
+        common::retention::run(pool, vec![FINISHED_SAGAS], retention, stop).await;
+        Ok::<_, std::convert::Infallible>(())
+    });
+    let readiness = deps.readiness().with_consumers(consumers);
+    deps.serve(server, tasks, readiness, shutdown).await?;
     Ok(())
 }

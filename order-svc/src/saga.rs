@@ -11,12 +11,19 @@
 //! ```
 //! The outcome is published only once every compensation is confirmed, so a
 //! client told "failed" finds stock and credit exactly as before.
+//!
+//! An order has at most one saga in flight. A checkout that arrives while
+//! another of the same order runs is stored `queued` and started (or, if the
+//! running one paid the order, answered "already paid") when that one ends:
+//! first come, first served, and nothing is redelivered in a loop meanwhile.
 
 use common::messages::saga::{CheckoutOutcome, FailureReason, Step, StepCommand, StepOutcome};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// Waiting for an earlier checkout of the same order to end.
+    Queued,
     Running,
     Compensating,
     Succeeded,
@@ -26,6 +33,7 @@ pub enum State {
 impl State {
     pub fn as_str(self) -> &'static str {
         match self {
+            State::Queued => "queued",
             State::Running => "running",
             State::Compensating => "compensating",
             State::Succeeded => "succeeded",
@@ -35,6 +43,7 @@ impl State {
 
     pub fn parse(s: &str) -> State {
         match s {
+            "queued" => State::Queued,
             "running" => State::Running,
             "compensating" => State::Compensating,
             "succeeded" => State::Succeeded,
@@ -63,6 +72,36 @@ pub struct Saga {
     pub reason: Option<FailureReason>,
     /// When the saga was stored (None before it is); for timing only.
     pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What an order allows a new checkout to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// No such order: fail at once.
+    NotFound,
+    /// Already paid: succeed at once, charging nothing.
+    AlreadyPaid,
+    /// Another checkout of the order is in flight: queue behind it.
+    Busy,
+    /// Start reserving and charging.
+    Start,
+}
+
+/// The order as admission sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderState {
+    pub paid: bool,
+    pub checkout_in_flight: bool,
+}
+
+/// Decides what a new checkout of an order does (`None`: no such order).
+pub fn admit(order: Option<OrderState>) -> Admission {
+    match order {
+        None => Admission::NotFound,
+        Some(o) if o.paid => Admission::AlreadyPaid,
+        Some(o) if o.checkout_in_flight => Admission::Busy,
+        Some(_) => Admission::Start,
+    }
 }
 
 /// A message the saga asks to be sent.
@@ -97,6 +136,29 @@ impl Saga {
         }
     }
 
+    /// A saga waiting behind another checkout of the same order.
+    pub fn queued(id: Uuid, order_id: &str) -> Self {
+        Self {
+            state: State::Queued,
+            ..Self::finished(id, order_id, None)
+        }
+    }
+
+    /// Starts a queued saga with the order as it is now.
+    pub fn start_queued(&mut self, user_id: &str, amount: i64, items: Vec<(String, i64)>) {
+        debug_assert_eq!(self.state, State::Queued);
+        *self = Self {
+            created_at: self.created_at,
+            ..Self::start(self.id, &self.order_id, user_id, amount, items)
+        };
+    }
+
+    /// Ends a queued saga because an earlier checkout paid the order.
+    pub fn finish_queued_as_paid(&mut self) {
+        debug_assert_eq!(self.state, State::Queued);
+        self.state = State::Succeeded;
+    }
+
     /// A saga that is over before it began (unknown order, already paid).
     pub fn finished(id: Uuid, order_id: &str, reason: Option<FailureReason>) -> Self {
         Self {
@@ -122,6 +184,10 @@ impl Saga {
     /// Records a step result and moves on if it can. Returns false when the
     /// result was already known (a redelivery).
     pub fn record(&mut self, step: Step, outcome: StepOutcome) -> bool {
+        if self.state == State::Queued {
+            // Nothing was sent for it yet: a result cannot be ours.
+            return false;
+        }
         // The first result of a step stands; a later one is a redelivery.
         let first = |slot: &mut Option<StepOutcome>| {
             let empty = slot.is_none();
@@ -185,6 +251,7 @@ impl Saga {
             })
         };
         match self.state {
+            State::Queued => Vec::new(),
             State::Running => {
                 let mut out = Vec::new();
                 if self.reserve.is_none() {
@@ -317,6 +384,39 @@ mod tests {
         assert!(!s.record(Step::Release, Done));
         assert!(!s.record(Step::Charge, Done));
         assert_eq!(s, done);
+    }
+
+    #[test]
+    fn admission() {
+        let order = |paid, checkout_in_flight| {
+            Some(OrderState {
+                paid,
+                checkout_in_flight,
+            })
+        };
+        assert_eq!(admit(None), Admission::NotFound);
+        assert_eq!(admit(order(true, false)), Admission::AlreadyPaid);
+        assert_eq!(
+            admit(order(true, true)),
+            Admission::AlreadyPaid,
+            "paid wins: nothing to wait for"
+        );
+        assert_eq!(admit(order(false, true)), Admission::Busy);
+        assert_eq!(admit(order(false, false)), Admission::Start);
+    }
+
+    #[test]
+    fn a_queued_saga_waits_silently_then_starts_or_reports_paid() {
+        let mut q = Saga::queued(Uuid::from_u128(2), "o");
+        assert!(q.outgoing().is_empty());
+        assert!(!q.record(Step::Reserve, Done), "nothing was sent for it");
+        assert_eq!(q.state, State::Queued);
+        let mut paid = q.clone();
+        paid.finish_queued_as_paid();
+        assert!(outcome(&paid).succeeded);
+        q.start_queued("u", 10, vec![("i".into(), 2)]);
+        assert_eq!(q.state, State::Running);
+        assert_eq!(steps(&q.outgoing()), vec![Step::Reserve, Step::Charge]);
     }
 
     #[test]

@@ -31,8 +31,9 @@ pub const TABLES: Tables = Tables {
     compensate: Step::Refund,
 };
 
-/// Most step commands applied in one transaction.
-pub const MAX_BATCH: usize = 256;
+/// Most JetStream messages (each a batch of step commands) applied in one
+/// transaction.
+pub const MAX_MESSAGES: usize = 64;
 
 /// Default port of the operations endpoints.
 pub const DEFAULT_PORT: u16 = 8003;
@@ -41,7 +42,7 @@ pub const DEFAULT_PORT: u16 = 8003;
 pub async fn run(
     deps: Deps,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), async_nats::Error> {
+) -> Result<(), common::bootstrap::RunError> {
     use common::messages::payment::*;
     let store = store::Store::new(deps.pool.clone());
     let mut server = Server::start(
@@ -67,5 +68,5 @@ pub async fn run(
     server
         .add::<BatchInit, _, _, _>(store.clone(), handlers::batch_init)
         .await?;
-    ledger::run_service(&deps, server, "payment", TABLES, MAX_BATCH, shutdown).await
+    ledger::run_service(&deps, server, "payment", TABLES, MAX_MESSAGES, shutdown).await
 }

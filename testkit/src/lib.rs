@@ -9,6 +9,7 @@
 pub mod db;
 pub mod http;
 pub mod infra;
+pub mod proxy;
 pub mod receiver;
 pub mod system;
 pub mod workload;
@@ -16,7 +17,7 @@ pub mod workload;
 pub use db::TestDb;
 pub use http::Client;
 pub use infra::{LocalInfra, Server};
-pub use system::{Binary, System, SystemBuilder};
+pub use system::{Binary, Dep, System, SystemBuilder};
 
 /// A short unique name for this test's resources, e.g. `t3f9a1c2d`.
 pub fn unique_name() -> String {

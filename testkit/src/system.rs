@@ -11,7 +11,7 @@ use std::{
 use futures::StreamExt;
 use tokio::process::{Child, Command};
 
-use crate::{db::TestDb, http::Client};
+use crate::{db::TestDb, http::Client, proxy::Proxy};
 
 /// One of the four binaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,12 +76,27 @@ pub struct SystemBuilder {
     replicas: usize,
     env: Vec<(String, String)>,
     servers: Option<(String, String)>,
+    proxied: Vec<(Binary, Dep)>,
+}
+
+/// A dependency a binary can be cut off from (see [`crate::proxy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dep {
+    Postgres,
+    Nats,
 }
 
 impl SystemBuilder {
     /// Runs `n` replicas of every binary.
     pub fn replicas(mut self, n: usize) -> Self {
         self.replicas = n.max(1);
+        self
+    }
+
+    /// Connects `binary` to `dep` through a [`Proxy`] the test can cut
+    /// ([`System::proxy`]).
+    pub fn proxied(mut self, binary: Binary, dep: Dep) -> Self {
+        self.proxied.push((binary, dep));
         self
     }
 
@@ -112,9 +127,18 @@ impl SystemBuilder {
         }
         let log_dir = workspace_root().join("target/testkit-logs").join(&name);
         std::fs::create_dir_all(&log_dir).expect("log directory");
+        let mut proxies = HashMap::new();
+        for (binary, dep) in self.proxied {
+            let target = match dep {
+                Dep::Postgres => crate::proxy::socket_of(&dbs[&binary].url),
+                Dep::Nats => crate::proxy::socket_of(&nats_url),
+            };
+            proxies.insert((binary, dep), Proxy::start(target).await);
+        }
         let mut system = System {
             name,
             dbs,
+            proxies,
             procs: Vec::new(),
             env: self.env,
             nats_url,
@@ -148,6 +172,7 @@ pub struct System {
     /// The unique name: NATS prefix and database name prefix.
     pub name: String,
     dbs: HashMap<Binary, TestDb>,
+    proxies: HashMap<(Binary, Dep), Proxy>,
     procs: Vec<Proc>,
     env: Vec<(String, String)>,
     nats_url: String,
@@ -162,6 +187,7 @@ impl System {
             replicas: 1,
             env: Vec::new(),
             servers: None,
+            proxied: Vec::new(),
         }
     }
 
@@ -210,9 +236,17 @@ impl System {
             .append(true)
             .open(&log_path)
             .expect("log file");
+        let mut database_url = self.dbs[&p.binary].url.clone();
+        if let Some(proxy) = self.proxies.get(&(p.binary, Dep::Postgres)) {
+            database_url = crate::proxy::through(&database_url, proxy.addr);
+        }
+        let mut nats_url = self.nats_url.clone();
+        if let Some(proxy) = self.proxies.get(&(p.binary, Dep::Nats)) {
+            nats_url = crate::proxy::through(&nats_url, proxy.addr);
+        }
         let mut cmd = Command::new(&exe);
-        cmd.env("DATABASE_URL", &self.dbs[&p.binary].url)
-            .env("NATS_URL", &self.nats_url)
+        cmd.env("DATABASE_URL", database_url)
+            .env("NATS_URL", nats_url)
             .env("NATS_PREFIX", &self.name)
             .env("LISTEN_ADDR", &p.addr)
             .env(
@@ -258,6 +292,51 @@ impl System {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The proxy between `binary` and `dep` (see [`SystemBuilder::proxied`]).
+    pub fn proxy(&self, binary: Binary, dep: Dep) -> &Proxy {
+        self.proxies
+            .get(&(binary, dep))
+            .expect("that dependency is not proxied: use SystemBuilder::proxied")
+    }
+
+    /// Sends SIGTERM to every replica of `binary` and waits (at most 60 s)
+    /// for each to exit; returns their exit statuses.
+    pub async fn terminate(&mut self, binary: Binary) -> Vec<std::process::ExitStatus> {
+        let mut statuses = Vec::new();
+        for p in self.procs.iter_mut().filter(|p| p.binary == binary) {
+            let Some(mut child) = p.child.take() else {
+                continue;
+            };
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+            let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+                .await
+                .unwrap_or_else(|_| panic!("{} ignored SIGTERM", binary.executable()))
+                .expect("exit status");
+            statuses.push(status);
+        }
+        statuses
+    }
+
+    /// Everything `binary`'s replicas logged so far.
+    pub fn logs(&self, binary: Binary) -> String {
+        self.procs
+            .iter()
+            .filter(|p| p.binary == binary)
+            .map(|p| {
+                std::fs::read_to_string(self.log_dir.join(format!(
+                    "{}-{}.log",
+                    p.binary.executable(),
+                    p.replica
+                )))
+                .unwrap_or_default()
+            })
+            .collect()
     }
 
     /// SIGKILLs every replica of `binary` (no graceful shutdown).

@@ -166,13 +166,25 @@ async fn waiting_is_bounded_and_never_guesses() {
     sys.kill(Binary::Stock).await;
 
     let c = sys.client.clone();
+    // A plain checkout is never answered 202 (clients count it as a sale):
+    // past its wait, only an outage, it is a 503 naming the accepted
+    // request, never a guess.
     let r = c.post(&format!("/orders/checkout/{order}")).await;
-    assert_eq!(
-        r.status, 202,
-        "a timeout hands over the pending record: {r:?}"
-    );
-    assert_eq!(r.body["status"], "pending");
+    assert_eq!(r.status, 503, "outcome unknown within the wait: {r:?}");
     let id = r.str("request_id");
+    assert_eq!(r.headers["location"], format!("/requests/{id}"));
+    assert!(r.headers.contains_key("retry-after"));
+    // A client that bounds the wait itself (RFC 7240) gets the record.
+    let bounded = c
+        .send(
+            c.raw()
+                .post(format!("{}/orders/checkout/{order}", c.base()))
+                .header("Prefer", "wait=1"),
+        )
+        .await;
+    assert_eq!(bounded.status, 202, "{bounded:?}");
+    assert_eq!(bounded.body["status"], "pending");
+    assert_eq!(bounded.headers["vary"], "Prefer");
     let started = std::time::Instant::now();
     let p = c.get(&format!("/requests/{id}?wait=1")).await;
     assert_eq!(p.status, 200);

@@ -15,6 +15,8 @@ use deadpool_postgres::Pool;
 use rand::Rng;
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{
     policy::GuardedResolver,
@@ -84,10 +86,13 @@ impl Worker {
 
     /// Runs forever: wakes on `wake` (a record with a callback became final
     /// here) or every poll interval.
-    pub async fn run(self: Arc<Self>, wake: Arc<Notify>) {
+    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, stop: CancellationToken) {
         let lease = self.settings.timeout + Duration::from_secs(10);
         loop {
             tokio::select! {
+                // Attempts in flight finish on their own (their claims run
+                // out if the process is gone first).
+                _ = stop.cancelled() => return,
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(self.settings.poll) => {}
             }
@@ -122,8 +127,11 @@ impl Worker {
 
     async fn attempt(&self, due: Due) {
         let number = due.attempts + 1;
-        let span = tracing::info_span!("webhook", request_id = %due.request_id, attempt = number);
-        let _guard = span.enter();
+        let span = tracing::debug_span!("webhook", request_id = %due.request_id, attempt = number);
+        self.attempt_in_span(due, number).instrument(span).await
+    }
+
+    async fn attempt_in_span(&self, due: Due, number: i32) {
         let started_at = Utc::now();
         let clock = Instant::now();
         let result = self.send(&due).await;
@@ -145,7 +153,7 @@ impl Worker {
             (false, None) => "failed",
         };
         ATTEMPTS.with_label_values(&[outcome]).inc();
-        tracing::info!(
+        tracing::debug!(
             outcome,
             ?http_status,
             error = error.as_deref().unwrap_or(""),
@@ -212,7 +220,7 @@ fn jitter(d: Duration) -> Duration {
 
 /// Keeps the gauges of unfinished work fresh: webhook deliveries and
 /// request records still pending.
-pub async fn report_pending(pool: Pool) {
+pub async fn report_pending(pool: Pool, stop: CancellationToken) {
     let webhooks = prometheus::register_int_gauge!(
         "webhook_deliveries_pending",
         "Webhook deliveries not yet delivered or failed"
@@ -231,6 +239,9 @@ pub async fn report_pending(pool: Pool) {
         if let Ok(n) = crate::records::count_pending(&pool).await {
             requests.set(n);
         }
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
     }
 }

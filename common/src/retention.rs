@@ -1,0 +1,108 @@
+//! Bounded tables: rows keyed by a request or saga ID (a UUIDv7, whose
+//! first 48 bits are its creation time in milliseconds) are deleted once
+//! older than a retention period, walking the primary key index, so no
+//! extra index is maintained on the hot path.
+//!
+//! The retention must be far longer than any redelivery or re-publish can
+//! come late (JetStream redelivers within seconds to minutes; the sweeper
+//! gives up re-publishing never, but a record stays pending and is never
+//! purged): the rows purged here are the idempotency keys of work that is
+//! long over.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use deadpool_postgres::Pool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Most rows deleted per statement, so a purge never holds locks for long.
+const CHUNK: i64 = 5_000;
+
+/// How often a purge runs.
+pub const EVERY: Duration = Duration::from_secs(60);
+
+/// One table to keep bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct Table {
+    pub name: &'static str,
+    /// The UUIDv7 key column.
+    pub key: &'static str,
+    /// Only rows matching this SQL condition go (e.g. only final sagas).
+    pub only: &'static str,
+}
+
+/// The smallest UUIDv7 of time `t`: every ID created before `t` is lower.
+pub fn v7_floor(t: SystemTime) -> Uuid {
+    let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    Uuid::from_bytes(bytes)
+}
+
+/// Deletes the rows of `table` older than `retention`; returns how many.
+pub async fn purge(
+    pool: &Pool,
+    table: &Table,
+    retention: Duration,
+) -> Result<u64, crate::db::DbError> {
+    let cutoff = v7_floor(SystemTime::now() - retention);
+    let sql = format!(
+        "DELETE FROM {name} WHERE {key} IN (
+             SELECT {key} FROM {name} WHERE {key} < $1 AND ({only})
+             ORDER BY {key} LIMIT $2)",
+        name = table.name,
+        key = table.key,
+        only = table.only,
+    );
+    let conn = crate::db::get(pool).await?;
+    let mut total = 0;
+    loop {
+        let n = crate::db::execute(&conn, &sql, &[&cutoff, &CHUNK]).await?;
+        total += n;
+        if n < CHUNK as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Purges `tables` every [`EVERY`] until `stop`.
+pub async fn run(pool: Pool, tables: Vec<Table>, retention: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+        for table in &tables {
+            match purge(&pool, table, retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    table = table.name,
+                    rows = n,
+                    "purged rows past their retention"
+                ),
+                Err(e) => tracing::warn!(table = table.name, error = %e, "cannot purge old rows"),
+            }
+        }
+    }
+}
+
+/// `RETENTION_HOURS` (default 168, a week): how long finished work is kept.
+pub fn retention_from_env() -> Result<Duration, crate::config::ConfigError> {
+    let hours: u64 = crate::config::parse_var("RETENTION_HOURS", 168)?;
+    Ok(Duration::from_secs(hours * 3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_orders_below_every_id_made_after_it() {
+        let before = v7_floor(SystemTime::now());
+        std::thread::sleep(Duration::from_millis(2));
+        let id = Uuid::now_v7();
+        assert!(before < id);
+        let after = v7_floor(SystemTime::now() + Duration::from_millis(5));
+        assert!(id < after);
+    }
+}
