@@ -5,7 +5,9 @@
 #
 # Env: BENCH_BASE_URL, BENCH_BIN (prebuilt harness; default: cargo build -p bench),
 #      BENCH_OUT_DIR (default: a fresh bench/results/smoke-<timestamp>),
-#      BENCH_SMOKE_WEBHOOK=1 to also run `async --webhook` (needs webhooks in the API).
+#      BENCH_SMOKE_WEBHOOK=1 to also run `async --webhook` (needs webhooks in the API),
+#      BENCH_SOAK_PIDS (api=PID,order-svc=PID,…) and BENCH_SOAK_LOG_DIR for `soak` (default:
+#      the PID files in .local/run and the logs in .local/log, as `make up` leaves them).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -49,6 +51,9 @@ if [[ "${BENCH_SMOKE_WEBHOOK:-0}" == 1 ]]; then
 fi
 step ceiling ceiling --duration 2s --warmup 0s --clients 8
 step sweep sweep "${SMALL[@]}" --skip-init --clients-list 1,4 --step-duration 1s --warmup 0s
+# A fresh set of orders, so that the soak's checkouts are new ones.
+step soak soak --items 1000 --users 1000 --orders 2000 --duration 6s --interval 2s \
+    --probe-duration 2s --probe-clients 4
 "$BENCH_BIN" report "$OUT" >/dev/null || status=1
 
 python3 - "$OUT" <<'PY' || status=1
@@ -141,6 +146,29 @@ if r is not None:
     need(isinstance(r.get("saturation"), dict) and "reason" in r["saturation"], "sweep: saturation missing")
     for s in r.get("steps", []):
         load_ok(f"sweep step {s.get('level')}", s.get("load", {}))
+
+r = envelope("soak", "soak")
+if r is not None:
+    load_ok("soak", r.get("load", {}))
+    need((num(r, "rate") or 0) > 0, "soak: rate missing")
+    need(num(r, "probe", "throughput_rps") is not None, "soak: saturation probe missing")
+    ivs = r.get("intervals", [])
+    need(len(ivs) == 3 and all(i.get("full") for i in ivs), f"soak: {len(ivs)} intervals, expected 3 full ones")
+    for i in ivs:
+        for k in ("throughput_rps", "p50_ms", "p99_ms", "completed", "error", "dropped"):
+            need(num(i, k) is not None, f"soak interval {i.get('index')}: {k} missing")
+        need(isinstance(i.get("rss_mib"), dict), f"soak interval {i.get('index')}: rss_mib missing")
+        need(num(i, "log_bytes") is not None, f"soak interval {i.get('index')}: log_bytes missing")
+    watched = r.get("processes", [])
+    if os.environ.get("BENCH_SOAK_PIDS"):
+        expected = sorted(p.split("=")[0] for p in os.environ["BENCH_SOAK_PIDS"].split(","))
+        need(sorted(watched) == expected, f"soak: watched {watched}, expected {expected}")
+        for i in ivs:
+            for p in expected:
+                need((num(i, "rss_mib", p) or 0) > 0, f"soak interval {i.get('index')}: no RSS for {p}")
+    v = r.get("verdict", {})
+    need(v.get("status") in ("flat", "not_flat", "inconclusive"), f"soak: verdict {v.get('status')!r}")
+    need(isinstance(v.get("checks"), list) and len(v["checks"]) >= 3 + len(watched), "soak: flatness checks missing")
 
 need(os.path.exists(os.path.join(out, "report.md")), "report.md missing")
 need(any(f.endswith(".svg") for f in os.listdir(out)), "no plot written")

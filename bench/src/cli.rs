@@ -70,6 +70,9 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Harness ceiling: closed loop against a trivial endpoint (GET /health).
     Ceiling(CeilingArgs),
+    /// Long run at a fraction of the saturation throughput, reported per interval: throughput,
+    /// p99, each binary's RSS and log growth, with a verdict on whether they stay flat.
+    Soak(SoakArgs),
     /// Writes report.md and the plots from the JSON results of a directory.
     Report(ReportArgs),
 }
@@ -270,6 +273,61 @@ pub struct SweepArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct SoakArgs {
+    #[command(flatten)]
+    pub init: InitArgs,
+    /// How long the soak runs (after the saturation probe).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Reporting interval (whole seconds).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Offered rate in checkouts/s. Without it, a closed-loop probe measures the saturation
+    /// throughput first and the soak offers --load-fraction of it.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Fraction of the measured saturation throughput to offer.
+    #[arg(long, default_value_t = 0.8)]
+    pub load_fraction: f64,
+    /// Duration of the saturation probe.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub probe_duration: Duration,
+    /// Clients of the saturation probe (closed loop).
+    #[arg(long, default_value_t = 64)]
+    pub probe_clients: usize,
+    /// Requests in flight at most; arrivals beyond it are counted as dropped.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_in_flight: usize,
+    /// Processes whose RSS is reported, NAME=PID (comma-separated or repeated). Default: the
+    /// PID files of the four binaries in --run-dir.
+    #[arg(long = "pid", value_delimiter = ',', env = "BENCH_SOAK_PIDS")]
+    pub pids: Vec<String>,
+    /// Where `scripts/up.sh` keeps the PID files (api.pid, order-svc.pid, …).
+    #[arg(long, default_value = ".local/run", env = "BENCH_SOAK_RUN_DIR")]
+    pub run_dir: PathBuf,
+    /// Directory whose *.log files' growth is reported.
+    #[arg(long, default_value = ".local/log", env = "BENCH_SOAK_LOG_DIR")]
+    pub log_dir: PathBuf,
+    /// Flat if the last interval's throughput is at least (1 - this) x the first's.
+    #[arg(long, default_value_t = 0.10)]
+    pub max_throughput_drop: f64,
+    /// Flat if the last interval's p99 is at most (1 + this) x the first's + 10 ms.
+    #[arg(long, default_value_t = 0.50)]
+    pub max_p99_rise: f64,
+    /// Flat if each process's RSS at the end of the last interval is at most (1 + this) x
+    /// the first's + 16 MiB.
+    #[arg(long, default_value_t = 0.20)]
+    pub max_rss_growth: f64,
+    /// Flat if the log growth of the last interval is at most (1 + this) x the first's
+    /// + 64 KiB per minute.
+    #[arg(long, default_value_t = 0.50)]
+    pub max_log_growth: f64,
+    /// Exit 1 when a figure is not flat (3 when the verdict is inconclusive).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct CeilingArgs {
     /// Path of the trivial endpoint.
     #[arg(long, default_value = "/health")]
@@ -357,6 +415,27 @@ mod tests {
                 assert_eq!(s.init.orders, 1000);
                 assert_eq!(s.load.rate, Some(200.0));
                 assert_eq!(s.load.duration, Duration::from_secs(3));
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = Cli::try_parse_from([
+            "bench",
+            "soak",
+            "--rate",
+            "50",
+            "--pid",
+            "api=1,order-svc=2",
+            "--pid",
+            "stock-svc=3",
+        ])
+        .expect("parse");
+        match c.command {
+            Command::Soak(s) => {
+                assert_eq!(s.duration, Duration::from_secs(600));
+                assert_eq!(s.interval, Duration::from_secs(60));
+                assert_eq!(s.rate, Some(50.0));
+                assert_eq!(s.pids, ["api=1", "order-svc=2", "stock-svc=3"]);
+                assert!((s.load_fraction - 0.8).abs() < 1e-12);
             }
             other => panic!("{other:?}"),
         }

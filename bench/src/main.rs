@@ -3,6 +3,7 @@
 mod cli;
 mod client;
 mod output;
+mod procs;
 mod progress;
 mod report;
 mod stats;
@@ -178,6 +179,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 title,
                 rows,
                 0,
+            )?
+        }
+        Command::Soak(a) => {
+            let (r, params) = workload::soak::run(&api, a, &ui, t).await?;
+            let title = format!("soak against {base}: {}", r.verdict.status);
+            let exit = match (a.strict, r.verdict.status.as_str()) {
+                (true, "not_flat") => EXIT_FAIL,
+                (true, "inconclusive") => EXIT_INCONCLUSIVE,
+                _ => 0,
+            };
+            let rows = output::soak_rows(&r);
+            finished(
+                "soak",
+                output::load_status(&r.load),
+                params,
+                &r,
+                title,
+                rows,
+                exit,
             )?
         }
         Command::Report(_) => return Ok(ExitCode::SUCCESS),

@@ -4,6 +4,7 @@ use crate::stats::LatencySummary;
 use crate::workload::async_::AsyncResult;
 use crate::workload::ceiling::CeilingResult;
 use crate::workload::consistency::ConsistencyResult;
+use crate::workload::soak::{FlatCheck, SoakInterval, SoakResult};
 use crate::workload::stress::StressResult;
 use crate::workload::sweep::SweepResult;
 use crate::workload::LoadSummary;
@@ -34,9 +35,10 @@ impl Host {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     pub schema: String,
-    /// consistency | stress | async | sweep | ceiling
+    /// consistency | stress | async | sweep | ceiling | soak
     pub kind: String,
-    /// consistency: pass | fail | inconclusive; load runs: completed | completed_with_errors.
+    /// consistency: pass | fail | inconclusive; load runs (soak included; its flatness verdict is
+    /// in `result.verdict`): completed | completed_with_errors.
     pub status: String,
     pub label: Option<String>,
     pub base_url: String,
@@ -317,5 +319,106 @@ pub fn sweep_rows(s: &SweepResult) -> Rows {
 pub fn ceiling_rows(c: &CeilingResult) -> Rows {
     let mut r: Rows = vec![("endpoint".into(), format!("GET {}", c.path))];
     r.extend(load_rows(&c.load));
+    r
+}
+
+/// How the soak's rate was chosen.
+pub fn soak_rate(s: &SoakResult) -> String {
+    match (&s.probe, s.load_fraction) {
+        (Some(p), Some(f)) => format!(
+            "{:.1} checkouts/s = {:.0}% of the {:.1}/s a {}-client closed loop sustained in {:.0} s",
+            s.rate,
+            f * 100.0,
+            p.throughput_rps,
+            p.clients,
+            p.duration_s
+        ),
+        _ => format!("{:.1} checkouts/s (given)", s.rate),
+    }
+}
+
+/// One interval on one line: throughput, latency, errors, RSS per process, log growth.
+pub fn soak_interval(i: &SoakInterval) -> String {
+    let rss: Vec<String> = i
+        .rss_mib
+        .iter()
+        .map(|(n, m)| format!("{n} {m:.1}"))
+        .collect();
+    format!(
+        "{:.1}/s  p50 {:.1}  p99 {:.1} ms  errors {}  dropped {}  RSS MiB: {}  log {}{}",
+        i.throughput_rps,
+        i.p50_ms,
+        i.p99_ms,
+        i.error,
+        i.dropped,
+        if rss.is_empty() {
+            "-".to_string()
+        } else {
+            rss.join(", ")
+        },
+        i.log_bytes
+            .map(|b| format!("{b} B"))
+            .unwrap_or_else(|| "-".into()),
+        i.log_bytes_per_request
+            .map(|b| format!(" ({b:.1} B/request)"))
+            .unwrap_or_default()
+    )
+}
+
+pub fn flat_check(c: &FlatCheck) -> String {
+    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    format!(
+        "{}  first {}, last {}  ({})",
+        match c.flat {
+            Some(true) => "flat",
+            Some(false) => "NOT FLAT",
+            None => "not measured",
+        },
+        num(c.first),
+        num(c.last),
+        c.rule
+    )
+}
+
+pub fn soak_rows(s: &SoakResult) -> Rows {
+    let mut r: Rows = vec![
+        ("rate".into(), soak_rate(s)),
+        (
+            "processes".into(),
+            if s.processes.is_empty() {
+                "none watched".into()
+            } else {
+                s.processes.join(", ")
+            },
+        ),
+    ];
+    if s.orders_reused {
+        r.push((
+            "warning".into(),
+            format!(
+                "{} orders were too few: later checkouts found paid orders",
+                s.init.orders
+            ),
+        ));
+    }
+    for i in &s.intervals {
+        r.push((
+            format!(
+                "{}-{} s{}",
+                i.start_s,
+                i.end_s,
+                if i.full { "" } else { " (partial)" }
+            ),
+            soak_interval(i),
+        ));
+    }
+    r.push(("verdict".into(), s.verdict.status.clone()));
+    for c in &s.verdict.checks {
+        r.push((format!("  {}", c.metric), flat_check(c)));
+    }
+    for n in &s.verdict.notes {
+        r.push(("note".into(), n.clone()));
+    }
+    r.extend(load_rows(&s.load));
     r
 }

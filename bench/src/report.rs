@@ -5,6 +5,7 @@ use crate::stats::{LatencySummary, TimelinePoint};
 use crate::workload::async_::AsyncResult;
 use crate::workload::ceiling::CeilingResult;
 use crate::workload::consistency::ConsistencyResult;
+use crate::workload::soak::SoakResult;
 use crate::workload::stress::StressResult;
 use crate::workload::sweep::SweepResult;
 use crate::workload::{LoadMode, LoadSummary};
@@ -321,6 +322,156 @@ fn load_section(md: &mut Md, l: &LoadSummary) {
     md.blank();
 }
 
+fn soak_section(md: &mut Md, dir: &Path, stem: &str, s: &SoakResult) -> Result<(), ReportError> {
+    md.line(format!(
+        "## Soak ({stem}): **{}**",
+        s.verdict.status.replace('_', " ")
+    ));
+    md.blank();
+    md.line(format!(
+        "Open loop at {}, for {:.0} s, reported every {} s; {} orders{}.",
+        crate::output::soak_rate(s),
+        s.load.duration_s,
+        s.interval_s,
+        s.init.orders,
+        if s.orders_reused {
+            " (too few: later checkouts found paid orders)"
+        } else {
+            ", each checked out once"
+        }
+    ));
+    md.line(format!(
+        "RSS of {} (`/proc/<pid>/status` VmRSS, MiB at the end of each interval); log growth of `{}/*.log`.",
+        if s.processes.is_empty() {
+            "no process".to_string()
+        } else {
+            s.processes.join(", ")
+        },
+        s.log_dir
+    ));
+    md.blank();
+    let mut head =
+        "| interval (s) | checkouts/s | p50 (ms) | p99 (ms) | errors | dropped |".to_string();
+    let mut rule = "|---|---:|---:|---:|---:|---:|".to_string();
+    for p in &s.processes {
+        head.push_str(&format!(" RSS {p} |"));
+        rule.push_str("---:|");
+    }
+    head.push_str(" log bytes | log bytes/checkout |");
+    rule.push_str("---:|---:|");
+    md.line(head);
+    md.line(rule);
+    for i in &s.intervals {
+        let mut row = format!(
+            "| {}-{}{} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            i.start_s,
+            i.end_s,
+            if i.full { "" } else { " (partial)" },
+            i.throughput_rps,
+            i.p50_ms,
+            i.p99_ms,
+            i.error,
+            i.dropped
+        );
+        for p in &s.processes {
+            row.push_str(&match i.rss_mib.get(p) {
+                Some(m) => format!(" {m:.1} |"),
+                None => " - |".into(),
+            });
+        }
+        row.push_str(&format!(
+            " {} | {} |",
+            i.log_bytes.map_or("-".into(), |b| b.to_string()),
+            i.log_bytes_per_request
+                .map_or("-".into(), |b| format!("{b:.1}"))
+        ));
+        md.line(row);
+    }
+    md.blank();
+    md.line("Flat means: the last full interval against the first.");
+    md.blank();
+    md.line("| figure | first | last | rule | result |\n|---|---:|---:|---|---|");
+    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    for c in &s.verdict.checks {
+        md.line(format!(
+            "| {} | {} | {} | {} | {} |",
+            c.metric,
+            num(c.first),
+            num(c.last),
+            c.rule,
+            match c.flat {
+                Some(true) => "flat",
+                Some(false) => "**not flat**",
+                None => "not measured",
+            }
+        ));
+    }
+    md.blank();
+    for n in &s.verdict.notes {
+        md.line(format!("- {n}"));
+    }
+    if !s.verdict.notes.is_empty() {
+        md.blank();
+    }
+    load_section(md, &s.load);
+    let mid = |i: &crate::workload::soak::SoakInterval| (i.start_s + i.end_s) as f64 / 2.0;
+    let f1 = format!("{stem}-intervals.svg");
+    line_chart(
+        &dir.join(&f1),
+        &format!("{}: throughput and p99 per interval", title("soak", stem)),
+        "time (s)",
+        "checkouts/s | ms",
+        &[
+            series(
+                "checkouts/s",
+                s.intervals
+                    .iter()
+                    .map(|i| (mid(i), i.throughput_rps))
+                    .collect(),
+            ),
+            series(
+                "p99 ms",
+                s.intervals.iter().map(|i| (mid(i), i.p99_ms)).collect(),
+            ),
+        ],
+        true,
+    )?;
+    let mut files = vec![f1];
+    if !s.processes.is_empty() {
+        let f2 = format!("{stem}-rss.svg");
+        let rss: Vec<Series> = s
+            .processes
+            .iter()
+            .map(|p| {
+                series(
+                    p,
+                    s.intervals
+                        .iter()
+                        .filter_map(|i| i.rss_mib.get(p).map(|m| (i.end_s as f64, *m)))
+                        .collect(),
+                )
+            })
+            .collect();
+        line_chart(
+            &dir.join(&f2),
+            &format!("{}: RSS at the end of each interval", title("soak", stem)),
+            "time (s)",
+            "MiB",
+            &rss,
+            true,
+        )?;
+        files.push(f2);
+    }
+    files.extend(timeline_plots(
+        dir,
+        stem,
+        &title("soak", stem),
+        &s.load.timeline,
+    )?);
+    md.images(&files);
+    Ok(())
+}
+
 fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 {
         format!("{:.3}", a / b)
@@ -391,7 +542,17 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
         .filter(|l| l.env.kind == "ceiling")
         .filter_map(|l| serde_json::from_value(typed(l)).ok().map(|r| (l, r)))
         .collect();
-    let used = consistency.len() + stress.len() + asyncs.len() + sweeps.len() + ceilings.len();
+    let soaks: Vec<(&Loaded, SoakResult)> = loaded
+        .iter()
+        .filter(|l| l.env.kind == "soak")
+        .filter_map(|l| serde_json::from_value(typed(l)).ok().map(|r| (l, r)))
+        .collect();
+    let used = consistency.len()
+        + stress.len()
+        + asyncs.len()
+        + sweeps.len()
+        + ceilings.len()
+        + soaks.len();
 
     // --- our figures next to the ceilings
     let ceiling = ceilings.first().map(|(l, c)| (*l, c));
@@ -642,6 +803,11 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
         md.images(&[f1, f2]);
     }
 
+    // --- soak
+    for (l, s) in &soaks {
+        soak_section(&mut md, dir, &l.stem, s)?;
+    }
+
     // --- ceilings
     if !ceilings.is_empty() || pgbench.is_some() {
         md.line("## Ceilings");
@@ -669,7 +835,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
         md.line("## Files not included");
         md.blank();
         for l in &loaded {
-            let known = ["consistency", "stress", "async", "sweep", "ceiling"];
+            let known = ["consistency", "stress", "async", "sweep", "ceiling", "soak"];
             if !known.contains(&l.env.kind.as_str()) {
                 md.line(format!("- {}.json: unknown kind {:?}", l.stem, l.env.kind));
             }

@@ -95,6 +95,17 @@ impl Latency {
         self.hist.len()
     }
 
+    /// Adds every sample of `other` (histograms of any precision merge).
+    pub fn merge(&mut self, other: &Latency) {
+        if self.hist.add(&other.hist).is_err() {
+            // Only when `other` held values outside these bounds, which `record` prevents.
+            for v in other.hist.iter_recorded() {
+                self.hist
+                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+    }
+
     pub fn quantile_ms(&self, q: f64) -> f64 {
         if self.hist.is_empty() {
             return 0.0;
@@ -220,6 +231,45 @@ impl Timeline {
     pub fn record_dropped(&mut self, intended: Duration) {
         if let Some(b) = self.bucket(intended) {
             b.dropped += 1;
+        }
+    }
+
+    /// Merges the seconds [start_s, end_s) into one point (`t_s` = start_s); its latency
+    /// percentiles are those of every sample in the range, not averages of seconds.
+    pub fn range(&self, start_s: u64, end_s: u64) -> TimelinePoint {
+        let mut counts = Counts::default();
+        let mut dropped = 0;
+        let mut latency = Latency::with_sigfig(TIMELINE_SIGFIG);
+        let lo = usize::try_from(start_s).unwrap_or(usize::MAX);
+        let hi = usize::try_from(end_s).unwrap_or(usize::MAX);
+        for b in self
+            .buckets
+            .iter()
+            .take(hi)
+            .skip(lo)
+            .filter_map(|b| b.as_ref())
+        {
+            counts.ok += b.counts.ok;
+            counts.business += b.counts.business;
+            counts.error += b.counts.error;
+            dropped += b.dropped;
+            latency.merge(&b.latency);
+        }
+        TimelinePoint {
+            t_s: start_s,
+            completed: counts.total(),
+            ok: counts.ok,
+            business: counts.business,
+            error: counts.error,
+            dropped,
+            p50_ms: latency.quantile_ms(0.50),
+            p90_ms: latency.quantile_ms(0.90),
+            p99_ms: latency.quantile_ms(0.99),
+            max_ms: if latency.count() == 0 {
+                0.0
+            } else {
+                latency.quantile_ms(1.0)
+            },
         }
     }
 
@@ -699,6 +749,31 @@ mod tests {
         assert_eq!(r.last_done, ms(19_000));
         assert!((r.latency.summary().max_ms - 17_000.0).abs() < 20.0);
         assert_eq!(r.per_op.get("checkout").map(|o| o.in_window), Some(2));
+    }
+
+    #[test]
+    fn timeline_ranges_merge_seconds() {
+        let mut t = Timeline::default();
+        // 100 answers of 10 ms in second 0, one of 1 s in second 2, one error in second 3.
+        for i in 0..100 {
+            t.record(ms(i * 5), Class::Success, ms(10));
+        }
+        t.record(ms(2500), Class::Business, ms(1000));
+        t.record(ms(3500), Class::Error, ms(20));
+        t.record_dropped(ms(1500));
+        let all = t.range(0, 4);
+        assert_eq!(
+            (all.completed, all.ok, all.business, all.error),
+            (102, 100, 1, 1)
+        );
+        assert_eq!(all.dropped, 1);
+        assert!((all.p50_ms - 10.0).abs() < 0.2, "{}", all.p50_ms);
+        assert!((all.max_ms - 1000.0).abs() < 10.0, "{}", all.max_ms);
+        let tail = t.range(2, 3);
+        assert_eq!((tail.t_s, tail.completed), (2, 1));
+        assert!((tail.p99_ms - 1000.0).abs() < 10.0, "{}", tail.p99_ms);
+        assert_eq!(t.range(4, 10).completed, 0);
+        assert_eq!(t.range(4, 10).p99_ms, 0.0);
     }
 
     #[test]

@@ -14,21 +14,28 @@ pub fn admin_url() -> String {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// The server's admin URL, to drop the database again.
+    admin: String,
 }
 
 impl TestDb {
     pub async fn create(name: &str) -> Self {
-        let admin = admin_url();
-        let client = connect(&admin).await;
+        Self::create_on(&admin_url(), name).await
+    }
+
+    /// Creates the database on the server of `admin` (an admin URL).
+    pub async fn create_on(admin: &str, name: &str) -> Self {
+        let client = connect(admin).await;
         client
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await
             .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
         // Replace the database part of the admin URL.
-        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
         Self {
             name: name.to_owned(),
             url: format!("{base}/{name}"),
+            admin: admin.to_owned(),
         }
     }
 
@@ -38,7 +45,7 @@ impl TestDb {
     }
 
     pub async fn drop_db(self) {
-        let client = connect(&admin_url()).await;
+        let client = connect(&self.admin).await;
         let _ = client
             .batch_execute(&format!(
                 "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",

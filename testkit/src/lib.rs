@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod db;
 pub mod http;
+pub mod infra;
 pub mod invariants;
 pub mod proxy;
 pub mod receiver;
@@ -18,6 +19,7 @@ pub mod workload;
 pub use cluster::NatsCluster;
 pub use db::TestDb;
 pub use http::Client;
+pub use infra::{LocalInfra, Server};
 pub use system::{Binary, Dep, System, SystemBuilder};
 
 /// A short unique name for this test's resources, e.g. `t3f9a1c2d`.

@@ -75,6 +75,7 @@ struct Proc {
 pub struct SystemBuilder {
     replicas: usize,
     env: Vec<(String, String)>,
+    servers: Option<(String, String)>,
     proxied: Vec<(Binary, Dep)>,
 }
 
@@ -105,13 +106,23 @@ impl SystemBuilder {
         self
     }
 
+    /// Uses this PostgreSQL (admin URL) and nats-server instead of
+    /// `DATABASE_ADMIN_URL` / `NATS_URL`, e.g. a [`crate::LocalInfra`].
+    pub fn servers(mut self, admin_url: &str, nats_url: &str) -> Self {
+        self.servers = Some((admin_url.into(), nats_url.into()));
+        self
+    }
+
     pub async fn start(self) -> System {
         let name = crate::unique_name();
+        let (admin, nats_url) = self
+            .servers
+            .unwrap_or_else(|| (crate::db::admin_url(), crate::nats_url()));
         let mut dbs = HashMap::new();
         for b in Binary::ALL {
             dbs.insert(
                 b,
-                TestDb::create(&format!("{name}_{}", b.db_suffix())).await,
+                TestDb::create_on(&admin, &format!("{name}_{}", b.db_suffix())).await,
             );
         }
         let log_dir = workspace_root().join("target/testkit-logs").join(&name);
@@ -120,7 +131,7 @@ impl SystemBuilder {
         for (binary, dep) in self.proxied {
             let target = match dep {
                 Dep::Postgres => crate::proxy::socket_of(&dbs[&binary].url),
-                Dep::Nats => crate::proxy::socket_of(&crate::nats_url()),
+                Dep::Nats => crate::proxy::socket_of(&nats_url),
             };
             proxies.insert((binary, dep), Proxy::start(target).await);
         }
@@ -130,6 +141,7 @@ impl SystemBuilder {
             proxies,
             procs: Vec::new(),
             env: self.env,
+            nats_url,
             log_dir,
             client: Client::new(""),
         };
@@ -163,6 +175,7 @@ pub struct System {
     proxies: HashMap<(Binary, Dep), Proxy>,
     procs: Vec<Proc>,
     env: Vec<(String, String)>,
+    nats_url: String,
     log_dir: PathBuf,
     /// Client for the first `api` replica.
     pub client: Client,
@@ -173,6 +186,7 @@ impl System {
         SystemBuilder {
             replicas: 1,
             env: Vec::new(),
+            servers: None,
             proxied: Vec::new(),
         }
     }
@@ -226,7 +240,7 @@ impl System {
         if let Some(proxy) = self.proxies.get(&(p.binary, Dep::Postgres)) {
             database_url = crate::proxy::through(&database_url, proxy.addr);
         }
-        let mut nats_url = crate::nats_url();
+        let mut nats_url = self.nats_url.clone();
         if let Some(proxy) = self.proxies.get(&(p.binary, Dep::Nats)) {
             nats_url = crate::proxy::through(&nats_url, proxy.addr);
         }
@@ -349,12 +363,62 @@ impl System {
         }
     }
 
+    /// The binaries of which a replica ended on its own (crashed or exited)
+    /// since the last call; [`System::restart`] starts those replicas again.
+    pub fn exited(&mut self) -> Vec<Binary> {
+        let mut ended = Vec::new();
+        for p in &mut self.procs {
+            let done = p
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
+            if done {
+                p.child = None;
+                if !ended.contains(&p.binary) {
+                    ended.push(p.binary);
+                }
+            }
+        }
+        ended
+    }
+
+    /// Waits until every running process answers `GET /ready` with 200
+    /// (panics after 60 s per process).
+    pub async fn wait_ready_all(&mut self) {
+        for i in 0..self.procs.len() {
+            if self.procs[i].child.is_some() {
+                self.wait_ready(i).await;
+            }
+        }
+    }
+
+    /// `name=pid` of every running process, e.g. `api=123` (`api-1=…` for a second
+    /// replica): what `bench soak --pid` takes.
+    pub fn pids(&self) -> Vec<String> {
+        self.procs
+            .iter()
+            .filter_map(|p| {
+                let pid = p.child.as_ref()?.id()?;
+                let name = match p.replica {
+                    0 => p.binary.executable().to_string(),
+                    k => format!("{}-{k}", p.binary.executable()),
+                };
+                Some(format!("{name}={pid}"))
+            })
+            .collect()
+    }
+
+    /// The directory with the binaries' logs (kept when a test fails).
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.log_dir
+    }
+
     /// Stops everything and removes the test's databases and streams.
     pub async fn shutdown(mut self) {
         for b in Binary::ALL {
             self.kill(b).await;
         }
-        if let Ok(nats) = async_nats::connect(crate::nats_url()).await {
+        if let Ok(nats) = async_nats::connect(&self.nats_url).await {
             let js = async_nats::jetstream::new(nats);
             let prefix = format!("{}_", self.name);
             let names: Vec<String> = js

@@ -23,6 +23,8 @@ async fn every_bench_subcommand_runs_against_the_system() {
         .env("BENCH_BIN", &bench)
         .env("BENCH_OUT_DIR", &out)
         .env("BENCH_SMOKE_WEBHOOK", "1")
+        .env("BENCH_SOAK_PIDS", sys.pids().join(","))
+        .env("BENCH_SOAK_LOG_DIR", sys.log_dir())
         .env(
             "BENCH_WEBHOOK_SECRET",
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",

@@ -4,6 +4,7 @@ pub mod async_;
 pub mod ceiling;
 pub mod consistency;
 pub mod mix;
+pub mod soak;
 pub mod stress;
 pub mod sweep;
 
