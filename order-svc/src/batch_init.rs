@@ -101,7 +101,7 @@ pub async fn run(pool: &Pool, spec: Spec) -> Result<u64, DbError> {
         spec.n,
         |buf, g| {
             let user = rng.random_range(0..spec.n_users);
-            write!(buf, "{g}\t{user}\tf\t{total}\n")
+            writeln!(buf, "{g}\t{user}\tf\t{total}")
         },
     )
     .await?;
