@@ -139,8 +139,9 @@ pub struct InitArgs {
     /// Starting credit of each user.
     #[arg(long, default_value_t = 1_000_000)]
     pub credit: i64,
-    /// Orders created by batch_init (the checkouts pick among them at random).
-    #[arg(long, default_value_t = 100_000)]
+    /// Orders created by batch_init (the checkouts pick among them at random). A million, so
+    /// that a run at thousands of checkouts/s rarely meets an order it already paid.
+    #[arg(long, default_value_t = 1_000_000)]
     pub orders: u64,
     /// Do not call batch_init: reuse the data already there (the sizes must still match).
     /// Orders paid by earlier runs then check out without a saga, so such runs are cheaper

@@ -18,7 +18,23 @@ macro_rules! endpoint {
             type Response = $resp;
         }
     };
+    ($req:ty => $resp:ty, $service:literal, $name:literal, idempotent: $idem:literal,
+     min_timeout: $timeout:expr) => {
+        impl Endpoint for $req {
+            const SERVICE: &'static str = $service;
+            const NAME: &'static str = $name;
+            const IDEMPOTENT: bool = $idem;
+            const MIN_TIMEOUT: std::time::Duration = $timeout;
+            type Response = $resp;
+        }
+    };
 }
+
+/// How long a caller waits for a `batch_init`: up to [`crate::rpc::MAX_BATCH`]
+/// rows (about a minute), possibly behind another init it is serialised with.
+/// Never retried after a timeout: repeating is safe, but the first call may
+/// still be running, and a blind retry would double the work.
+const BATCH_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Answer of the `batch_init` endpoints.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -69,7 +85,8 @@ pub mod stock {
         pub starting_stock: i64,
         pub item_price: i64,
     }
-    endpoint!(BatchInit => BatchInitDone, "stock", "batch_init", idempotent: true);
+    endpoint!(BatchInit => BatchInitDone, "stock", "batch_init", idempotent: false,
+              min_timeout: BATCH_INIT_TIMEOUT);
 }
 
 pub mod payment {
@@ -111,7 +128,8 @@ pub mod payment {
         pub n: i64,
         pub starting_money: i64,
     }
-    endpoint!(BatchInit => BatchInitDone, "payment", "batch_init", idempotent: true);
+    endpoint!(BatchInit => BatchInitDone, "payment", "batch_init", idempotent: false,
+              min_timeout: BATCH_INIT_TIMEOUT);
 }
 
 pub mod order {
@@ -179,7 +197,8 @@ pub mod order {
         pub n_users: i64,
         pub item_price: i64,
     }
-    endpoint!(BatchInit => BatchInitDone, "order", "batch_init", idempotent: true);
+    endpoint!(BatchInit => BatchInitDone, "order", "batch_init", idempotent: false,
+              min_timeout: BATCH_INIT_TIMEOUT);
 }
 
 /// The checkout saga's JetStream messages.

@@ -34,6 +34,10 @@ pub trait Endpoint: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// (reads), so the client may retry it after a timeout. Requests that
     /// never reached a responder are always retried.
     const IDEMPOTENT: bool;
+    /// The least time a caller waits for the answer (the client's own
+    /// timeout when that is longer): heavy setup calls such as `batch_init`
+    /// get a timeout that fits their work instead of a read's.
+    const MIN_TIMEOUT: Duration = Duration::ZERO;
     type Response: Serialize + DeserializeOwned + Send + 'static;
 }
 
@@ -242,11 +246,12 @@ impl RpcClient {
         if !request_id.is_empty() {
             headers.insert(REQUEST_ID_HEADER, request_id);
         }
+        let timeout = self.timeout.max(E::MIN_TIMEOUT);
         let attempt = || {
             let request = async_nats::Request::new()
                 .payload(payload.clone())
                 .headers(headers.clone())
-                .timeout(Some(self.timeout));
+                .timeout(Some(timeout));
             let subject = subject.clone();
             async move {
                 self.nats

@@ -52,7 +52,14 @@ pub async fn batch_init(store: Store, req: BatchInit) -> Result<BatchInitDone, R
             "2 × item_price does not fit a 64-bit integer",
         ));
     }
-    store.batch_init(n, req.n_items, req.n_users, price).await?;
+    store
+        .batch_init(crate::batch_init::Spec {
+            n,
+            n_items: req.n_items,
+            n_users: req.n_users,
+            item_price: price,
+        })
+        .await?;
     Ok(BatchInitDone {
         msg: format!("Batch init for {n} orders successful"),
     })

@@ -2,6 +2,7 @@
 //!
 //! Serves the order endpoints of the standard API over NATS request/reply.
 
+pub mod batch_init;
 pub mod checkout;
 pub mod handlers;
 pub mod saga;

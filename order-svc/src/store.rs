@@ -91,44 +91,9 @@ impl Store {
         Ok(order)
     }
 
-    /// Creates or resets orders `"0"`..`"n-1"`: each gets a random user among
-    /// `"0"`..`"n_users-1"` and two random items among `"0"`..`"n_items-1"`
-    /// of quantity 1, all set-based in one transaction.
-    pub async fn batch_init(
-        &self,
-        n: i64,
-        n_items: i64,
-        n_users: i64,
-        item_price: i64,
-    ) -> Result<u64, OrderError> {
-        let mut conn = common::db::get(&self.pool).await?;
-        let tx = conn.transaction().await?;
-        tx.execute(
-            "DELETE FROM order_lines
-             WHERE order_id IN (SELECT g::text FROM generate_series(0, $1::bigint - 1) AS g)",
-            &[&n],
-        )
-        .await?;
-        let created = tx
-            .execute(
-                "INSERT INTO orders (id, user_id, paid, total_cost)
-                 SELECT g::text, floor(random() * $2::float8)::bigint::text, false, 2 * $3::bigint
-                 FROM generate_series(0, $1::bigint - 1) AS g
-                 ON CONFLICT (id) DO UPDATE
-                 SET user_id = EXCLUDED.user_id, paid = false,
-                     total_cost = EXCLUDED.total_cost, checkout_saga = NULL",
-                &[&n, &(n_users as f64), &item_price],
-            )
-            .await?;
-        tx.execute(
-            "INSERT INTO order_lines (order_id, item_id, quantity, unit_price)
-             SELECT g::text, floor(random() * $2::float8)::bigint::text, 1, $3::bigint
-             FROM generate_series(0, $1::bigint - 1) AS g CROSS JOIN generate_series(1, 2)",
-            &[&n, &(n_items as f64), &item_price],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(created)
+    /// Creates or resets orders `"0"`..`"n-1"` (see [`crate::batch_init`]).
+    pub async fn batch_init(&self, spec: crate::batch_init::Spec) -> Result<u64, OrderError> {
+        Ok(crate::batch_init::run(&self.pool, spec).await?)
     }
 }
 

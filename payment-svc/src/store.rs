@@ -72,16 +72,22 @@ impl Store {
         }
     }
 
-    /// Creates or resets users `"0"`..`"n-1"` in one statement.
-    pub async fn batch_init(&self, n: i64, credit: i64) -> Result<u64, PaymentError> {
-        let conn = common::db::get(&self.pool).await?;
-        Ok(conn
-            .execute(
-                "INSERT INTO users (id, credit)
-                 SELECT g::text, $2::bigint FROM generate_series(0, $1::bigint - 1) AS g
-                 ON CONFLICT (id) DO UPDATE SET credit = EXCLUDED.credit",
-                &[&n, &credit],
-            )
-            .await?)
+    /// Creates or resets users `"0"`..`"n-1"` in one statement; rows that
+    /// already hold the credit are left alone, so a re-init writes only what
+    /// changed. Concurrent inits run one after the other.
+    pub async fn batch_init(&self, n: i64, credit: i64) -> Result<(), PaymentError> {
+        let mut conn = common::db::get(&self.pool).await?;
+        let tx = conn.transaction().await?;
+        common::db::lock_batch_init(&tx).await?;
+        tx.execute(
+            "INSERT INTO users (id, credit)
+             SELECT g::text, $2::bigint FROM generate_series(0, $1::bigint - 1) AS g
+             ON CONFLICT (id) DO UPDATE SET credit = EXCLUDED.credit
+             WHERE users.credit IS DISTINCT FROM EXCLUDED.credit",
+            &[&n, &credit],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

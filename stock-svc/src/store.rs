@@ -74,16 +74,22 @@ impl Store {
         }
     }
 
-    /// Creates or resets items `"0"`..`"n-1"` in one statement.
-    pub async fn batch_init(&self, n: i64, stock: i64, price: i64) -> Result<u64, StockError> {
-        let conn = common::db::get(&self.pool).await?;
-        Ok(conn
-            .execute(
-                "INSERT INTO items (id, stock, price)
-                 SELECT g::text, $2::bigint, $3::bigint FROM generate_series(0, $1::bigint - 1) AS g
-                 ON CONFLICT (id) DO UPDATE SET stock = EXCLUDED.stock, price = EXCLUDED.price",
-                &[&n, &stock, &price],
-            )
-            .await?)
+    /// Creates or resets items `"0"`..`"n-1"` in one statement; rows that
+    /// already hold the values are left alone, so a re-init writes only what
+    /// changed. Concurrent inits run one after the other.
+    pub async fn batch_init(&self, n: i64, stock: i64, price: i64) -> Result<(), StockError> {
+        let mut conn = common::db::get(&self.pool).await?;
+        let tx = conn.transaction().await?;
+        common::db::lock_batch_init(&tx).await?;
+        tx.execute(
+            "INSERT INTO items (id, stock, price)
+             SELECT g::text, $2::bigint, $3::bigint FROM generate_series(0, $1::bigint - 1) AS g
+             ON CONFLICT (id) DO UPDATE SET stock = EXCLUDED.stock, price = EXCLUDED.price
+             WHERE (items.stock, items.price) IS DISTINCT FROM (EXCLUDED.stock, EXCLUDED.price)",
+            &[&n, &stock, &price],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
