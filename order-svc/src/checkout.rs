@@ -229,8 +229,9 @@ impl Checkout {
             .filter(|s| s.state.is_final())
             .map(|s| (s.order_id.clone(), s.id, s.state == State::Succeeded))
             .collect();
-        let freed = finish_orders(&tx, &finished).await?;
-        for saga in next_in_queue(&tx, &freed).await? {
+        finish_orders(&tx, &finished).await?;
+        let ended: BTreeSet<String> = finished.into_iter().map(|(o, _, _)| o).collect();
+        for saga in next_in_queue(&tx, &ended.into_iter().collect::<Vec<_>>()).await? {
             outgoing.extend(saga.outgoing());
             changed.push(saga);
         }
@@ -381,14 +382,13 @@ async fn load_orders(
     Ok(orders)
 }
 
-/// Frees the orders of finished sagas, paying those that succeeded; returns
-/// `(order, paid)` for every order freed.
+/// Frees the orders of finished sagas, paying those that succeeded.
 async fn finish_orders(
     tx: &impl GenericClient,
     finished: &[(String, Uuid, bool)],
-) -> Result<Vec<(String, bool)>, CheckoutError> {
+) -> Result<(), CheckoutError> {
     if finished.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let mut sorted = finished.to_vec();
     sorted.sort();
@@ -398,40 +398,36 @@ async fn finish_orders(
         s.push(*saga);
         p.push(*paid);
     }
-    let freed: Vec<(String, bool)> = db::query(
+    let freed = db::execute(
         tx,
         "UPDATE orders AS o SET paid = o.paid OR x.p, checkout_saga = NULL
          FROM unnest($1::text[], $2::uuid[], $3::bool[]) AS x(oid, sid, p)
-         WHERE o.id = x.oid AND o.checkout_saga = x.sid
-         RETURNING o.id, o.paid",
+         WHERE o.id = x.oid AND o.checkout_saga = x.sid",
         &[&o, &s, &p],
     )
-    .await?
-    .iter()
-    .map(|r| (r.get(0), r.get(1)))
-    .collect();
-    if freed.len() != sorted.len() {
+    .await?;
+    if freed != sorted.len() as u64 {
         // Only a reset of the order (batch_init) takes it away from its saga.
         tracing::warn!(
             finished = sorted.len(),
-            freed = freed.len(),
+            freed,
             "some finished sagas no longer held their order (was it re-initialised?)"
         );
     }
-    Ok(freed)
+    Ok(())
 }
 
-/// The queued checkouts of freed orders that go now: on a paid order every
-/// queued one succeeds at once (already paid); on an unpaid one the first
-/// starts with the order as it is now, the rest keep waiting.
+/// The queued checkouts of these orders that can go now: on a paid order
+/// every queued one succeeds at once (already paid); on a free unpaid one
+/// the first starts with the order as it is now and the rest keep waiting;
+/// on an order another checkout holds they all keep waiting.
 async fn next_in_queue(
     tx: &impl GenericClient,
-    freed: &[(String, bool)],
+    order_ids: &[String],
 ) -> Result<Vec<Saga>, CheckoutError> {
-    if freed.is_empty() {
+    if order_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let order_ids: Vec<&str> = freed.iter().map(|(o, _)| o.as_str()).collect();
     let queued = db::query(
         tx,
         &select_sagas(
@@ -452,26 +448,30 @@ async fn next_in_queue(
             .or_default()
             .push(saga);
     }
-    let paid: HashMap<&str, bool> = freed.iter().map(|(o, p)| (o.as_str(), *p)).collect();
-    let to_start: Vec<String> = per_order
-        .keys()
-        .filter(|o| !paid.get(o.as_str()).copied().unwrap_or(false))
-        .cloned()
-        .collect();
-    let orders = load_orders(tx, &to_start).await?;
+    let waiting: Vec<String> = per_order.keys().cloned().collect();
+    let orders = load_orders(tx, &waiting).await?;
     let mut next = Vec::new();
     for (order_id, sagas) in per_order {
         match orders.get(&order_id) {
-            Some(order) if !order.paid => {
+            Some(order) if order.paid => {
+                for mut saga in sagas {
+                    saga.finish_queued_as_paid();
+                    next.push(saga);
+                }
+            }
+            Some(order) if order.checkout_saga.is_none() => {
                 if let Some(mut first) = sagas.into_iter().next() {
                     first.start_queued(&order.user_id, order.total_cost, order.items.clone());
                     next.push(first);
                 }
             }
-            _ => {
-                for mut saga in sagas {
-                    saga.finish_queued_as_paid();
-                    next.push(saga);
+            Some(_) => {}
+            None => {
+                for saga in sagas {
+                    next.push(Saga {
+                        created_at: saga.created_at,
+                        ..Saga::finished(saga.id, &order_id, Some(FailureReason::OrderNotFound))
+                    });
                 }
             }
         }
