@@ -8,7 +8,8 @@
 #      image: the Dockerfile's own runtime stage around binaries built on the host;
 #   3. brings the stack up (everything but Grafana, which has no Debian package) with two replicas
 #      of each binary, the API on loopback ports 18080-18081 and Prometheus on 19090;
-#   4. runs the standard consistency workload (`bench consistency`) through each published API port;
+#   4. runs the standard consistency workload (`bench consistency`) through the first published
+#      API port and a smaller one (200 buyers) through the other: both api replicas serve;
 #   5. checks that Prometheus scrapes every replica (`up` per job through its HTTP API);
 #   6. tears down what it started: the project's containers, networks and volumes, the app image,
 #      its dockerd (by PID). The stand-in images stay cached in .local/compose-test/docker (built
@@ -336,13 +337,16 @@ run() {
     report+="healthy after $((SECONDS - t)) s; "
     log "stack healthy: $(container_states | awk '{print $1}' | tr -d / | sort | tr '\n' ' ')"
 
-    # The standard workload through every published API port (each is one api replica).
+    # The standard workload through the first published API port, a smaller one (200 buyers of
+    # 20 units) through each other one: every api replica serves real checkouts.
     n=0
+    local -a size=()
     for port in $(seq "$API_PORT_FIRST" "$API_PORT_LAST"); do
         n=$((n + 1))
-        log "bench consistency through http://127.0.0.1:$port (api replica $n)"
+        ((n == 1)) || size=(--users 200 --orders 200 --stock 20)
+        log "bench consistency ${size[*]} through http://127.0.0.1:$port (api replica $n)"
         "$ROOT/target/$PROFILE/bench" --base-url "http://127.0.0.1:$port" --no-progress --no-report \
-            --out-dir "$CT_DIR/bench" --name "consistency-$port" consistency ||
+            --out-dir "$CT_DIR/bench" --name "consistency-$port" consistency "${size[@]}" ||
             die "bench consistency through port $port failed (exit $?)"
         report+="consistency via :$port $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["status"].upper())' \
             "$CT_DIR/bench/consistency-$port.json"); "

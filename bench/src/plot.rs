@@ -242,7 +242,7 @@ pub fn throughput(
         .map(|p| p.completed.max(p.dropped) as f64)
         .fold(0.0, f64::max);
     let ymax = headroom(ymax);
-    let xmax = w.end_s.max(1.0);
+    let xmax = w.end_s.max(1.0) * 1.02;
     let any = |f: fn(&TimelinePoint) -> u64| tl.iter().any(|p| f(p) > 0);
     render(path, |root| {
         let mut chart = time_chart(root, title, "answers per second (stacked)", xmax, ymax)?;
@@ -303,7 +303,7 @@ pub fn latency_over_time(
         .filter(|p| p.completed > 0)
         .collect();
     let ymax = headroom(tl.iter().map(|p| p.p99_ms).fold(0.0, f64::max));
-    let xmax = w.end_s.max(1.0);
+    let xmax = w.end_s.max(1.0) * 1.02;
     let markers = tl.len() <= 120;
     render(path, |root| {
         let mut chart = time_chart(root, title, "latency (ms)", xmax, ymax)?;
