@@ -148,7 +148,7 @@ stop_dockerd() {
 # ---------------------------------------------------------------------------------------------
 # Images
 
-# image_key NAME: the label value recording what an image was built from.
+# image_label NAME: the label value recording what an image was built from (empty if none).
 image_label() { docker image inspect --format '{{index .Config.Labels "checkout.compose-test.key"}}' "$1" 2>/dev/null || true; }
 
 # build_image NAME KEY CONTEXT DOCKERFILE [BUILD ARGS...]: builds unless NAME exists with KEY.

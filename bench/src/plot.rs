@@ -65,6 +65,11 @@ pub struct Window {
     pub end_s: f64,
 }
 
+/// A per-second figure of a timeline point.
+type Count = fn(&TimelinePoint) -> u64;
+/// A per-second latency of a timeline point.
+type Millis = fn(&TimelinePoint) -> f64;
+
 type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// Draws an SVG to `path` with `draw`, then writes the PNG beside it; returns both file names.
@@ -248,7 +253,7 @@ pub fn throughput(
         let mut chart = time_chart(root, title, "answers per second (stacked)", xmax, ymax)?;
         mark_window(&mut chart, w, ymax)?;
         // Top layer first: each lower layer is drawn over the one above it.
-        let layers: [(&str, RGBColor, fn(&TimelinePoint) -> u64, bool); 3] = [
+        let layers: [(&str, RGBColor, Count, bool); 3] = [
             (
                 "errors/s (5xx, timeouts)",
                 ERROR_COLOR,
@@ -308,7 +313,7 @@ pub fn latency_over_time(
     render(path, |root| {
         let mut chart = time_chart(root, title, "latency (ms)", xmax, ymax)?;
         mark_window(&mut chart, w, ymax)?;
-        let lines: [(&str, RGBColor, u32, fn(&TimelinePoint) -> f64); 3] = [
+        let lines: [(&str, RGBColor, u32, Millis); 3] = [
             ("p99", COLORS[3], 5, |p| p.p99_ms),
             ("p90", COLORS[1], 3, |p| p.p90_ms),
             ("p50", COLORS[0], 1, |p| p.p50_ms),
