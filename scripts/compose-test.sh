@@ -67,7 +67,6 @@ compose() {
         API_REPLICAS="$REPLICAS" ORDER_REPLICAS="$REPLICAS" STOCK_REPLICAS="$REPLICAS"
         PAYMENT_REPLICAS="$REPLICAS" API_BIND=127.0.0.1 API_PORT="$API_PORT_FIRST-$API_PORT_LAST"
         MONITORING_BIND=127.0.0.1 PROMETHEUS_PORT="$PROM_PORT"
-        GIT_COMMIT="$(git rev-parse --short=12 HEAD 2>/dev/null || true)"
     )
     if docker compose version >/dev/null 2>&1; then
         env "${env[@]}" docker compose -f "$ROOT/docker-compose.yml" "$@"

@@ -778,6 +778,111 @@ pub fn write_report(dir: &Path, compare: &[PathBuf]) -> Result<PathBuf, ReportEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::{Class, Status};
+    use crate::output::{write_json, Host};
+    use crate::stats::{Recorder, Sample};
+    use crate::workload::{LoadOutcome, LoadPlan};
+    use std::time::Duration;
+
+    /// A ceiling result of 11.5 s (warm-up 1 s) at `per_s` answers a second of `ms` each.
+    fn ceiling_result(label: &str, per_s: u64, ms: u64) -> Envelope {
+        let plan = LoadPlan {
+            mode: LoadMode::Closed { clients: 4 },
+            duration: Duration::from_millis(10_500),
+            warmup: Duration::from_secs(1),
+            max_requests: None,
+            max_in_flight: 4,
+            co_interval: None,
+            drain_timeout: Duration::from_secs(1),
+        };
+        let end = plan.warmup + plan.duration;
+        let mut recorder = Recorder::new(plan.warmup, None).with_window_end(end);
+        let n = per_s * end.as_millis() as u64 / 1000;
+        for i in 0..n {
+            let done = Duration::from_micros(i * 1_000_000 / per_s);
+            let sent = done.saturating_sub(Duration::from_millis(ms));
+            recorder.record_sample(&Sample {
+                op: "health",
+                status: Status::Http(200),
+                class: Class::Success,
+                intended: sent,
+                sent,
+                done,
+            });
+        }
+        let outcome = LoadOutcome {
+            recorder,
+            window: plan.duration,
+            issued: n,
+            unfinished: 0,
+            elapsed: end,
+        };
+        let load = LoadSummary::new(&plan, &outcome);
+        Envelope {
+            schema: SCHEMA.to_string(),
+            kind: "ceiling".into(),
+            status: "completed".into(),
+            label: Some(label.into()),
+            base_url: "http://127.0.0.1:1".into(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            harness_version: "test".into(),
+            host: Host::current(),
+            params: serde_json::Value::Null,
+            result: serde_json::to_value(CeilingResult {
+                path: "/health".into(),
+                load,
+            })
+            .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn a_compared_run_is_overlaid_and_every_plot_has_a_png() {
+        let base = std::env::temp_dir().join(format!("bench-report-{}", std::process::id()));
+        let (after, before) = (base.join("after"), base.join("before"));
+        write_json(&after, "ceiling", &ceiling_result("after", 200, 5)).expect("write");
+        write_json(&before, "ceiling", &ceiling_result("before", 100, 20)).expect("write");
+
+        let report = write_report(&after, std::slice::from_ref(&before)).expect("report");
+        let md = std::fs::read_to_string(&report).expect("report.md");
+        assert!(md.contains("## Runs side by side"), "{md}");
+        assert!(md.contains("before/ceiling [before]"), "{md}");
+        for stem in [
+            "overlay-spectrum",
+            "overlay-throughput",
+            "ceiling-throughput",
+            "ceiling-latency",
+            "ceiling-spectrum",
+        ] {
+            for ext in ["svg", "png"] {
+                let f = after.join(format!("{stem}.{ext}"));
+                assert!(f.is_file(), "{} missing", f.display());
+            }
+            assert!(
+                md.contains(&format!("![{stem}.svg]({stem}.svg)")),
+                "{stem}: {md}"
+            );
+            assert!(md.contains(&format!("[PNG]({stem}.png)")), "{stem}: {md}");
+        }
+        // The throughput plot ends at the last whole second of the window (1 s + 10.5 s).
+        let env = ceiling_result("x", 200, 5);
+        let c: CeilingResult = serde_json::from_value(env.result).expect("ceiling");
+        let w = window(&c.load);
+        assert_eq!(w.end_s, 11.5);
+        let whole = whole_seconds(&c.load.timeline, w.end_s);
+        assert_eq!(whole.last().map(|p| p.t_s), Some(10));
+        assert!(
+            whole.iter().skip(1).all(|p| p.completed == 200),
+            "{whole:?}"
+        );
+
+        // Without another run there is nothing to overlay.
+        let alone = write_report(&before, &[]).expect("report");
+        let md = std::fs::read_to_string(alone).expect("report.md");
+        assert!(!md.contains("## Runs side by side"));
+        let _ = std::fs::remove_dir_all(&base);
+    }
 
     #[test]
     fn pgbench_summary() {
