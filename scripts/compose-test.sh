@@ -315,8 +315,10 @@ run() {
     [[ $PROFILE == release ]] && profile_flag=(--release)
     [[ $PROFILE == release || $PROFILE == debug ]] || die "COMPOSE_TEST_PROFILE is release or debug"
     log "cargo build ${profile_flag[*]} (the four binaries and bench)"
+    t=$SECONDS
     cargo build --quiet --locked "${profile_flag[@]}" --bins \
         -p api -p order-svc -p stock-svc -p payment-svc -p bench || die "cargo build failed"
+    report+="cargo build $((SECONDS - t)) s; "
 
     ensure_tools
     STARTED_DOCKERD=""
