@@ -270,6 +270,8 @@ teardown() {
         docker image prune -f >/dev/null 2>&1 || true
     fi
     stop_dockerd
+    # The build contexts hold copies of the binaries (hundreds of MB for debug ones).
+    rm -rf "$CT_DIR/app-context" "$CT_DIR/nats-context"
     exit "$rc"
 }
 
