@@ -5,14 +5,15 @@
 #   make test    fmt + clippy + tests (+ compose check); `make test ARGS="-E 'test(foo)'"`
 #   make infra   only PostgreSQL + nats-server (prints DATABASE_ADMIN_URL / NATS_URL)
 #   make status  what runs                    make logs   tail every log in .local/log
+#   make compose-test   docker-compose.yml run for real (own dockerd, stand-in images, 2 replicas)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ARGS ?=
 
-.PHONY: help up down wipe test infra infra-down status logs bench
+.PHONY: help up down wipe test infra infra-down status logs bench compose-test
 
 help:
-	@sed -n '2,8s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '2,9s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 up:
 	@scripts/up.sh
@@ -25,6 +26,9 @@ wipe:
 
 test:
 	@scripts/test.sh $(ARGS)
+
+compose-test:
+	@scripts/compose-test.sh
 
 infra:
 	@scripts/infra.sh up

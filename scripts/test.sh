@@ -2,15 +2,19 @@
 # The project's test command (`make test`):
 #   1. cargo fmt --all -- --check
 #   2. cargo clippy --workspace --all-targets -- -D warnings
-#   3. scripts/infra.sh up   (project-local PostgreSQL + nats-server, unless DATABASE_ADMIN_URL /
+#   3. scripts/check-msrv.sh   (the declared rust-version covers the locked dependencies)
+#   4. scripts/infra.sh up   (project-local PostgreSQL + nats-server, unless DATABASE_ADMIN_URL /
 #                             NATS_URL are given)
-#   4. cargo build --workspace --bins   (the end-to-end tests spawn $CHECKOUT_BIN_DIR/<bin>)
-#   5. cargo nextest run --workspace --no-fail-fast (or cargo test --workspace) with
+#   5. cargo build --workspace --bins   (the end-to-end tests spawn $CHECKOUT_BIN_DIR/<bin>)
+#   6. cargo nextest run --workspace --no-fail-fast (or cargo test --workspace) with
 #      DATABASE_ADMIN_URL, NATS_URL, CHECKOUT_BIN_DIR, PROMETHEUS_BIN (Debian's prometheus,
 #      installed if missing, for the dashboard test), SCHEMATHESIS_BIN (schemathesis from PyPI,
 #      pinned in scripts/lib.sh, for the OpenAPI fuzz test) and NATS_SERVER_BIN exported;
 #      extra arguments are passed on: scripts/test.sh -E 'test(checkout)'
-#   6. docker-compose -f docker-compose.yml config -q   (if docker-compose is installed)
+#   7. docker-compose -f docker-compose.yml config -q   (if docker-compose is installed)
+#   8. scripts/compose-test.sh   (the compose stack run for real) when COMPOSE_TEST=1, the default
+#      in CI (CI=true): there with the debug binaries just built (COMPOSE_TEST_PROFILE=debug), so no
+#      second, release, build; it skips with one line where no Docker engine can start
 # PostgreSQL and nats-server keep running afterwards unless TEST_STOP_INFRA=1.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -30,6 +34,9 @@ cargo fmt --all -- --check || die "formatting differs (run: cargo fmt --all)"
 log "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --quiet --workspace --all-targets -- -D warnings || die "clippy found problems"
 
+log "scripts/check-msrv.sh"
+"$ROOT/scripts/check-msrv.sh" || die "the declared rust-version is wrong (Cargo.toml)"
+
 log "scripts/infra.sh up"
 urls="$("$ROOT/scripts/infra.sh" up)" || die "scripts/infra.sh up failed"
 DATABASE_ADMIN_URL="$(sed -n 's/^DATABASE_ADMIN_URL=//p' <<<"$urls")"
@@ -48,9 +55,12 @@ if pg_bin="$(find_pg_bin_dir)" && [[ -n "$pg_bin" ]]; then
     done
     [[ -z "$stale" ]] || debug "dropped $(wc -w <<<"$stale") stale test databases"
 fi
-# For tests that start/kill their own nats-server (not required).
-if [[ -z "${NATS_SERVER_BIN:-}" ]] && bin="$(find_nats_server)"; then
+# For tests that start/kill their own nats-server: the pinned version (.env), installed into
+# .local/tools if missing; without it only those tests fail, saying why.
+if bin="$(ensure_nats_installed && printf '%s\n' "$NATS_SERVER_BIN")"; then
     export NATS_SERVER_BIN="$bin"
+else
+    warn "nats-server $NATS_SERVER_VERSION is not installed and could not be installed"
 fi
 # The dashboard test (testkit/tests/dashboards.rs) runs a real Prometheus. Installing it may be
 # impossible here (not root, no network): then only that test fails, saying why.
@@ -95,6 +105,16 @@ if command -v docker-compose >/dev/null 2>&1; then
     }
 else
     debug "docker-compose not installed: skipping the compose file check"
+fi
+
+if [[ "${COMPOSE_TEST:-${CI:-false}}" == 1 || "${COMPOSE_TEST:-${CI:-false}}" == true ]]; then
+    log "scripts/compose-test.sh"
+    COMPOSE_TEST_PROFILE="${COMPOSE_TEST_PROFILE:-debug}" "$ROOT/scripts/compose-test.sh" || {
+        warn "the compose stack test failed"
+        rc=1
+    }
+else
+    debug "compose stack test not run (COMPOSE_TEST=1, or make compose-test)"
 fi
 
 if ((rc == 0)); then

@@ -348,6 +348,10 @@ pub struct CeilingArgs {
 pub struct ReportArgs {
     /// Directory with the JSON results (default: --out-dir, or the newest bench/results/*).
     pub dir: Option<PathBuf>,
+    /// Other runs to overlay on this directory's (before vs after, ours vs a reference): result
+    /// directories or JSON files; repeatable.
+    #[arg(long, value_name = "DIR_OR_JSON")]
+    pub compare: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

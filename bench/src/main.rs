@@ -3,6 +3,7 @@
 mod cli;
 mod client;
 mod output;
+mod plot;
 mod procs;
 mod progress;
 mod report;
@@ -101,7 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .ok_or_else(|| {
                 anyhow::anyhow!("no results directory given and none under bench/results")
             })?;
-        let path = report::write_report(&dir)?;
+        let path = report::write_report(&dir, &r.compare)?;
         println!("{}", path.display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -221,7 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let report_path = if cli.no_report {
         None
     } else {
-        match report::write_report(&dir) {
+        match report::write_report(&dir, &[]) {
             Ok(p) => Some(p),
             Err(e) => {
                 eprintln!("bench: warning: report not written: {e}");

@@ -1,7 +1,9 @@
-//! Markdown report and SVG plots from the JSON results of a directory.
+//! Markdown report and plots (SVG and PNG, see `plot`) from the JSON results of a directory,
+//! with other runs overlaid on request (`bench report DIR --compare OTHER`).
 
 use crate::output::{Envelope, SCHEMA};
-use crate::stats::{LatencySummary, TimelinePoint};
+use crate::plot::{self, series, PlotError, Window};
+use crate::stats::{whole_seconds, LatencySummary, SpectrumPoint};
 use crate::workload::async_::AsyncResult;
 use crate::workload::ceiling::CeilingResult;
 use crate::workload::consistency::ConsistencyResult;
@@ -9,7 +11,6 @@ use crate::workload::soak::SoakResult;
 use crate::workload::stress::StressResult;
 use crate::workload::sweep::SweepResult;
 use crate::workload::{LoadMode, LoadSummary};
-use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -21,8 +22,10 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
-    #[error("plot {path}: {msg}")]
-    Plot { path: PathBuf, msg: String },
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+    #[error("{path}: not a bench result ({msg})")]
+    NotAResult { path: PathBuf, msg: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
@@ -101,142 +104,53 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<Loaded>, Vec<String>), ReportError> {
     Ok((out, skipped))
 }
 
-const COLORS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(90, 90, 90),
-];
-
-struct Series {
-    name: String,
-    points: Vec<(f64, f64)>,
-}
-
-fn series(name: &str, points: Vec<(f64, f64)>) -> Series {
-    Series {
-        name: name.to_string(),
-        points,
+/// The measured part of a load run's time axis.
+fn window(l: &LoadSummary) -> Window {
+    Window {
+        warmup_s: l.warmup_s,
+        end_s: l.warmup_s + l.window_s,
     }
 }
 
-/// Draws a line chart (with point markers when `markers`) to an SVG file.
-fn line_chart(
-    path: &Path,
-    title: &str,
-    x_desc: &str,
-    y_desc: &str,
-    all: &[Series],
-    markers: bool,
-) -> Result<(), ReportError> {
-    let perr = |e: String| ReportError::Plot {
-        path: path.to_path_buf(),
-        msg: e,
-    };
-    let xs = all.iter().flat_map(|s| s.points.iter().map(|p| p.0));
-    let ys = all.iter().flat_map(|s| s.points.iter().map(|p| p.1));
-    let xmin = xs.clone().fold(f64::INFINITY, f64::min);
-    let xmax = xs.fold(f64::NEG_INFINITY, f64::max);
-    let ymax = ys.fold(0.0f64, f64::max);
-    let (xmin, xmax) = if xmin.is_finite() && xmax > xmin {
-        (xmin, xmax)
-    } else if xmin.is_finite() {
-        (xmin - 1.0, xmin + 1.0)
-    } else {
-        (0.0, 1.0)
-    };
-    let ymax = if ymax > 0.0 { ymax * 1.1 } else { 1.0 };
-    let root = SVGBackend::new(path, (960, 420)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| perr(e.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(xmin..xmax, 0.0..ymax)
-        .map_err(|e| perr(e.to_string()))?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .draw()
-        .map_err(|e| perr(e.to_string()))?;
-    for (i, s) in all.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(
-                s.points.iter().copied(),
-                color.stroke_width(2),
-            ))
-            .map_err(|e| perr(e.to_string()))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        if markers {
-            chart
-                .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(|e| perr(e.to_string()))?;
-        }
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|e| perr(e.to_string()))?;
-    root.present().map_err(|e| perr(e.to_string()))?;
-    Ok(())
+/// File name (as the report links it) of the SVG of a rendered pair.
+fn svg_name(files: &[PathBuf; 2]) -> String {
+    files[0]
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
-fn timeline_plots(
+/// Throughput and latency over time, and the latency spectrum, of one load run.
+fn load_plots(
     dir: &Path,
     stem: &str,
     title: &str,
-    tl: &[TimelinePoint],
+    l: &LoadSummary,
 ) -> Result<Vec<String>, ReportError> {
-    if tl.is_empty() {
-        return Ok(Vec::new());
+    let mut files = Vec::new();
+    if !l.timeline.is_empty() {
+        let w = window(l);
+        files.push(svg_name(&plot::throughput(
+            &dir.join(format!("{stem}-throughput.svg")),
+            &format!("{title}: throughput per second"),
+            &l.timeline,
+            w,
+        )?));
+        files.push(svg_name(&plot::latency_over_time(
+            &dir.join(format!("{stem}-latency.svg")),
+            &format!("{title}: latency percentiles per second"),
+            &l.timeline,
+            w,
+        )?));
     }
-    let pick = |f: fn(&TimelinePoint) -> f64| -> Vec<(f64, f64)> {
-        tl.iter().map(|p| (p.t_s as f64, f(p))).collect()
-    };
-    let mut tp = vec![
-        series("completed/s", pick(|p| p.completed as f64)),
-        series("2xx/s", pick(|p| p.ok as f64)),
-        series("4xx/s", pick(|p| p.business as f64)),
-        series("errors/s", pick(|p| p.error as f64)),
-    ];
-    if tl.iter().any(|p| p.dropped > 0) {
-        tp.push(series("dropped/s", pick(|p| p.dropped as f64)));
+    if !l.latency.spectrum.is_empty() {
+        files.push(svg_name(&plot::spectrum(
+            &dir.join(format!("{stem}-spectrum.svg")),
+            &format!("{title}: latency distribution (HDR percentile spectrum)"),
+            &[(title.to_string(), l.latency.spectrum.clone())],
+        )?));
     }
-    let f1 = format!("{stem}-throughput.svg");
-    line_chart(
-        &dir.join(&f1),
-        &format!("{title}: throughput per second"),
-        "time (s)",
-        "requests/s",
-        &tp,
-        false,
-    )?;
-    let lat = vec![
-        series("p50", pick(|p| p.p50_ms)),
-        series("p90", pick(|p| p.p90_ms)),
-        series("p99", pick(|p| p.p99_ms)),
-    ];
-    let f2 = format!("{stem}-latency.svg");
-    line_chart(
-        &dir.join(&f2),
-        &format!("{title}: latency percentiles per second"),
-        "time (s)",
-        "latency (ms)",
-        &lat,
-        false,
-    )?;
-    Ok(vec![f1, f2])
+    Ok(files)
 }
 
 fn title(kind: &str, stem: &str) -> String {
@@ -266,9 +180,12 @@ impl Md {
     fn blank(&mut self) {
         self.0.push('\n');
     }
+    /// Embeds each SVG, with a link to the PNG beside it.
     fn images(&mut self, files: &[String]) {
         for f in files {
+            let png = Path::new(f).with_extension("png");
             self.line(format!("![{f}]({f})"));
+            self.line(format!("([PNG]({}))", png.display()));
             self.blank();
         }
     }
@@ -480,9 +397,137 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-/// Writes `report.md` and the plots into `dir`; returns the report's path.
-pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
+/// Reads one result file.
+fn load_file(path: &Path) -> Result<Loaded, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let not = |msg: String| ReportError::NotAResult {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let env: Envelope = serde_json::from_str(&text).map_err(|e| not(e.to_string()))?;
+    if env.schema != SCHEMA {
+        return Err(not(format!("schema {:?}", env.schema)));
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Loaded { stem, env })
+}
+
+/// The runs named by `--compare` (result directories or files), each with the name of the
+/// directory it came from.
+fn load_compared(paths: &[PathBuf]) -> Result<Vec<(String, Loaded)>, ReportError> {
+    let dir_name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string())
+    };
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let (loaded, _) = load_dir(p)?;
+            out.extend(loaded.into_iter().map(|l| (dir_name(p), l)));
+        } else {
+            let parent = p.parent().map(dir_name).unwrap_or_default();
+            out.push((parent, load_file(p)?));
+        }
+    }
+    Ok(out)
+}
+
+/// One run as the overlays show it.
+struct OverlayRun {
+    name: String,
+    spectrum: Vec<SpectrumPoint>,
+    /// Completions per whole second of the window, at the middle of each second.
+    throughput: Vec<(f64, f64)>,
+}
+
+/// The overlay view of a result: its main latency distribution and, for load runs, its
+/// throughput over time. `origin` names the directory of a compared run.
+fn overlay_run(origin: Option<&str>, l: &Loaded) -> Option<OverlayRun> {
+    let rate = |load: &LoadSummary| -> Vec<(f64, f64)> {
+        whole_seconds(&load.timeline, window(load).end_s)
+            .iter()
+            .map(|p| (p.t_s as f64 + 0.5, p.completed as f64))
+            .collect()
+    };
+    let result = l.env.result.clone();
+    let (spectrum, throughput) = match l.env.kind.as_str() {
+        "stress" => {
+            let r: StressResult = serde_json::from_value(result).ok()?;
+            (r.load.latency.spectrum.clone(), rate(&r.load))
+        }
+        "ceiling" => {
+            let r: CeilingResult = serde_json::from_value(result).ok()?;
+            (r.load.latency.spectrum.clone(), rate(&r.load))
+        }
+        "async" => {
+            let r: AsyncResult = serde_json::from_value(result).ok()?;
+            (r.finals.time_to_final.spectrum, rate(&r.submit))
+        }
+        "consistency" => {
+            let r: ConsistencyResult = serde_json::from_value(result).ok()?;
+            (r.checkout_latency.spectrum, Vec::new())
+        }
+        _ => return None,
+    };
+    let mut name = match origin {
+        Some(o) => format!("{o}/{}", l.stem),
+        None => l.stem.clone(),
+    };
+    if let Some(label) = &l.env.label {
+        name.push_str(&format!(" [{label}]"));
+    }
+    Some(OverlayRun {
+        name,
+        spectrum,
+        throughput,
+    })
+}
+
+/// Every run of the directory and the compared ones on shared axes: their latency spectra, and
+/// the throughput over time of the load runs (log scale: a ceiling and a checkout run differ
+/// by orders of magnitude).
+fn overlay_plots(dir: &Path, runs: &[OverlayRun]) -> Result<Vec<String>, ReportError> {
+    let mut files = Vec::new();
+    let spectra: Vec<(String, Vec<SpectrumPoint>)> = runs
+        .iter()
+        .filter(|r| !r.spectrum.is_empty())
+        .map(|r| (r.name.clone(), r.spectrum.clone()))
+        .collect();
+    if spectra.len() >= 2 {
+        files.push(svg_name(&plot::spectrum(
+            &dir.join("overlay-spectrum.svg"),
+            "latency distributions side by side (HDR percentile spectra)",
+            &spectra,
+        )?));
+    }
+    let rates: Vec<plot::Series> = runs
+        .iter()
+        .filter(|r| !r.throughput.is_empty())
+        .map(|r| series(r.name.clone(), r.throughput.clone()))
+        .collect();
+    if rates.len() >= 2 {
+        files.push(svg_name(&plot::lines(
+            &dir.join("overlay-throughput.svg"),
+            "throughput side by side (whole seconds of each window)",
+            "time since the start of the run (s)",
+            "completions per second (log scale)",
+            &rates,
+            false,
+            true,
+        )?));
+    }
+    Ok(files)
+}
+
+/// Writes `report.md` and the plots into `dir`, overlaying the runs of `compare` (result
+/// directories or files) on those of `dir`; returns the report's path.
+pub fn write_report(dir: &Path, compare: &[PathBuf]) -> Result<PathBuf, ReportError> {
     let (loaded, skipped) = load_dir(dir)?;
+    let compared = load_compared(compare)?;
     let pg_path = dir.join("pgbench.txt");
     let pgbench = std::fs::read_to_string(&pg_path)
         .ok()
@@ -515,6 +560,24 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
         ));
     }
     md.blank();
+
+    let overlays: Vec<OverlayRun> = loaded
+        .iter()
+        .filter_map(|l| overlay_run(None, l))
+        .chain(compared.iter().filter_map(|(o, l)| overlay_run(Some(o), l)))
+        .collect();
+    let files = overlay_plots(dir, &overlays)?;
+    if !files.is_empty() {
+        md.line("## Runs side by side");
+        md.blank();
+        let names: Vec<&str> = overlays.iter().map(|r| r.name.as_str()).collect();
+        md.line(format!(
+            "Runs: {}. Latency: each run's main distribution (stress and ceiling: every request; async: time to final status; consistency: the checkouts).",
+            names.join(", ")
+        ));
+        md.blank();
+        md.images(&files);
+    }
 
     let typed = |l: &Loaded| l.env.result.clone();
     let consistency: Vec<(&Loaded, ConsistencyResult)> = loaded
@@ -673,7 +736,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
         ));
         md.blank();
         load_section(&mut md, &s.load);
-        let files = timeline_plots(dir, &l.stem, &title("stress", &l.stem), &s.load.timeline)?;
+        let files = load_plots(dir, &l.stem, &title("stress", &l.stem), &s.load)?;
         md.images(&files);
     }
 
@@ -704,30 +767,48 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
         md.line(lat_row("accept (202)", &a.submit.latency));
         md.line(lat_row("time to final status", &a.finals.time_to_final));
         md.blank();
-        let mut files = timeline_plots(
+        let mut files = load_plots(
             dir,
             &l.stem,
             &format!("{} submissions", title("async", &l.stem)),
-            &a.submit.timeline,
+            &a.submit,
         )?;
         if !a.finals.timeline.is_empty() {
             let tl = &a.finals.timeline;
-            let f = format!("{}-time-to-final.svg", l.stem);
-            line_chart(
-                &dir.join(&f),
+            files.push(svg_name(&plot::lines(
+                &dir.join(format!("{}-time-to-final.svg", l.stem)),
                 &format!(
                     "async {}: time to final status (by second the status was learned)",
                     l.stem
                 ),
-                "time (s)",
+                "time since the start of the run (s)",
                 "ms",
                 &[
-                    series("p50", tl.iter().map(|p| (p.t_s as f64, p.p50_ms)).collect()),
-                    series("p99", tl.iter().map(|p| (p.t_s as f64, p.p99_ms)).collect()),
+                    series(
+                        "p99",
+                        tl.iter().map(|p| (p.t_s as f64 + 0.5, p.p99_ms)).collect(),
+                    ),
+                    series(
+                        "p50",
+                        tl.iter().map(|p| (p.t_s as f64 + 0.5, p.p50_ms)).collect(),
+                    ),
                 ],
                 false,
-            )?;
-            files.push(f);
+                false,
+            )?));
+        }
+        if !a.finals.time_to_final.spectrum.is_empty() {
+            files.push(svg_name(&plot::spectrum(
+                &dir.join(format!("{}-time-to-final-spectrum.svg", l.stem)),
+                &format!(
+                    "async {}: time to final status (HDR percentile spectrum)",
+                    l.stem
+                ),
+                &[(
+                    "time to final".to_string(),
+                    a.finals.time_to_final.spectrum.clone(),
+                )],
+            )?));
         }
         md.images(&files);
     }
@@ -764,8 +845,6 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
             )),
         }
         md.blank();
-        let f1 = format!("{}-curve.svg", l.stem);
-        let f2 = format!("{}-curve-latency.svg", l.stem);
         let xl = if s.open_loop {
             "offered rate (req/s)"
         } else {
@@ -781,26 +860,28 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
                 s.curve.iter().map(|p| (p.level, p.level)).collect(),
             ));
         }
-        line_chart(
-            &dir.join(&f1),
+        let f1 = plot::lines(
+            &dir.join(format!("{}-curve.svg", l.stem)),
             &format!("{}: throughput", title("sweep", &l.stem)),
             xl,
             "req/s",
             &tp_series,
             true,
+            false,
         )?;
-        line_chart(
-            &dir.join(&f2),
+        let f2 = plot::lines(
+            &dir.join(format!("{}-curve-latency.svg", l.stem)),
             &format!("{}: latency", title("sweep", &l.stem)),
             xl,
             "ms",
             &[
-                series("p50", s.curve.iter().map(|p| (p.level, p.p50_ms)).collect()),
                 series("p99", s.curve.iter().map(|p| (p.level, p.p99_ms)).collect()),
+                series("p50", s.curve.iter().map(|p| (p.level, p.p50_ms)).collect()),
             ],
             true,
+            false,
         )?;
-        md.images(&[f1, f2]);
+        md.images(&[svg_name(&f1), svg_name(&f2)]);
     }
 
     // --- soak
@@ -827,7 +908,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
         md.line(format!("### Harness against GET {} ({})", c.path, l.stem));
         md.blank();
         load_section(&mut md, &c.load);
-        let files = timeline_plots(dir, &l.stem, &title("ceiling", &l.stem), &c.load.timeline)?;
+        let files = load_plots(dir, &l.stem, &title("ceiling", &l.stem), &c.load)?;
         md.images(&files);
     }
 
@@ -863,6 +944,111 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::{Class, Status};
+    use crate::output::{write_json, Host};
+    use crate::stats::{Recorder, Sample};
+    use crate::workload::{LoadOutcome, LoadPlan};
+    use std::time::Duration;
+
+    /// A ceiling result of 11.5 s (warm-up 1 s) at `per_s` answers a second of `ms` each.
+    fn ceiling_result(label: &str, per_s: u64, ms: u64) -> Envelope {
+        let plan = LoadPlan {
+            mode: LoadMode::Closed { clients: 4 },
+            duration: Duration::from_millis(10_500),
+            warmup: Duration::from_secs(1),
+            max_requests: None,
+            max_in_flight: 4,
+            co_interval: None,
+            drain_timeout: Duration::from_secs(1),
+        };
+        let end = plan.warmup + plan.duration;
+        let mut recorder = Recorder::new(plan.warmup, None).with_window_end(end);
+        let n = per_s * end.as_millis() as u64 / 1000;
+        for i in 0..n {
+            let done = Duration::from_micros(i * 1_000_000 / per_s);
+            let sent = done.saturating_sub(Duration::from_millis(ms));
+            recorder.record_sample(&Sample {
+                op: "health",
+                status: Status::Http(200),
+                class: Class::Success,
+                intended: sent,
+                sent,
+                done,
+            });
+        }
+        let outcome = LoadOutcome {
+            recorder,
+            window: plan.duration,
+            issued: n,
+            unfinished: 0,
+            elapsed: end,
+        };
+        let load = LoadSummary::new(&plan, &outcome);
+        Envelope {
+            schema: SCHEMA.to_string(),
+            kind: "ceiling".into(),
+            status: "completed".into(),
+            label: Some(label.into()),
+            base_url: "http://127.0.0.1:1".into(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            harness_version: "test".into(),
+            host: Host::current(),
+            params: serde_json::Value::Null,
+            result: serde_json::to_value(CeilingResult {
+                path: "/health".into(),
+                load,
+            })
+            .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn a_compared_run_is_overlaid_and_every_plot_has_a_png() {
+        let base = std::env::temp_dir().join(format!("bench-report-{}", std::process::id()));
+        let (after, before) = (base.join("after"), base.join("before"));
+        write_json(&after, "ceiling", &ceiling_result("after", 200, 5)).expect("write");
+        write_json(&before, "ceiling", &ceiling_result("before", 100, 20)).expect("write");
+
+        let report = write_report(&after, std::slice::from_ref(&before)).expect("report");
+        let md = std::fs::read_to_string(&report).expect("report.md");
+        assert!(md.contains("## Runs side by side"), "{md}");
+        assert!(md.contains("before/ceiling [before]"), "{md}");
+        for stem in [
+            "overlay-spectrum",
+            "overlay-throughput",
+            "ceiling-throughput",
+            "ceiling-latency",
+            "ceiling-spectrum",
+        ] {
+            for ext in ["svg", "png"] {
+                let f = after.join(format!("{stem}.{ext}"));
+                assert!(f.is_file(), "{} missing", f.display());
+            }
+            assert!(
+                md.contains(&format!("![{stem}.svg]({stem}.svg)")),
+                "{stem}: {md}"
+            );
+            assert!(md.contains(&format!("[PNG]({stem}.png)")), "{stem}: {md}");
+        }
+        // The throughput plot ends at the last whole second of the window (1 s + 10.5 s).
+        let env = ceiling_result("x", 200, 5);
+        let c: CeilingResult = serde_json::from_value(env.result).expect("ceiling");
+        let w = window(&c.load);
+        assert_eq!(w.end_s, 11.5);
+        let whole = whole_seconds(&c.load.timeline, w.end_s);
+        assert_eq!(whole.last().map(|p| p.t_s), Some(10));
+        assert!(
+            whole.iter().skip(1).all(|p| p.completed == 200),
+            "{whole:?}"
+        );
+
+        // Without another run there is nothing to overlay.
+        let alone = write_report(&before, &[]).expect("report");
+        let md = std::fs::read_to_string(alone).expect("report.md");
+        assert!(!md.contains("## Runs side by side"));
+        let _ = std::fs::remove_dir_all(&base);
+    }
 
     #[test]
     fn pgbench_summary() {

@@ -126,8 +126,46 @@ impl Latency {
             p99_ms: self.quantile_ms(0.99),
             p999_ms: self.quantile_ms(0.999),
             max_ms: us_to_ms(self.hist.max()),
+            spectrum: self.spectrum(),
         }
     }
+
+    /// The HDR percentile spectrum: the latency at percentiles 0, 10, 20 … 90, then ten steps
+    /// per decade towards 100 (90, 92.1, 93.7 … 99, 99.2 … 99.999), as far as the sample count
+    /// resolves them (at least one sample beyond the percentile), then the maximum at 100.
+    /// Plotted against 1 / (1 - percentile / 100) on a log axis it shows the whole tail.
+    pub fn spectrum(&self) -> Vec<SpectrumPoint> {
+        if self.hist.is_empty() {
+            return Vec::new();
+        }
+        let n = self.hist.len() as f64;
+        let linear = (0..9).map(|i| f64::from(i) * 0.1);
+        let tail = (0..=SPECTRUM_STEPS).map(|i| 1.0 - 10f64.powf(-1.0 - f64::from(i) / 10.0));
+        let mut out: Vec<SpectrumPoint> = linear
+            .chain(tail)
+            // (tolerance: 1 - (1 - 10^-k) is not exactly 10^-k in floating point)
+            .take_while(|q| (1.0 - q) * n >= 1.0 - 1e-6)
+            .map(|q| SpectrumPoint {
+                percentile: q * 100.0,
+                ms: self.quantile_ms(q),
+            })
+            .collect();
+        out.push(SpectrumPoint {
+            percentile: 100.0,
+            ms: us_to_ms(self.hist.max()),
+        });
+        out
+    }
+}
+
+/// Ten steps per decade from 90 % to 99.999 %.
+const SPECTRUM_STEPS: u8 = 40;
+
+/// One point of an HDR percentile spectrum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpectrumPoint {
+    pub percentile: f64,
+    pub ms: f64,
 }
 
 /// Percentiles of one histogram, in milliseconds.
@@ -141,6 +179,9 @@ pub struct LatencySummary {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,
+    /// The percentile spectrum (absent from results written before it existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spectrum: Vec<SpectrumPoint>,
 }
 
 /// Counts by answer class.
@@ -301,6 +342,17 @@ impl Timeline {
             })
             .collect()
     }
+}
+
+/// The seconds of `timeline` that lie wholly inside `[0, end_s]` (the end of the measurement
+/// window): the last, partial second (and any drain after the window) would show a false drop
+/// in a per-second rate.
+pub fn whole_seconds(timeline: &[TimelinePoint], end_s: f64) -> &[TimelinePoint] {
+    let whole = timeline
+        .iter()
+        .take_while(|p| (p.t_s + 1) as f64 <= end_s + 1e-9)
+        .count();
+    &timeline[..whole]
 }
 
 /// One finished request, as reported by a load task.
@@ -583,6 +635,55 @@ mod tests {
     #[test]
     fn empty_summary_is_zero() {
         assert_eq!(Latency::new().summary(), LatencySummary::default());
+    }
+
+    #[test]
+    fn spectrum_covers_the_tail_the_samples_resolve() {
+        let mut l = Latency::new();
+        for v in 1..=1000u64 {
+            l.record(ms(v));
+        }
+        let sp = l.spectrum();
+        // 0..80 by tens, then 90 % … 99.9 % (1000 samples resolve three nines), then 100 %.
+        assert_eq!(sp.len(), 9 + 21 + 1, "{sp:?}");
+        assert_eq!(sp.first().map(|p| p.percentile), Some(0.0));
+        let last = sp.last().copied().unwrap_or_default();
+        assert_eq!(last.percentile, 100.0);
+        assert!((last.ms - 1000.0).abs() < 1.0, "{last:?}");
+        let at = |pct: f64| {
+            sp.iter()
+                .find(|p| (p.percentile - pct).abs() < 1e-9)
+                .map(|p| p.ms)
+        };
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() / b < 0.002);
+        assert!(close(at(90.0), 900.0), "{:?}", at(90.0));
+        assert!(close(at(99.0), 990.0), "{:?}", at(99.0));
+        assert!(close(at(99.9), 999.0), "{:?}", at(99.9));
+        assert!(at(99.99).is_none(), "1000 samples do not resolve 99.99 %");
+        assert!(sp
+            .windows(2)
+            .all(|w| w[0].percentile < w[1].percentile && w[0].ms <= w[1].ms));
+        assert!(Latency::new().spectrum().is_empty());
+    }
+
+    #[test]
+    fn the_last_partial_second_is_dropped() {
+        let tl: Vec<TimelinePoint> = (0..6)
+            .map(|t| TimelinePoint {
+                t_s: t,
+                completed: if t < 5 { 100 } else { 30 },
+                ..TimelinePoint::default()
+            })
+            .collect();
+        // The window ends at 5.3 s: second 5 holds 0.3 s of load, plotted it would read as a
+        // drop to 30/s.
+        let kept = whole_seconds(&tl, 5.3);
+        assert_eq!(kept.len(), 5);
+        assert!(kept.iter().all(|p| p.completed == 100));
+        // A window ending exactly on a second keeps that second.
+        assert_eq!(whole_seconds(&tl, 5.0).len(), 5);
+        assert_eq!(whole_seconds(&tl, 6.0).len(), 6);
+        assert!(whole_seconds(&tl, 0.5).is_empty());
     }
 
     #[test]
