@@ -332,9 +332,8 @@ fn soak_section(md: &mut Md, dir: &Path, stem: &str, s: &SoakResult) -> Result<(
     }
     load_section(md, &s.load);
     let mid = |i: &crate::workload::soak::SoakInterval| (i.start_s + i.end_s) as f64 / 2.0;
-    let f1 = format!("{stem}-intervals.svg");
-    line_chart(
-        &dir.join(&f1),
+    let mut files = vec![svg_name(&plot::lines(
+        &dir.join(format!("{stem}-intervals.svg")),
         &format!("{}: throughput and p99 per interval", title("soak", stem)),
         "time (s)",
         "checkouts/s | ms",
@@ -352,11 +351,10 @@ fn soak_section(md: &mut Md, dir: &Path, stem: &str, s: &SoakResult) -> Result<(
             ),
         ],
         true,
-    )?;
-    let mut files = vec![f1];
+        false,
+    )?)];
     if !s.processes.is_empty() {
-        let f2 = format!("{stem}-rss.svg");
-        let rss: Vec<Series> = s
+        let rss: Vec<plot::Series> = s
             .processes
             .iter()
             .map(|p| {
@@ -369,22 +367,17 @@ fn soak_section(md: &mut Md, dir: &Path, stem: &str, s: &SoakResult) -> Result<(
                 )
             })
             .collect();
-        line_chart(
-            &dir.join(&f2),
+        files.push(svg_name(&plot::lines(
+            &dir.join(format!("{stem}-rss.svg")),
             &format!("{}: RSS at the end of each interval", title("soak", stem)),
             "time (s)",
             "MiB",
             &rss,
             true,
-        )?;
-        files.push(f2);
+            false,
+        )?));
     }
-    files.extend(timeline_plots(
-        dir,
-        stem,
-        &title("soak", stem),
-        &s.load.timeline,
-    )?);
+    files.extend(load_plots(dir, stem, &title("soak", stem), &s.load)?);
     md.images(&files);
     Ok(())
 }
