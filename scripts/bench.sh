@@ -2,8 +2,11 @@
 # The benchmark suite (`make bench`): brings the local system up if it is not answering, measures
 # ceilings on the same machine in the same run, runs the default suite and writes the report.
 #
-#   1. pgbench ceiling: a single-row `UPDATE items SET stock = stock - 1 WHERE id = 1` on the same
-#      PostgreSQL, in a scratch database `bench_ceiling` this script creates (and leaves behind);
+#   1. pgbench ceilings on the same PostgreSQL, in a scratch database `bench_ceiling` this script
+#      creates (and leaves behind): one checkout-shaped transaction per checkout (UPDATE a random
+#      item's stock, UPDATE a random user's credit, INSERT a ledger row; PGBENCH_CHECKOUT_CLIENTS,
+#      32), the ceiling for `stress`; and a single-row hot `UPDATE items SET stock = stock - 1
+#      WHERE id = 1`, the ceiling for `consistency`;
 #   2. harness ceiling: `bench ceiling` (closed loop against GET /health);
 #   3. `bench consistency` (the standard workload; its verdict decides the exit status);
 #   4. `bench stress` (closed loop, 64 clients, 30 s);
@@ -58,6 +61,7 @@ ITEMS="${BENCH_ITEMS:-100000}"
 USERS="${BENCH_USERS:-100000}"
 ORDERS="${BENCH_ORDERS:-1000000}"
 PGBENCH_CLIENTS="${PGBENCH_CLIENTS:-8}"
+PGBENCH_CHECKOUT_CLIENTS="${PGBENCH_CHECKOUT_CLIENTS:-32}"
 PGBENCH_THREADS="${PGBENCH_THREADS:-2}"
 PGBENCH_DURATION="${PGBENCH_DURATION:-20}"
 export BENCH_BASE_URL="$BASE_URL" BENCH_OUT_DIR="$OUT" BENCH_LABEL="$LABEL"
@@ -137,6 +141,42 @@ SQL
         failures+=("pgbench")
         return 0
     }
+    # The checkout-shaped ceiling: one naive transaction per checkout over as many items and
+    # users as the stress workload (ledger emptied first, so every run starts alike).
+    PGOPTIONS="-c client_min_messages=warning" "$psql" "$url" -XqA -v ON_ERROR_STOP=1 >/dev/null <<SQL || {
+CREATE TABLE IF NOT EXISTS co_items (id BIGINT PRIMARY KEY, stock BIGINT NOT NULL CHECK (stock >= 0));
+CREATE TABLE IF NOT EXISTS co_users (id BIGINT PRIMARY KEY, credit BIGINT NOT NULL CHECK (credit >= 0));
+CREATE TABLE IF NOT EXISTS co_ledger (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    item BIGINT NOT NULL, user_id BIGINT NOT NULL, amount BIGINT NOT NULL);
+TRUNCATE co_items, co_users, co_ledger;
+INSERT INTO co_items SELECT g, 1000000000000 FROM generate_series(0, $ITEMS - 1) g;
+INSERT INTO co_users SELECT g, 1000000000000 FROM generate_series(0, $USERS - 1) g;
+VACUUM ANALYZE co_items, co_users;
+SQL
+        warn "cannot create the checkout-shaped tables in bench_ceiling"
+        failures+=("pgbench")
+        return 0
+    }
+    script="$(mktemp)"
+    cat >"$script" <<PGB
+\\set item random(0, $((ITEMS - 1)))
+\\set user random(0, $((USERS - 1)))
+BEGIN;
+UPDATE co_items SET stock = stock - 1 WHERE id = :item;
+UPDATE co_users SET credit = credit - 2 WHERE id = :user;
+INSERT INTO co_ledger (item, user_id, amount) VALUES (:item, :user, 2);
+END;
+PGB
+    log "pgbench checkout-shaped ceiling: -c $PGBENCH_CHECKOUT_CLIENTS -j $PGBENCH_THREADS -T $PGBENCH_DURATION"
+    if "$pgbench_bin" -n -M prepared -c "$PGBENCH_CHECKOUT_CLIENTS" -j "$PGBENCH_THREADS" \
+        -T "$PGBENCH_DURATION" -f "$script" "$url" >"$OUT/pgbench-checkout.txt" 2>"$OUT/pgbench-checkout.err"; then
+        grep -E '^(tps|latency average)' "$OUT/pgbench-checkout.txt" >&2 || true
+    else
+        cat "$OUT/pgbench-checkout.err" >&2
+        failures+=("pgbench")
+    fi
+    rm -f "$script"
+
     script="$(mktemp)"
     printf 'UPDATE items SET stock = stock - 1 WHERE id = 1;\n' >"$script"
     log "pgbench ceiling: -c $PGBENCH_CLIENTS -j $PGBENCH_THREADS -T $PGBENCH_DURATION"

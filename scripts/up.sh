@@ -23,7 +23,7 @@ REPLICAS="${REPLICAS:-1}"
 [[ "$REPLICAS" =~ ^[1-9][0-9]*$ ]] || die "REPLICAS must be a positive integer (got '$REPLICAS')"
 READY_TIMEOUT="${READY_TIMEOUT:-60}"
 BIN_DIR="${UP_BIN_DIR:-$ROOT/target/release}"
-export RUST_LOG="${RUST_LOG:-info}"
+# RUST_LOG unset: each binary uses its own default level (info, NATS and PostgreSQL clients at warn).
 
 cd "$ROOT"
 ensure_state_dirs

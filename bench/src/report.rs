@@ -525,6 +525,11 @@ pub fn write_report(dir: &Path, compare: &[PathBuf]) -> Result<PathBuf, ReportEr
     let pgbench = std::fs::read_to_string(&pg_path)
         .ok()
         .and_then(|t| parse_pgbench(&t));
+    // One checkout-shaped transaction per checkout: the naive design's
+    // ceiling for the stress workload (scripts/bench.sh).
+    let pg_checkout = std::fs::read_to_string(dir.join("pgbench-checkout.txt"))
+        .ok()
+        .and_then(|t| parse_pgbench(&t));
     let mut md = Md(String::new());
     md.line("# Benchmark report");
     md.blank();
@@ -615,10 +620,12 @@ pub fn write_report(dir: &Path, compare: &[PathBuf]) -> Result<PathBuf, ReportEr
     let closed_stress = stress
         .iter()
         .any(|(_, s)| matches!(s.load.mode, LoadMode::Closed { .. }));
-    if (closed_stress || !sweeps.is_empty()) && (ceiling.is_some() || pgbench.is_some()) {
+    if (closed_stress || !sweeps.is_empty())
+        && (ceiling.is_some() || pgbench.is_some() || pg_checkout.is_some())
+    {
         md.line("## Our figures next to the ceilings");
         md.blank();
-        md.line("Ceilings measured on the same machine in the same run: `pgbench` running a single-row `UPDATE … SET stock = stock - 1` on the same PostgreSQL (the cost of one durable hot-row write), and this harness against a trivial endpoint (what the harness and HTTP stack can drive at all). Ratio = our figure / ceiling. Only closed-loop runs are compared (an open loop's throughput is the offered rate).");
+        md.line("Ceilings measured on the same machine in the same run: `pgbench` running one checkout-shaped transaction per checkout (UPDATE a random item's stock, UPDATE a random user's credit, INSERT a ledger row; the naive design, the ceiling for `stress`), `pgbench` running a single-row `UPDATE … SET stock = stock - 1` (one durable hot-row write, the ceiling for `consistency`), and this harness against a trivial endpoint (what the harness and HTTP stack can drive at all). Ratio = our figure / ceiling. Only closed-loop runs are compared (an open loop's throughput is the offered rate).");
         md.blank();
         md.line("| measure | ours | ceiling | ratio |\n|---|---:|---:|---:|");
         for (l, s) in stress
@@ -633,6 +640,14 @@ pub fn write_report(dir: &Path, compare: &[PathBuf]) -> Result<PathBuf, ReportEr
                     (o.throughput_rps, o.latency.p50_ms)
                 });
             let name = format!("{} ({})", l.stem, s.load.mode.describe());
+            if let Some(pg) = &pg_checkout {
+                md.line(format!(
+                    "| checkout throughput, {name} vs pgbench checkout transaction{} | {tp:.1}/s | {:.1} tps | {} |",
+                    pg.clients.map(|c| format!(" ({c} clients)")).unwrap_or_default(),
+                    pg.tps,
+                    ratio(tp, pg.tps)
+                ));
+            }
             if let Some(pg) = &pgbench {
                 md.line(format!(
                     "| checkout throughput, {name} vs pgbench UPDATE{} | {tp:.1}/s | {:.1} tps | {} |",
@@ -883,8 +898,18 @@ pub fn write_report(dir: &Path, compare: &[PathBuf]) -> Result<PathBuf, ReportEr
     }
 
     // --- ceilings
-    if !ceilings.is_empty() || pgbench.is_some() {
+    if !ceilings.is_empty() || pgbench.is_some() || pg_checkout.is_some() {
         md.line("## Ceilings");
+        md.blank();
+    }
+    if let Some(pg) = &pg_checkout {
+        md.line(format!(
+            "pgbench, one checkout-shaped transaction (two random UPDATEs and a ledger INSERT) on the same PostgreSQL: **{:.1} tps**{}{}{}.",
+            pg.tps,
+            pg.clients.map(|c| format!(", {c} clients")).unwrap_or_default(),
+            pg.duration_s.map(|d| format!(", {d} s")).unwrap_or_default(),
+            pg.latency_avg_ms.map(|l| format!(", average latency {l:.3} ms")).unwrap_or_default(),
+        ));
         md.blank();
     }
     if let Some(pg) = &pgbench {
