@@ -11,7 +11,7 @@
 #   DATABASE_ADMIN_URL, NATS_URL   use these servers instead of starting local ones
 #   NATS_NODES=3          a local three-node JetStream cluster (scripts/infra.sh): every binary
 #                         gets all three URLs and NATS_STREAM_REPLICAS=3 (R3 streams)
-#   RUST_LOG (info), SKIP_BUILD=1 (use the binaries already in target/release; UP_BIN_DIR
+#   RUST_LOG (default: each binary's own), SKIP_BUILD=1 (use the binaries already in target/release; UP_BIN_DIR
 #                         takes them from elsewhere),
 #   READY_TIMEOUT (60 seconds)
 # Logs: .local/log/<bin>[-k].log, PIDs: .local/run/<bin>[-k].pid. Stop with scripts/down.sh.

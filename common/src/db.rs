@@ -69,7 +69,17 @@ impl DbError {
 
 /// Builds a pool; connections are opened lazily.
 pub fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
-    let pg: tokio_postgres::Config = url.parse().map_err(DbError::Url)?;
+    let mut pg: tokio_postgres::Config = url.parse().map_err(DbError::Url)?;
+    // Statements are prepared once per connection (see `query`), but planned
+    // at every execution: a generic plan cached while a table was still
+    // empty (a fresh saga or ledger table, a table batch_init just reloaded)
+    // would keep scanning it sequentially long after it grew, until the next
+    // ANALYZE. Planning these small statements costs little next to that.
+    let options = match pg.get_options() {
+        Some(o) if !o.is_empty() => format!("{o} -c plan_cache_mode=force_custom_plan"),
+        _ => "-c plan_cache_mode=force_custom_plan".to_owned(),
+    };
+    pg.options(options);
     let manager = Manager::from_config(
         pg,
         NoTls,
