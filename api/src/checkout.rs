@@ -14,7 +14,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -32,6 +32,23 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/orders/checkout/{order_id}", post(checkout))
         .route("/requests/{request_id}", get(get_request))
+}
+
+/// The JSON body a checkout may carry (any other body is refused).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CheckoutBody {
+    /// Where to POST the final request record (Standard Webhooks, signed).
+    /// Implies `Prefer: respond-async`.
+    #[schema(format = "uri", max_length = 2048)]
+    pub callback_url: Option<String>,
+}
+
+/// `?mode=`: `async` is the same as `Prefer: respond-async`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckoutMode {
+    Sync,
+    Async,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -75,13 +92,13 @@ fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
         bounds the wait instead and gets a 202 with the pending record. `Prefer: respond-async`, \
         `?mode=async` or a `callback_url`: 202 at once.",
     params(("order_id" = String, Path, min_length = 1, max_length = 128),
-        ("mode" = Option<crate::openapi::CheckoutMode>, Query),
+        ("mode" = Option<CheckoutMode>, Query),
         ("callback_url" = Option<String>, Query, format = "uri", max_length = 2048,
             description = "Webhook for the final record; implies async"),
         ("Prefer" = Option<String>, Header, description = "RFC 7240: `respond-async` (202 at \
             once), `wait=N` (seconds a plain checkout waits before answering 202 with the pending \
             record)")),
-    request_body(content = Option<crate::openapi::CheckoutBody>, content_type = "application/json"),
+    request_body(content = Option<CheckoutBody>, content_type = "application/json"),
     responses((status = 200, description = "Paid (or was already paid)", body = RequestRecord),
         (status = 202, description = "Accepted, outcome not known yet: poll `Location`", body = RequestRecord,
             headers(("Location" = String, description = "`/requests/{request_id}`"),

@@ -17,7 +17,6 @@ use axum::{
     Router,
 };
 use common::problem::{Problem, CONTENT_TYPE as PROBLEM};
-use serde::{Deserialize, Serialize};
 use utoipa::{
     openapi::{
         path::{HttpMethod, Operation, Parameter, ParameterBuilder, ParameterIn},
@@ -28,24 +27,10 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::{checkout, records, routes};
-
-/// The JSON body a checkout may carry (any other body is refused).
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CheckoutBody {
-    /// Where to POST the final request record (Standard Webhooks, signed).
-    /// Implies `Prefer: respond-async`.
-    #[schema(format = "uri", max_length = 2048)]
-    pub callback_url: Option<String>,
-}
-
-/// `?mode=`: `async` is the same as `Prefer: respond-async`.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckoutMode {
-    Sync,
-    Async,
-}
+use crate::{
+    checkout::{self, CheckoutBody, CheckoutMode},
+    records, routes,
+};
 
 #[derive(OpenApi)]
 #[openapi(
