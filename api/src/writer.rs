@@ -127,24 +127,22 @@ async fn write_loop(
     let mut backoff = Duration::from_millis(50);
     loop {
         let mut batch = std::mem::take(&mut carried);
-        {
+        if batch.is_empty() {
             let mut rx = rx.lock().await;
-            if batch.is_empty() {
-                // At shutdown the HTTP server has already answered or
-                // dropped every caller; what is still queued is refused.
-                let first = tokio::select! {
-                    first = rx.recv() => first,
-                    _ = stop.cancelled() => None,
-                };
-                let Some(first) = first else { return };
-                batch.push(first);
-            }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
+            // At shutdown the HTTP server has already answered or dropped
+            // every caller; what is still queued is refused.
+            let first = tokio::select! {
+                first = rx.recv() => first,
+                _ = stop.cancelled() => None,
+            };
+            let Some(first) = first else { return };
+            batch.push(first);
+            fill(&mut rx, &mut batch);
+        } else if let Ok(mut rx) = rx.try_lock() {
+            // Work carried over from a failed attempt never waits for the
+            // queue: the other writer may hold it while idle for as long
+            // as no new checkout arrives.
+            fill(&mut rx, &mut batch);
         }
         let new: Vec<NewRecord> = batch.iter().map(|p| p.record.clone()).collect();
         match records::create_many(&pool, &new, republish_after).await {
@@ -173,6 +171,16 @@ async fn write_loop(
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
+        }
+    }
+}
+
+/// Adds whatever is queued, up to [`MAX_BATCH`].
+fn fill(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
         }
     }
 }
