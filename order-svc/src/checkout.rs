@@ -155,13 +155,7 @@ impl Checkout {
 
         if !created.is_empty() {
             insert_sagas(&tx, created.iter().filter_map(|id| sagas.get(id))).await?;
-            let started: Vec<(&str, Uuid)> = created
-                .iter()
-                .filter_map(|id| sagas.get(id))
-                .filter(|s| s.state == State::Running)
-                .map(|s| (s.order_id.as_str(), s.id))
-                .collect();
-            set_checkout_sagas(&tx, &started).await?;
+            set_checkout_sagas(&tx, created.iter().filter_map(|id| sagas.get(id))).await?;
         }
         tx.commit().await?;
         drop(timer);
@@ -236,12 +230,8 @@ impl Checkout {
             changed.push(saga);
         }
         update_sagas(&tx, &changed).await?;
-        let started: Vec<(&str, Uuid)> = changed
-            .iter()
-            .filter(|s| s.state == State::Running && !before.contains_key(&s.id))
-            .map(|s| (s.order_id.as_str(), s.id))
-            .collect();
-        set_checkout_sagas(&tx, &started).await?;
+        // Queued sagas that started here take their order.
+        set_checkout_sagas(&tx, changed.iter().filter(|s| !before.contains_key(&s.id))).await?;
         tx.commit().await?;
         drop(timer);
         self.publish(outgoing, stop).await
@@ -479,15 +469,19 @@ async fn next_in_queue(
     Ok(next)
 }
 
-/// Marks the orders' checkout in flight.
-async fn set_checkout_sagas(
+/// Marks the orders of the sagas among `sagas` that run as having their
+/// checkout in flight.
+async fn set_checkout_sagas<'a>(
     tx: &impl GenericClient,
-    started: &[(&str, Uuid)],
+    sagas: impl Iterator<Item = &'a Saga>,
 ) -> Result<(), CheckoutError> {
-    if started.is_empty() {
+    let (o, s): (Vec<&str>, Vec<Uuid>) = sagas
+        .filter(|s| s.state == State::Running)
+        .map(|s| (s.order_id.as_str(), s.id))
+        .unzip();
+    if o.is_empty() {
         return Ok(());
     }
-    let (o, s): (Vec<&str>, Vec<Uuid>) = started.iter().copied().unzip();
     let n = db::execute(
         tx,
         "UPDATE orders SET checkout_saga = x.s
@@ -495,10 +489,10 @@ async fn set_checkout_sagas(
         &[&o, &s],
     )
     .await?;
-    if n != started.len() as u64 {
+    if n != o.len() as u64 {
         return Err(CheckoutError::Inconsistent(format!(
             "{n} of {} orders took their checkout",
-            started.len()
+            o.len()
         )));
     }
     Ok(())

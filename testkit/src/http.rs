@@ -141,6 +141,16 @@ impl Client {
         order
     }
 
+    /// `POST /orders/checkout/{order}` with `Prefer: respond-async`.
+    pub async fn checkout_async(&self, order: &str) -> Answer {
+        self.send(
+            self.http
+                .post(format!("{}/orders/checkout/{order}", self.base))
+                .header("Prefer", "respond-async"),
+        )
+        .await
+    }
+
     /// `POST /orders/checkout/{order}?callback_url=...`.
     pub async fn checkout_with_callback(&self, order: &str, url: &str) -> Answer {
         self.post(&format!(

@@ -73,13 +73,7 @@ pub async fn checkout(c: &Client, order: &str, mode: Mode) -> Answer {
     match mode {
         Mode::Sync => c.post(&format!("/orders/checkout/{order}")).await,
         Mode::Async => {
-            let accepted = c
-                .send(
-                    c.raw()
-                        .post(format!("{}/orders/checkout/{order}", c.base()))
-                        .header("Prefer", "respond-async"),
-                )
-                .await;
+            let accepted = c.checkout_async(order).await;
             assert_eq!(accepted.status, 202, "{accepted:?}");
             let id = accepted.str("request_id");
             final_record(c, &id).await

@@ -103,13 +103,7 @@ async fn async_checkout_and_polling() {
     let c = &sys.client;
     let (user, order, _) = order_with(c, 10, &[(4, 2, 1)]).await;
 
-    let r = c
-        .send(
-            c.raw()
-                .post(format!("{}/orders/checkout/{order}", c.base()))
-                .header("Prefer", "respond-async"),
-        )
-        .await;
+    let r = c.checkout_async(&order).await;
     assert_eq!(r.status, 202, "{r:?}");
     let id = r.str("request_id");
     assert_eq!(r.headers["location"], format!("/requests/{id}"));

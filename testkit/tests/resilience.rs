@@ -103,13 +103,7 @@ async fn a_checkout_accepted_just_before_the_api_died_completes() {
     sys.proxy(Binary::Api, Dep::Nats).cut();
     let mut ids = Vec::new();
     for order in &orders {
-        let r = c
-            .send(
-                c.raw()
-                    .post(format!("{}/orders/checkout/{order}", c.base()))
-                    .header("Prefer", "respond-async"),
-            )
-            .await;
+        let r = c.checkout_async(order).await;
         assert_eq!(r.status, 202, "accepted without NATS: {r:?}");
         ids.push(r.str("request_id"));
     }
