@@ -69,6 +69,11 @@ pub struct Consumer {
     pub liveness: Liveness,
 }
 
+/// At shutdown, how long messages still arriving are handed back, at most,
+/// and after how long without one the hand-back ends.
+const HAND_BACK_GRACE: Duration = Duration::from_millis(500);
+const HAND_BACK_QUIET: Duration = Duration::from_millis(50);
+
 /// After this many failed attempts in place, a batch is handed back to
 /// JetStream (redelivered later, perhaps grouped differently) so that one
 /// batch that keeps failing cannot hold up the consumer for ever.
@@ -165,11 +170,19 @@ impl Consumer {
             reporter.cancel();
             if stop.is_cancelled() {
                 // Pulled but not started: hand it back at once, so another
-                // replica gets it now rather than after `ack_wait`.
-                use futures::FutureExt;
-                while let Some(Some(items)) = chunks.next().now_or_never() {
-                    let held: Vec<Message> = items.into_iter().flatten().collect();
-                    settle(name, &held, AckKind::Nak(None), "nak").await;
+                // replica gets it now rather than after `ack_wait`. What the
+                // server sent before it saw us go may still be on the wire:
+                // keep handing back until nothing comes for a moment.
+                let until = Instant::now() + HAND_BACK_GRACE;
+                loop {
+                    let quiet = (Instant::now() + HAND_BACK_QUIET).min(until);
+                    match tokio::time::timeout_at(quiet.into(), chunks.next()).await {
+                        Ok(Some(items)) => {
+                            let held: Vec<Message> = items.into_iter().flatten().collect();
+                            settle(name, &held, AckKind::Nak(None), "nak").await;
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
                 }
             }
             self.liveness.set(false);
