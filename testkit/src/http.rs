@@ -66,7 +66,21 @@ impl Client {
 
     /// Sends a prepared request (for custom headers or bodies).
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
-        let resp = req.send().await.expect("HTTP request failed");
+        // A GET may be sent again: after a test restarts a server on the
+        // same port, the first request can land on a pooled connection
+        // the old process left behind.
+        let retry = req
+            .try_clone()
+            .and_then(|r| r.build().ok())
+            .filter(|r| r.method() == reqwest::Method::GET)
+            .and_then(|_| req.try_clone());
+        let resp = match (req.send().await, retry) {
+            (Ok(resp), _) => resp,
+            (Err(e), Some(again)) if e.is_connect() || e.is_request() => {
+                again.send().await.expect("HTTP request failed twice")
+            }
+            (Err(e), _) => panic!("HTTP request failed: {e}"),
+        };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("cannot read HTTP body");
