@@ -14,6 +14,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
+use common::messages::saga::FailureReason;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -21,7 +22,7 @@ use uuid::Uuid;
 use crate::{
     params::{id, Path},
     problem::{problem_with, ApiError},
-    records::{self, RequestRecord, Status},
+    requests::{NewRecord, RequestRecord, Status},
     state::AppState,
 };
 
@@ -147,13 +148,11 @@ async fn checkout(
     let prefer_wait = preferred_wait(&headers);
     let deadline = Instant::now() + prefer_wait.unwrap_or(s.settings.checkout_timeout);
 
-    let new = records::NewRecord::new(order_id, callback.map(String::from));
+    let new = NewRecord::new(order_id, callback.map(String::from));
     let request_id = new.request_id;
-    // Registered before the record is even stored, so the wake-up cannot
-    // come too early.
-    let waiter = (!async_mode).then(|| s.waiters.register(request_id));
+    let waiter = (!async_mode).then(|| s.requests.watch(request_id));
     let record = new.record();
-    s.writer.create(new, deadline).await.map_err(|e| {
+    s.requests.accept(new, deadline).await.map_err(|e| {
         // Nothing was accepted: the client may simply try again.
         ApiError::Unavailable(format!("cannot accept the checkout now: {e}"))
     })?;
@@ -161,7 +160,7 @@ async fn checkout(
     let mut response = match waiter {
         None => accepted(&record),
         Some(waiter) => {
-            let record = wait_final(&s, record, deadline, Some(waiter)).await;
+            let record = s.requests.wait_final(record, deadline, Some(waiter)).await;
             match record.status {
                 Status::Succeeded => (StatusCode::OK, Json(&record)).into_response(),
                 Status::Failed => failed(&record),
@@ -220,7 +219,7 @@ fn outcome_unknown(record: &RequestRecord) -> Response {
 
 /// A failed checkout as a 4xx problem document carrying the record.
 fn failed(record: &RequestRecord) -> Response {
-    let reason = record.reason.as_deref().unwrap_or("unknown");
+    let reason = record.reason.map_or("unknown", FailureReason::as_str);
     let status = match reason {
         "order_not_found" => StatusCode::NOT_FOUND,
         _ => StatusCode::CONFLICT,
@@ -236,66 +235,6 @@ fn failed(record: &RequestRecord) -> Response {
         extensions,
     )
 }
-
-/// Waits until the record is final or `deadline` passes (or shutdown's
-/// drain period ends); returns the latest record either way. Never fails: a
-/// database that cannot be read meanwhile only delays the answer.
-async fn wait_final(
-    s: &AppState,
-    mut record: RequestRecord,
-    deadline: Instant,
-    waiter: Option<crate::waiters::Waiter>,
-) -> RequestRecord {
-    if record.is_final() || Instant::now() >= deadline {
-        return record;
-    }
-    let mut waiter = match waiter {
-        Some(w) => w,
-        None => {
-            let w = s.waiters.register(record.request_id);
-            // It may have become final before we registered.
-            if let Ok(Some(fresh)) = records::get(&s.pool, record.request_id).await {
-                if fresh.is_final() {
-                    return fresh;
-                }
-            }
-            w
-        }
-    };
-    let draining = s.draining.clone();
-    let mut deadline = deadline;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return record;
-        }
-        let nap = (deadline - now).min(s.settings.wait_poll);
-        tokio::select! {
-            woken = &mut waiter.rx => {
-                if let Ok(r) = woken {
-                    return r;
-                }
-                // The registry dropped us; fall back to polling.
-                waiter = s.waiters.register(record.request_id);
-            }
-            _ = draining.cancelled(), if deadline > now + DRAIN_WAIT => {
-                // Shutting down: wait a little longer, not the whole wait.
-                deadline = now + DRAIN_WAIT;
-                continue;
-            }
-            _ = tokio::time::sleep(nap) => {}
-        }
-        match records::get(&s.pool, record.request_id).await {
-            Ok(Some(fresh)) if fresh.is_final() => return fresh,
-            Ok(Some(fresh)) => record = fresh,
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "cannot re-read a record; still waiting"),
-        }
-    }
-}
-
-/// How long a waiting client may still wait once shutdown began.
-const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Deserialize, Default)]
 pub struct RecordQuery {
@@ -328,7 +267,7 @@ async fn get_request(
     // A short database outage delays the answer rather than failing it.
     let mut delay = Duration::from_millis(50);
     let record = loop {
-        match records::get(&s.pool, request_id).await {
+        match s.requests.get(request_id).await {
             Ok(found) => break found.ok_or_else(not_found)?,
             Err(e) if Instant::now() + delay >= deadline => return Err(e.into()),
             Err(_) => {
@@ -337,7 +276,10 @@ async fn get_request(
             }
         }
     };
-    let record = wait_final(&s, record, Instant::now() + Duration::from_secs(wait), None).await;
+    let record = s
+        .requests
+        .wait_final(record, Instant::now() + Duration::from_secs(wait), None)
+        .await;
     let mut response = Json(&record).into_response();
     if !record.is_final() {
         response

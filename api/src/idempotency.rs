@@ -235,12 +235,30 @@ async fn release(pool: &Pool, key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Deletes expired keys (run by the sweeper).
+/// Deletes expired keys.
 pub async fn purge_expired(pool: &Pool) -> Result<u64, common::db::DbError> {
     let conn = common::db::get(pool).await?;
     Ok(conn
         .execute("DELETE FROM idempotency_keys WHERE expires_at < now()", &[])
         .await?)
+}
+
+/// Purges expired keys once a minute, under `tasks`.
+pub fn spawn_purger(pool: Pool, tasks: &mut common::tasks::Tasks) {
+    let stop = tasks.stop_token();
+    tasks.spawn("idempotency purger", async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok::<_, std::convert::Infallible>(()),
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = purge_expired(&pool).await {
+                tracing::warn!(error = %e, "cannot purge expired idempotency keys");
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -3,19 +3,16 @@
 //! Serves the standard endpoints by calling the services over NATS
 //! request/reply, plus the operations endpoints.
 
-pub mod background;
 pub mod body;
 pub mod checkout;
 pub mod idempotency;
 pub mod openapi;
 pub mod params;
 pub mod problem;
-pub mod records;
+pub mod requests;
 pub mod routes;
 pub mod state;
-pub mod waiters;
 pub mod webhooks;
-pub mod writer;
 
 use std::time::Duration;
 
@@ -127,72 +124,41 @@ pub async fn serve(
     let js = common::jetstream::setup(&deps.nats, &deps.subjects).await?;
     let settings = state::Settings::from_env()?;
     let mut tasks = common::tasks::Tasks::new();
-    let writer = writer::Writer::start(
+    let webhooks = webhooks::Settings::from_env()?;
+    let webhook_wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (requests, outcomes) = requests::Requests::start(
         deps.pool.clone(),
-        js.clone(),
-        deps.subjects.clone(),
-        settings.republish_after,
-        &mut tasks,
-    );
-    let state = AppState {
-        rpc: RpcClient::new(deps.nats.clone(), deps.subjects.clone(), timeout),
-        pool: deps.pool.clone(),
-        js: js.clone(),
-        subjects: deps.subjects.clone(),
-        waiters: Default::default(),
-        writer,
-        settings: settings.clone(),
-        webhooks: webhooks::Settings::from_env()?,
-        webhook_wake: Default::default(),
-        draining: Default::default(),
-    };
-    let worker = webhooks::worker::Worker::new(deps.pool.clone(), state.webhooks.clone())?;
-    let outcomes = common::consumer::Consumer::new(
         js,
         deps.subjects.clone(),
-        "api-outcomes",
-        background::MAX_MESSAGES,
+        settings.requests(),
+        webhook_wake.clone(),
+        &mut tasks,
     );
-    let readiness = deps.readiness().with_consumers([outcomes.liveness.clone()]);
-    let stop = tasks.stop_token();
-    tasks.spawn(
-        "announcement listener",
-        background::listen_for_final(
-            deps.nats.clone(),
-            deps.subjects.requests_final(),
-            state.waiters.clone(),
-            stop.clone(),
-        ),
-    );
-    tasks.spawn("outcome consumer", {
-        let (s, stop) = (state.clone(), stop.clone());
-        async move {
-            background::consume_outcomes(s, outcomes, stop).await;
-            Ok::<_, std::convert::Infallible>(())
-        }
-    });
-    tasks.spawn("sweeper", {
-        let (s, stop) = (state.clone(), stop.clone());
-        async move {
-            background::sweep(s, stop).await;
-            Ok::<_, std::convert::Infallible>(())
-        }
-    });
+    idempotency::spawn_purger(deps.pool.clone(), &mut tasks);
+    let worker = webhooks::worker::Worker::new(deps.pool.clone(), webhooks.clone())?;
     tasks.spawn("webhook worker", {
-        let (wake, stop) = (state.webhook_wake.clone(), stop.clone());
+        let stop = tasks.stop_token();
         async move {
-            worker.run(wake, stop).await;
+            worker.run(webhook_wake, stop).await;
             Ok::<_, std::convert::Infallible>(())
         }
     });
-    tasks.spawn("pending gauges", {
-        let (pool, stop) = (deps.pool.clone(), stop.clone());
+    tasks.spawn("webhook gauge", {
+        let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
         async move {
             webhooks::worker::report_pending(pool, stop).await;
             Ok::<_, std::convert::Infallible>(())
         }
     });
-    let draining = state.draining.clone();
+    let readiness = deps.readiness().with_consumers([outcomes]);
+    let state = std::sync::Arc::new(state::Shared {
+        rpc: RpcClient::new(deps.nats.clone(), deps.subjects.clone(), timeout),
+        pool: deps.pool.clone(),
+        requests,
+        settings,
+        webhooks,
+    });
+    let draining = state.requests.draining();
     let app = router(state, readiness);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP listening");

@@ -29,7 +29,7 @@ use utoipa::{
 
 use crate::{
     checkout::{self, CheckoutBody, CheckoutMode},
-    records, routes,
+    requests, routes,
 };
 
 #[derive(OpenApi)]
@@ -65,7 +65,7 @@ use crate::{
         common::ops::metrics,
         openapi_json,
     ),
-    components(schemas(Problem, records::RequestRecord, CheckoutBody, CheckoutMode)),
+    components(schemas(Problem, requests::RequestRecord, CheckoutBody, CheckoutMode)),
     modifiers(&ErrorResponses),
     tags(
         (name = "stock"), (name = "payment"), (name = "orders"),

@@ -3,28 +3,25 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use common::{nats::Subjects, rpc::RpcClient};
+use common::rpc::RpcClient;
 use deadpool_postgres::Pool;
 
-use crate::waiters::Waiters;
+use crate::requests::Requests;
 
-#[derive(Clone)]
-pub struct AppState {
+/// The handlers' state. Shared behind one `Arc`: axum clones the state for
+/// every request, and cloning the NATS clients inside each time showed up
+/// in the profile.
+pub type AppState = Arc<Shared>;
+
+pub struct Shared {
+    /// Request/reply to the services, for the standard endpoints.
     pub rpc: RpcClient,
+    /// The api database (idempotency keys; the records go through
+    /// `requests`).
     pub pool: Pool,
-    pub js: async_nats::jetstream::Context,
-    pub subjects: Subjects,
-    pub waiters: Arc<Waiters>,
-    /// Group-commits new request records.
-    pub writer: crate::writer::Writer,
+    pub requests: Requests,
     pub settings: Settings,
     pub webhooks: crate::webhooks::Settings,
-    /// Wakes this replica's webhook worker when a record with a callback
-    /// became final here.
-    pub webhook_wake: Arc<tokio::sync::Notify>,
-    /// Cancelled when shutdown begins: waiting clients get their answer
-    /// within the drain period instead of holding the process up.
-    pub draining: tokio_util::sync::CancellationToken,
 }
 
 /// Tunables of the checkout flow (environment, see the README).
@@ -51,6 +48,16 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The part of these the request records' lifecycle needs.
+    pub fn requests(&self) -> crate::requests::Settings {
+        crate::requests::Settings {
+            republish_after: self.republish_after,
+            sweep_interval: self.sweep_interval,
+            wait_poll: self.wait_poll,
+            retention: self.retention,
+        }
+    }
+
     pub fn from_env() -> Result<Self, common::config::ConfigError> {
         use common::config::duration_ms_var;
         Ok(Self {

@@ -1,17 +1,18 @@
-//! The api's background work: finalising records from outcomes, hearing
-//! that records became final, and re-publishing stuck records.
+//! Outcomes: the end of a record's life. Checkout outcomes from order-svc
+//! are finalised in one statement per batch and announced to every
+//! replica, whose waiters wake.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use common::{
-    consumer::Consumer,
-    jetstream::{self, Outgoing},
-    messages::saga::{CheckoutOutcome, CheckoutRequested, FailureReason},
+    consumer::{Consumer, Liveness},
+    messages::saga::{CheckoutOutcome, FailureReason},
+    tasks::Tasks,
 };
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::{records, records::RequestRecord, state::AppState, waiters::Waiters};
+use super::{store, waiters::Waiters, RequestRecord, Requests, Status};
 
 /// Most outcome messages (each a batch) finalised in one statement.
 pub const MAX_MESSAGES: usize = 64;
@@ -19,10 +20,39 @@ pub const MAX_MESSAGES: usize = 64;
 /// Most records announced in one core-NATS message.
 const ANNOUNCE_CHUNK: usize = 256;
 
+/// Starts the outcome consumer and the announcement listener under `tasks`;
+/// returns the consumer's liveness.
+pub(super) fn start(requests: &Requests, tasks: &mut Tasks) -> Liveness {
+    let r = &requests.inner;
+    let consumer = Consumer::new(
+        r.js.clone(),
+        r.subjects.clone(),
+        "api-outcomes",
+        MAX_MESSAGES,
+    );
+    let live = consumer.liveness.clone();
+    let stop = tasks.stop_token();
+    tasks.spawn(
+        "announcement listener",
+        listen_for_final(
+            r.js.client(),
+            r.subjects.requests_final(),
+            r.waiters.clone(),
+            stop.clone(),
+        ),
+    );
+    let requests = requests.clone();
+    tasks.spawn("outcome consumer", async move {
+        consume(requests, consumer, stop).await;
+        Ok::<_, std::convert::Infallible>(())
+    });
+    live
+}
+
 /// Consumes checkout outcomes (shared by all api replicas): finalise the
 /// records in one statement, announce them to every replica in one message,
 /// then acknowledge.
-pub async fn consume_outcomes(s: AppState, consumer: Consumer, stop: CancellationToken) {
+async fn consume(requests: Requests, consumer: Consumer, stop: CancellationToken) {
     // Every series exists from the start, so dashboards read 0, not nothing.
     OUTCOMES.with_label_values(&["succeeded", "none"]);
     for reason in [
@@ -36,9 +66,9 @@ pub async fn consume_outcomes(s: AppState, consumer: Consumer, stop: Cancellatio
     }
     std::sync::LazyLock::force(&DURATION);
     let handler = |outcomes: Vec<CheckoutOutcome>| {
-        let s = s.clone();
+        let s = requests.inner.clone();
         async move {
-            let finalised = records::finalize(&s.pool, &outcomes).await?;
+            let finalised = store::finalize(&s.pool, &outcomes).await?;
             for record in &finalised {
                 observe(record);
                 tracing::debug!(request_id = %record.request_id, status = ?record.status, reason = ?record.reason, "request final");
@@ -72,13 +102,13 @@ static DURATION: std::sync::LazyLock<prometheus::Histogram> = std::sync::LazyLoc
 });
 
 fn observe(record: &RequestRecord) {
-    let status = match record.status {
-        records::Status::Succeeded => "succeeded",
-        records::Status::Failed => "failed",
-        records::Status::Pending => "pending",
+    let reason = match (record.status, record.reason) {
+        (Status::Failed, Some(reason)) => reason.as_str(),
+        (Status::Failed, None) => "unknown",
+        _ => "none",
     };
     OUTCOMES
-        .with_label_values(&[status, record.reason.as_deref().unwrap_or("none")])
+        .with_label_values(&[record.status.as_str(), reason])
         .inc();
     if let Some(done) = record.completed_at {
         let micros = (done - record.created_at).num_microseconds().unwrap_or(0);
@@ -87,7 +117,7 @@ fn observe(record: &RequestRecord) {
 }
 
 /// Tells every replica (one message per chunk) which records are final.
-async fn announce(s: &AppState, records: &[RequestRecord]) {
+async fn announce(s: &super::Inner, records: &[RequestRecord]) {
     for chunk in records.chunks(ANNOUNCE_CHUNK) {
         match serde_json::to_vec(chunk) {
             Ok(body) => {
@@ -104,7 +134,7 @@ async fn announce(s: &AppState, records: &[RequestRecord]) {
 
 /// Wakes this replica's waiters when any replica announces final records.
 /// The subscription survives NATS reconnects (the client re-subscribes).
-pub async fn listen_for_final(
+async fn listen_for_final(
     nats: async_nats::Client,
     subject: String,
     waiters: Arc<Waiters>,
@@ -127,63 +157,5 @@ pub async fn listen_for_final(
             Ok(records) => records.iter().for_each(|r| waiters.notify(r)),
             Err(e) => tracing::warn!(error = %e, "undecodable announcement"),
         }
-    }
-}
-
-/// Re-publishes records still pending at their next publish time: the
-/// guarantee that a request ID handed out always reaches a final status,
-/// even if `api` died between storing and publishing. Also purges expired
-/// idempotency keys and request records past their retention.
-pub async fn sweep(s: AppState, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(s.settings.sweep_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_purge = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if last_purge.elapsed() >= PURGE_EVERY {
-            last_purge = tokio::time::Instant::now();
-            purge(&s).await;
-        }
-        let stuck = match records::claim_stuck(&s.pool, 500).await {
-            Ok(stuck) => stuck,
-            Err(e) => {
-                tracing::warn!(error = %e, "sweeper cannot read records");
-                continue;
-            }
-        };
-        if stuck.is_empty() {
-            continue;
-        }
-        tracing::info!(count = stuck.len(), "re-publishing pending checkouts");
-        let requests: Vec<CheckoutRequested> = stuck
-            .into_iter()
-            .map(|(request_id, order_id)| CheckoutRequested {
-                request_id,
-                order_id,
-            })
-            .collect();
-        // A fresh message ID per attempt: JetStream must not drop a
-        // re-publish as a duplicate of the attempt that got lost.
-        let message = Outgoing::batch(s.subjects.checkout_requested(), &requests);
-        if let Err(e) = jetstream::publish_all(&s.js, &[message]).await {
-            tracing::warn!(error = %e, "re-publish failed; will try again");
-        }
-    }
-}
-
-/// How often the sweeper purges what has expired.
-const PURGE_EVERY: Duration = Duration::from_secs(60);
-
-async fn purge(s: &AppState) {
-    if let Err(e) = crate::idempotency::purge_expired(&s.pool).await {
-        tracing::warn!(error = %e, "cannot purge expired idempotency keys");
-    }
-    match common::retention::purge(&s.pool, &records::RETAINED, s.settings.retention).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(records = n, "purged request records past their retention"),
-        Err(e) => tracing::warn!(error = %e, "cannot purge old request records"),
     }
 }

@@ -1,53 +1,15 @@
-//! Request records in the api database.
+//! Request records in the api database: every statement that reads or
+//! writes them.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::messages::saga::CheckoutOutcome;
+use common::messages::saga::{CheckoutOutcome, FailureReason};
 use deadpool_postgres::Pool;
-use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pending,
-    Succeeded,
-    Failed,
-}
-
-/// What `GET /requests/{id}` returns.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct RequestRecord {
-    pub request_id: Uuid,
-    pub kind: String,
-    pub order_id: String,
-    pub status: Status,
-    pub reason: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub completed_at: Option<DateTime<Utc>>,
-    /// The callback's delivery, when the client gave a `callback_url`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<WebhookView>,
-}
-
-/// Delivery state shown in the record.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct WebhookView {
-    pub url: String,
-    /// waiting (record not final yet), pending, delivered or failed.
-    pub status: String,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-    pub delivered_at: Option<DateTime<Utc>>,
-}
-
-impl RequestRecord {
-    pub fn is_final(&self) -> bool {
-        self.status != Status::Pending
-    }
-}
+use super::record::{NewRecord, RequestRecord, Status, WebhookView};
 
 /// The record with its webhook, if any.
 const SELECT: &str =
@@ -61,12 +23,11 @@ fn from_row(row: &Row) -> RequestRecord {
         request_id: row.get("id"),
         kind: row.get("kind"),
         order_id: row.get("order_id"),
-        status: match row.get::<_, &str>("status") {
-            "succeeded" => Status::Succeeded,
-            "failed" => Status::Failed,
-            _ => Status::Pending,
-        },
-        reason: row.get("reason"),
+        // The schema's CHECK admits only the three statuses.
+        status: Status::parse(row.get("status")).unwrap_or(Status::Pending),
+        reason: row
+            .get::<_, Option<&str>>("reason")
+            .and_then(FailureReason::parse),
         created_at: row.get("created_at"),
         completed_at: row.get("completed_at"),
         webhook: None,
@@ -88,48 +49,6 @@ fn from_joined_row(row: &Row) -> RequestRecord {
 }
 
 type Result<T> = std::result::Result<T, common::db::DbError>;
-
-/// A record to create: everything is decided by the api before it is
-/// stored, so storing it again after an unseen commit changes nothing.
-#[derive(Debug, Clone)]
-pub struct NewRecord {
-    /// UUIDv7: time-ordered IDs keep the primary key index append-mostly.
-    pub request_id: Uuid,
-    pub order_id: String,
-    pub callback_url: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl NewRecord {
-    pub fn new(order_id: String, callback_url: Option<String>) -> Self {
-        Self {
-            request_id: Uuid::now_v7(),
-            order_id,
-            callback_url,
-            created_at: Utc::now(),
-        }
-    }
-
-    /// The record as it reads once stored.
-    pub fn record(&self) -> RequestRecord {
-        RequestRecord {
-            request_id: self.request_id,
-            kind: "checkout".into(),
-            order_id: self.order_id.clone(),
-            status: Status::Pending,
-            reason: None,
-            created_at: self.created_at,
-            completed_at: None,
-            webhook: self.callback_url.as_ref().map(|url| WebhookView {
-                url: url.clone(),
-                status: "waiting".into(),
-                attempts: 0,
-                last_error: None,
-                delivered_at: None,
-            }),
-        }
-    }
-}
 
 /// Stores records (with their webhook deliveries) in one statement, hence
 /// one commit. Idempotent: a record already stored (an earlier attempt whose
@@ -182,10 +101,9 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.request_id).collect();
-    let statuses: Vec<&str> = outcomes
-        .iter()
-        .map(|o| if o.succeeded { "succeeded" } else { "failed" })
-        .collect();
+    let statuses: Vec<&str> = outcomes.iter().map(|o| Status::of(o).as_str()).collect();
+    // The schema requires a reason for a failure; a failure that came
+    // without one (never sent by order-svc) is stored as `unknown`.
     let reasons: Vec<Option<&str>> = outcomes
         .iter()
         .map(|o| match (o.succeeded, o.reason) {

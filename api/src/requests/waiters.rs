@@ -16,7 +16,7 @@ use std::{
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::records::RequestRecord;
+use super::RequestRecord;
 
 type Senders = Vec<(u64, oneshot::Sender<RequestRecord>)>;
 
@@ -86,7 +86,7 @@ impl Drop for Waiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::Status;
+    use crate::requests::Status;
 
     fn record(id: Uuid) -> RequestRecord {
         RequestRecord {

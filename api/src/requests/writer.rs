@@ -34,7 +34,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::records::{self, NewRecord};
+use super::{store, NewRecord};
 
 /// Most records per statement, and most checkouts per message.
 const MAX_BATCH: usize = 512;
@@ -145,7 +145,7 @@ async fn write_loop(
             fill(&mut rx, &mut batch);
         }
         let new: Vec<NewRecord> = batch.iter().map(|p| p.record.clone()).collect();
-        match records::create_many(&pool, &new, republish_after).await {
+        match store::create_many(&pool, &new, republish_after).await {
             Ok(()) => {
                 backoff = Duration::from_millis(50);
                 for p in batch {

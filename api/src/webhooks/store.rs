@@ -7,7 +7,7 @@ use common::db::DbError;
 use deadpool_postgres::Pool;
 use uuid::Uuid;
 
-use crate::records::{self, RequestRecord};
+use crate::requests::{self, RequestRecord};
 
 /// A due delivery claimed by this replica.
 #[derive(Debug, Clone)]
@@ -35,11 +35,12 @@ pub async fn claim_due(pool: &Pool, limit: i64, lease: Duration) -> Result<Vec<D
         )
         .await?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
-    let mut records: std::collections::HashMap<Uuid, RequestRecord> = records::get_many(pool, &ids)
-        .await?
-        .into_iter()
-        .map(|r| (r.request_id, r))
-        .collect();
+    let mut records: std::collections::HashMap<Uuid, RequestRecord> =
+        requests::get_many(pool, &ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.request_id, r))
+            .collect();
     Ok(rows
         .iter()
         .filter_map(|row| {

@@ -23,7 +23,7 @@ use super::{
     store::{self, Attempt, Due},
     Settings, ATTEMPTS, ATTEMPT_DURATION,
 };
-use crate::records::{RequestRecord, Status};
+use crate::requests::{RequestRecord, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -218,26 +218,17 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(factor)
 }
 
-/// Keeps the gauges of unfinished work fresh: webhook deliveries and
-/// request records still pending.
+/// Keeps the gauge of webhook deliveries still to make fresh.
 pub async fn report_pending(pool: Pool, stop: CancellationToken) {
-    let webhooks = prometheus::register_int_gauge!(
+    let Ok(webhooks) = prometheus::register_int_gauge!(
         "webhook_deliveries_pending",
         "Webhook deliveries not yet delivered or failed"
-    );
-    let requests = prometheus::register_int_gauge!(
-        "checkout_requests_pending",
-        "Request records not yet final"
-    );
-    let (Ok(webhooks), Ok(requests)) = (webhooks, requests) else {
+    ) else {
         return;
     };
     loop {
         if let Ok(n) = store::count_pending(&pool).await {
             webhooks.set(n);
-        }
-        if let Ok(n) = crate::records::count_pending(&pool).await {
-            requests.set(n);
         }
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -1,0 +1,188 @@
+//! The request record's whole lifecycle, in one place.
+//!
+//! ```text
+//!  accept ──▶ writer: group-commit the records ──▶ publish `checkout requested`
+//!                                                        │ (order-svc runs the saga)
+//!  waiters ◀── announce to every replica ◀── outcomes: finalise in one statement
+//!  sweeper: re-publish records still pending; purge expired ones
+//! ```
+//!
+//! The HTTP handlers hold a [`Requests`] handle and only translate between
+//! HTTP and these calls: accept a checkout, read a record, wait until a
+//! record is final.
+
+mod outcomes;
+mod record;
+mod store;
+mod sweeper;
+mod waiters;
+mod writer;
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::Context;
+use common::{consumer::Liveness, db::DbError, nats::Subjects, tasks::Tasks};
+use deadpool_postgres::Pool;
+use tokio::{sync::Notify, time::Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use record::{NewRecord, RequestRecord, Status, WebhookView};
+pub(crate) use store::get_many;
+pub use waiters::Waiter;
+pub use writer::WriteError;
+
+use waiters::Waiters;
+use writer::Writer;
+
+/// How long a waiting client may still wait once shutdown began.
+const DRAIN_WAIT: Duration = Duration::from_secs(10);
+
+/// The tunables of the lifecycle (see `state::Settings` for their
+/// variables).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub republish_after: Duration,
+    pub sweep_interval: Duration,
+    pub wait_poll: Duration,
+    pub retention: Duration,
+}
+
+/// A cheap, cloneable handle on the request records of this replica.
+#[derive(Clone)]
+pub struct Requests {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    js: Context,
+    subjects: Subjects,
+    waiters: Arc<Waiters>,
+    writer: Writer,
+    settings: Settings,
+    /// Wakes this replica's webhook worker when a record with a callback
+    /// became final here.
+    webhook_wake: Arc<Notify>,
+    /// Cancelled when shutdown begins: waiting clients get their answer
+    /// within [`DRAIN_WAIT`] instead of holding the process up.
+    draining: CancellationToken,
+}
+
+impl Requests {
+    /// Starts the lifecycle's background work under `tasks`: the record
+    /// writers and publishers, the outcome consumer, the listener for other
+    /// replicas' announcements and the sweeper. Returns the handle and the
+    /// outcome consumer's liveness (for `/ready`).
+    pub fn start(
+        pool: Pool,
+        js: Context,
+        subjects: Subjects,
+        settings: Settings,
+        webhook_wake: Arc<Notify>,
+        tasks: &mut Tasks,
+    ) -> (Self, Liveness) {
+        let writer = Writer::start(
+            pool.clone(),
+            js.clone(),
+            subjects.clone(),
+            settings.republish_after,
+            tasks,
+        );
+        let this = Self {
+            inner: Arc::new(Inner {
+                pool,
+                js,
+                subjects,
+                waiters: Default::default(),
+                writer,
+                settings,
+                webhook_wake,
+                draining: CancellationToken::new(),
+            }),
+        };
+        let live = outcomes::start(&this, tasks);
+        sweeper::start(&this, tasks);
+        (this, live)
+    }
+
+    /// Stores a new record; once this returns `Ok` the checkout is accepted
+    /// and will reach a final status. Fails only if it could not be stored
+    /// by `deadline` (nothing was accepted then).
+    pub async fn accept(&self, new: NewRecord, deadline: Instant) -> Result<(), WriteError> {
+        self.inner.writer.create(new, deadline).await
+    }
+
+    /// Registers interest in `id` becoming final. Register before the
+    /// record is even stored, so that the wake-up cannot come too early.
+    pub fn watch(&self, id: Uuid) -> Waiter {
+        self.inner.waiters.register(id)
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<RequestRecord>, DbError> {
+        store::get(&self.inner.pool, id).await
+    }
+
+    /// Waits until the record is final or `deadline` passes (or shutdown's
+    /// drain period ends); returns the latest record either way. Never
+    /// fails: a database that cannot be read meanwhile only delays the
+    /// answer.
+    pub async fn wait_final(
+        &self,
+        mut record: RequestRecord,
+        deadline: Instant,
+        waiter: Option<Waiter>,
+    ) -> RequestRecord {
+        if record.is_final() || Instant::now() >= deadline {
+            return record;
+        }
+        let mut waiter = match waiter {
+            Some(w) => w,
+            None => {
+                let w = self.watch(record.request_id);
+                // It may have become final before we registered.
+                if let Ok(Some(fresh)) = self.get(record.request_id).await {
+                    if fresh.is_final() {
+                        return fresh;
+                    }
+                }
+                w
+            }
+        };
+        let draining = self.inner.draining.clone();
+        let mut deadline = deadline;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return record;
+            }
+            let nap = (deadline - now).min(self.inner.settings.wait_poll);
+            tokio::select! {
+                woken = &mut waiter.rx => {
+                    if let Ok(r) = woken {
+                        return r;
+                    }
+                    // The registry dropped us; fall back to polling.
+                    waiter = self.watch(record.request_id);
+                }
+                _ = draining.cancelled(), if deadline > now + DRAIN_WAIT => {
+                    // Shutting down: wait a little longer, not the whole wait.
+                    deadline = now + DRAIN_WAIT;
+                    continue;
+                }
+                _ = tokio::time::sleep(nap) => {}
+            }
+            match self.get(record.request_id).await {
+                Ok(Some(fresh)) if fresh.is_final() => return fresh,
+                Ok(Some(fresh)) => record = fresh,
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "cannot re-read a record; still waiting"),
+            }
+        }
+    }
+
+    /// Cancelled when shutdown begins (the HTTP server stops accepting then).
+    pub fn draining(&self) -> CancellationToken {
+        self.inner.draining.clone()
+    }
+}

@@ -1,0 +1,96 @@
+//! The sweeper: the guarantee that a request ID handed out always reaches a
+//! final status, even if `api` died between storing a record and publishing
+//! it. It also purges records past their retention and keeps the gauge of
+//! pending records fresh.
+
+use std::time::Duration;
+
+use common::{
+    jetstream::{self, Outgoing},
+    messages::saga::CheckoutRequested,
+    tasks::Tasks,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{store, Inner, Requests};
+
+/// Most records re-published per sweep.
+const CLAIM: i64 = 500;
+/// How often the sweeper purges what has expired.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// How often the pending gauge is refreshed (a count over the pending index).
+const GAUGE_EVERY: Duration = Duration::from_secs(5);
+
+pub(super) fn start(requests: &Requests, tasks: &mut Tasks) {
+    let (inner, stop) = (requests.inner.clone(), tasks.stop_token());
+    tasks.spawn("sweeper", async move {
+        sweep(&inner, stop).await;
+        Ok::<_, std::convert::Infallible>(())
+    });
+}
+
+async fn sweep(s: &Inner, stop: CancellationToken) {
+    let pending = PENDING.clone();
+    let mut tick = tokio::time::interval(s.settings.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut last_purge, mut last_count) = (Instant::now(), None::<Instant>);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if last_purge.elapsed() >= PURGE_EVERY {
+            last_purge = Instant::now();
+            purge(s).await;
+        }
+        if last_count.is_none_or(|t| t.elapsed() >= GAUGE_EVERY) {
+            last_count = Some(Instant::now());
+            if let Ok(n) = store::count_pending(&s.pool).await {
+                pending.set(n);
+            }
+        }
+        republish_stuck(s).await;
+    }
+}
+
+/// Re-publishes records still pending at their next publish time.
+async fn republish_stuck(s: &Inner) {
+    let stuck = match store::claim_stuck(&s.pool, CLAIM).await {
+        Ok(stuck) => stuck,
+        Err(e) => {
+            tracing::warn!(error = %e, "sweeper cannot read records");
+            return;
+        }
+    };
+    if stuck.is_empty() {
+        return;
+    }
+    tracing::info!(count = stuck.len(), "re-publishing pending checkouts");
+    let requests: Vec<CheckoutRequested> = stuck
+        .into_iter()
+        .map(|(request_id, order_id)| CheckoutRequested {
+            request_id,
+            order_id,
+        })
+        .collect();
+    // A fresh message ID per attempt: JetStream must not drop a
+    // re-publish as a duplicate of the attempt that got lost.
+    let message = Outgoing::batch(s.subjects.checkout_requested(), &requests);
+    if let Err(e) = jetstream::publish_all(&s.js, &[message]).await {
+        tracing::warn!(error = %e, "re-publish failed; will try again");
+    }
+}
+
+async fn purge(s: &Inner) {
+    match common::retention::purge(&s.pool, &store::RETAINED, s.settings.retention).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(records = n, "purged request records past their retention"),
+        Err(e) => tracing::warn!(error = %e, "cannot purge old request records"),
+    }
+}
+
+static PENDING: std::sync::LazyLock<prometheus::IntGauge> = std::sync::LazyLock::new(|| {
+    prometheus::register_int_gauge!("checkout_requests_pending", "Request records not yet final")
+        .expect("metric registers once")
+});
