@@ -154,7 +154,7 @@ async fn checkout(
     let record = new.record();
     s.requests.accept(new, deadline).await.map_err(|e| {
         // Nothing was accepted: the client may simply try again.
-        ApiError::Unavailable(format!("cannot accept the checkout now: {e}"))
+        ApiError::unavailable("cannot accept the checkout now", e)
     })?;
     tracing::debug!(%request_id, order_id = %record.order_id, async_mode, "checkout accepted");
     let mut response = match waiter {

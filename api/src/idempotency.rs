@@ -117,7 +117,7 @@ async fn handle(
     let (parts, body) = response.into_parts();
     let body = to_bytes(body, 4 * MAX_BODY)
         .await
-        .map_err(|e| ApiError::Internal(format!("cannot buffer the response: {e}")))?;
+        .map_err(|e| ApiError::internal("cannot buffer the response", e))?;
     store(&s.pool, &key, status, &parts.headers, &body).await?;
     Ok(Response::from_parts(parts, Body::from(body)))
 }

@@ -8,8 +8,11 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use common::rpc::{CallError, Rejection};
+use common::rpc::{CallError, Refusal, Rejection};
 
+/// Why a request failed. Refusals carry the text the client reads; faults
+/// (`Unavailable`, `Internal`) carry their cause, which goes to the log
+/// whole while the client reads only the detail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -27,13 +30,45 @@ pub enum ApiError {
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// A dependency did not answer in time or at all, past every retry.
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Internal(String),
+    #[error("{detail}")]
+    Unavailable {
+        detail: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+    #[error("{detail}")]
+    Internal {
+        detail: String,
+        #[source]
+        cause: Option<Cause>,
+    },
 }
 
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 impl ApiError {
+    /// A dependency failed; `cause` is logged, `detail` shown.
+    pub fn unavailable(
+        detail: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ApiError::Unavailable {
+            detail: detail.into(),
+            cause: Some(Box::new(cause)),
+        }
+    }
+
+    /// A fault of ours; `cause` is logged, `detail` shown.
+    pub fn internal(
+        detail: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ApiError::Internal {
+            detail: detail.into(),
+            cause: Some(Box::new(cause)),
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -42,8 +77,8 @@ impl ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -55,10 +90,22 @@ impl ApiError {
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
-            ApiError::Unavailable(_) => "service-unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::Unavailable { .. } => "service-unavailable",
+            ApiError::Internal { .. } => "internal",
         }
     }
+}
+
+/// `error: cause: its cause: ...`, the whole chain on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 /// Renders a problem document with the given status; `slug` is its `code`.
@@ -78,8 +125,11 @@ pub fn problem_with(
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if matches!(self, ApiError::Internal(_) | ApiError::Unavailable(_)) {
-            tracing::warn!(error = %self, "request failed");
+        if matches!(
+            self,
+            ApiError::Internal { .. } | ApiError::Unavailable { .. }
+        ) {
+            tracing::warn!(error = %chain(&self), "request failed");
         }
         problem(self.status(), self.slug(), &self.to_string())
     }
@@ -87,13 +137,19 @@ impl IntoResponse for ApiError {
 
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
-        match r.code {
-            400 => ApiError::BadRequest(r.message),
-            404 => ApiError::NotFound(r.message),
-            409 => ApiError::Conflict(r.message),
-            422 => ApiError::Unprocessable(r.message),
-            503 => ApiError::Unavailable(r.message),
-            _ => ApiError::Internal(r.message),
+        match r.kind {
+            Refusal::Invalid => ApiError::BadRequest(r.message),
+            Refusal::NotFound => ApiError::NotFound(r.message),
+            Refusal::Conflict => ApiError::Conflict(r.message),
+            Refusal::Unprocessable => ApiError::Unprocessable(r.message),
+            Refusal::Unavailable => ApiError::Unavailable {
+                detail: r.message,
+                cause: None,
+            },
+            Refusal::Internal => ApiError::Internal {
+                detail: r.message,
+                cause: None,
+            },
         }
     }
 }
@@ -103,16 +159,49 @@ impl From<CallError> for ApiError {
         match e {
             CallError::Rejected(r) => r.into(),
             CallError::Unavailable(_) | CallError::Timeout(_) | CallError::Transport { .. } => {
-                ApiError::Unavailable(e.to_string())
+                ApiError::unavailable(e.to_string(), e)
             }
-            CallError::Protocol { .. } => ApiError::Internal(e.to_string()),
+            CallError::Protocol { .. } => ApiError::internal(e.to_string(), e),
         }
     }
 }
 
 impl From<common::db::DbError> for ApiError {
     fn from(e: common::db::DbError) -> Self {
-        tracing::error!(error = %e, "api database failure");
-        ApiError::Unavailable("database unavailable".into())
+        ApiError::unavailable("database unavailable", e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_keep_their_cause_and_show_only_the_detail() {
+        let io = std::io::Error::other("connection refused");
+        let e = ApiError::unavailable("database unavailable", io);
+        assert_eq!(e.to_string(), "database unavailable");
+        assert_eq!(chain(&e), "database unavailable: connection refused");
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn refusals_map_to_their_status() {
+        for (kind, status) in [
+            (Refusal::Invalid, StatusCode::BAD_REQUEST),
+            (Refusal::NotFound, StatusCode::NOT_FOUND),
+            (Refusal::Conflict, StatusCode::CONFLICT),
+            (Refusal::Unprocessable, StatusCode::UNPROCESSABLE_ENTITY),
+            (Refusal::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+            (Refusal::Internal, StatusCode::INTERNAL_SERVER_ERROR),
+        ] {
+            let e = ApiError::from(Rejection::new(kind, "why"));
+            assert_eq!(e.status(), status, "{kind:?}");
+            assert_eq!(
+                e.status().as_u16(),
+                kind.code(),
+                "the wire code is the HTTP status"
+            );
+        }
     }
 }

@@ -41,34 +41,80 @@ pub trait Endpoint: Serialize + DeserializeOwned + Send + Sync + 'static {
     type Response: Serialize + DeserializeOwned + Send + 'static;
 }
 
-/// A service's refusal: an HTTP-like code and a human-readable reason.
+/// Why a service refused a request. On the wire (the NATS service error
+/// header) it travels as an HTTP-like code; everywhere else it is this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request is malformed or out of range.
+    Invalid,
+    NotFound,
+    /// Valid, but the current state refuses it (insufficient stock or credit).
+    Conflict,
+    Unprocessable,
+    /// The service cannot serve it now (its database is down).
+    Unavailable,
+    /// A fault of ours (a bug, or an answer we could not encode).
+    Internal,
+}
+
+impl Refusal {
+    /// The code sent in `Nats-Service-Error-Code`.
+    pub fn code(self) -> u16 {
+        match self {
+            Refusal::Invalid => 400,
+            Refusal::NotFound => 404,
+            Refusal::Conflict => 409,
+            Refusal::Unprocessable => 422,
+            Refusal::Unavailable => 503,
+            Refusal::Internal => 500,
+        }
+    }
+
+    /// The refusal a received code stands for; unknown codes are faults.
+    pub fn from_code(code: u16) -> Self {
+        match code {
+            400 => Refusal::Invalid,
+            404 => Refusal::NotFound,
+            409 => Refusal::Conflict,
+            422 => Refusal::Unprocessable,
+            503 => Refusal::Unavailable,
+            _ => Refusal::Internal,
+        }
+    }
+
+    pub fn is_fault(self) -> bool {
+        matches!(self, Refusal::Unavailable | Refusal::Internal)
+    }
+}
+
+/// A service's refusal: what kind, and a human-readable reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message} (code {code})")]
+#[error("{message} ({kind:?})")]
 pub struct Rejection {
-    pub code: u16,
+    pub kind: Refusal,
     pub message: String,
 }
 
 impl Rejection {
-    pub fn new(code: u16, message: impl Into<String>) -> Self {
+    pub fn new(kind: Refusal, message: impl Into<String>) -> Self {
         Self {
-            code,
+            kind,
             message: message.into(),
         }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(400, message)
+        Self::new(Refusal::Invalid, message)
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(404, message)
+        Self::new(Refusal::NotFound, message)
     }
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(409, message)
+        Self::new(Refusal::Conflict, message)
     }
     /// A fault of our own (database unreachable, bug). The message is logged
     /// by the service; clients see a generic text.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, message)
+        Self::new(Refusal::Internal, message)
     }
 }
 
@@ -148,7 +194,7 @@ where
         };
         let code = match &reply {
             Ok(_) => 200,
-            Err(r) => r.code,
+            Err(r) => r.kind.code(),
         };
         crate::metrics::RPC_REQUESTS
             .with_label_values(&[E::NAME, &code.to_string()])
@@ -157,7 +203,7 @@ where
             tracing::warn!(code, "request failed");
         }
         let reply = reply.map_err(|r| async_nats::service::error::Error {
-            code: r.code as usize,
+            code: r.kind.code() as usize,
             status: header_safe(r.message),
         });
         if let Err(e) = request.respond(reply).await {
@@ -200,15 +246,17 @@ pub enum CallError {
     /// The service did not answer in time (for writes, the outcome is unknown).
     #[error("service {0} did not answer in time")]
     Timeout(&'static str),
-    #[error("NATS request to {service} failed: {message}")]
+    #[error("NATS request to {service} failed")]
     Transport {
         service: &'static str,
-        message: String,
+        #[source]
+        source: async_nats::RequestError,
     },
-    #[error("malformed response from {service}: {message}")]
+    #[error("malformed message to or from {service}")]
     Protocol {
         service: &'static str,
-        message: String,
+        #[source]
+        source: serde_json::Error,
     },
 }
 
@@ -237,10 +285,13 @@ impl RpcClient {
         req: &E,
         request_id: &str,
     ) -> Result<E::Response, CallError> {
-        let payload = Bytes::from(serde_json::to_vec(req).map_err(|e| CallError::Protocol {
-            service: E::SERVICE,
-            message: e.to_string(),
-        })?);
+        let payload =
+            Bytes::from(
+                serde_json::to_vec(req).map_err(|source| CallError::Protocol {
+                    service: E::SERVICE,
+                    source,
+                })?,
+            );
         let subject = self.subjects.endpoint(E::SERVICE, E::NAME);
         let mut headers = HeaderMap::new();
         if !request_id.is_empty() {
@@ -264,7 +315,7 @@ impl RpcClient {
                         async_nats::RequestErrorKind::TimedOut => CallError::Timeout(E::SERVICE),
                         _ => CallError::Transport {
                             service: E::SERVICE,
-                            message: e.to_string(),
+                            source: e,
                         },
                     })
             }
@@ -287,17 +338,17 @@ impl RpcClient {
 
         if let Some(headers) = &message.headers {
             if let Some(code) = headers.get(async_nats::service::NATS_SERVICE_ERROR_CODE) {
-                let code = code.as_str().parse::<u16>().unwrap_or(500);
+                let kind = Refusal::from_code(code.as_str().parse::<u16>().unwrap_or(500));
                 let text = headers
                     .get(async_nats::service::NATS_SERVICE_ERROR)
                     .map(|v| v.as_str().to_owned())
                     .unwrap_or_default();
-                return Err(Rejection::new(code, text).into());
+                return Err(Rejection::new(kind, text).into());
             }
         }
-        serde_json::from_slice(&message.payload).map_err(|e| CallError::Protocol {
+        serde_json::from_slice(&message.payload).map_err(|source| CallError::Protocol {
             service: E::SERVICE,
-            message: e.to_string(),
+            source,
         })
     }
 }
@@ -410,5 +461,22 @@ mod tests {
         // async-nats panics on a line break in a header value.
         let _ = async_nats::HeaderValue::from(safe.as_str());
         assert_eq!(header_safe("plain µ".into()), "plain µ");
+    }
+
+    #[test]
+    fn refusal_codes_round_trip_and_unknown_codes_are_faults() {
+        for kind in [
+            Refusal::Invalid,
+            Refusal::NotFound,
+            Refusal::Conflict,
+            Refusal::Unprocessable,
+            Refusal::Unavailable,
+            Refusal::Internal,
+        ] {
+            assert_eq!(Refusal::from_code(kind.code()), kind);
+        }
+        assert_eq!(Refusal::from_code(418), Refusal::Internal);
+        assert!(Refusal::from_code(502).is_fault());
+        assert!(!Refusal::Conflict.is_fault());
     }
 }

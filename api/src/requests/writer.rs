@@ -41,8 +41,9 @@ const MAX_BATCH: usize = 512;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
-    #[error("the request could not be stored in time: {0}")]
-    Timeout(String),
+    /// Shared by every caller of the failed batch, hence the `Arc`.
+    #[error("the request could not be stored in time")]
+    Timeout(#[source] Arc<common::db::DbError>),
     #[error("the api is shutting down")]
     Stopped,
 }
@@ -160,10 +161,11 @@ async fn write_loop(
             }
             Err(e) => {
                 tracing::warn!(error = %e, size = batch.len(), retry_in = ?backoff, "cannot store request records yet; retrying");
+                let e = Arc::new(e);
                 let now = Instant::now();
                 for p in batch {
                     if p.deadline <= now || stop.is_cancelled() || p.reply.is_closed() {
-                        let _ = p.reply.send(Err(WriteError::Timeout(e.to_string())));
+                        let _ = p.reply.send(Err(WriteError::Timeout(e.clone())));
                     } else {
                         carried.push(p);
                     }
