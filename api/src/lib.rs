@@ -6,6 +6,7 @@
 pub mod background;
 pub mod body;
 pub mod checkout;
+pub mod config;
 pub mod idempotency;
 pub mod openapi;
 pub mod params;
@@ -17,10 +18,8 @@ pub mod waiters;
 pub mod webhooks;
 pub mod writer;
 
-use std::time::Duration;
-
 use axum::{http::StatusCode, middleware, response::Response, Router};
-use common::{bootstrap::Deps, config, rpc::RpcClient};
+use common::{bootstrap::Deps, rpc::RpcClient};
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -44,8 +43,6 @@ pub const DEFAULT_PORT: u16 = 8000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiStartError {
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -102,8 +99,8 @@ async fn not_found() -> Response {
     problem::problem(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
 }
 
-/// Serves HTTP until `shutdown` resolves, or until a background task fails
-/// (returned, so the binary exits non-zero).
+/// Serves HTTP on `listener` until `shutdown` resolves, or until a
+/// background task fails (returned, so the binary exits non-zero).
 ///
 /// Shutdown drains: stop accepting connections; let clients waiting for an
 /// outcome get it (or, after a short drain period, their request record);
@@ -111,21 +108,17 @@ async fn not_found() -> Response {
 /// holds.
 pub async fn run(
     deps: Deps,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), ApiStartError> {
-    let listener = tokio::net::TcpListener::bind(deps.config.listen_addr).await?;
-    serve(deps, listener, shutdown).await
-}
-
-/// [`run`] on a listener the caller bound (tests bind port 0).
-pub async fn serve(
-    deps: Deps,
+    config: config::ApiSettings,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiStartError> {
-    let timeout = config::duration_ms_var("RPC_TIMEOUT_MS", Duration::from_secs(30))?;
-    let js = common::jetstream::setup(&deps.nats, &deps.subjects).await?;
-    let settings = state::Settings::from_env()?;
+    if config.webhooks.uses_dev_secret() {
+        tracing::warn!(
+            "WEBHOOK_SECRET not set: signing webhooks with the public development secret"
+        );
+    }
+    let js = common::jetstream::setup(&deps.nats, &deps.topology).await?;
+    let settings = config.checkout;
     let mut tasks = common::tasks::Tasks::new();
     let writer = writer::Writer::start(
         deps.pool.clone(),
@@ -135,21 +128,21 @@ pub async fn serve(
         &mut tasks,
     );
     let state = AppState {
-        rpc: RpcClient::new(deps.nats.clone(), deps.subjects.clone(), timeout),
+        rpc: RpcClient::new(deps.nats.clone(), deps.subjects.clone(), config.rpc_timeout),
         pool: deps.pool.clone(),
         js: js.clone(),
         subjects: deps.subjects.clone(),
         waiters: Default::default(),
         writer,
         settings: settings.clone(),
-        webhooks: webhooks::Settings::from_env()?,
+        webhooks: config.webhooks,
         webhook_wake: Default::default(),
         draining: Default::default(),
     };
     let worker = webhooks::worker::Worker::new(deps.pool.clone(), state.webhooks.clone())?;
     let outcomes = common::consumer::Consumer::new(
         js,
-        deps.subjects.clone(),
+        deps.topology.clone(),
         "api-outcomes",
         background::MAX_MESSAGES,
     );

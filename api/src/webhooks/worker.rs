@@ -218,20 +218,29 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(factor)
 }
 
+static WEBHOOKS_PENDING: std::sync::LazyLock<prometheus::IntGauge> =
+    std::sync::LazyLock::new(|| {
+        prometheus::register_int_gauge!(
+            "webhook_deliveries_pending",
+            "Webhook deliveries not yet delivered or failed"
+        )
+        .expect("metric registers once")
+    });
+
+static REQUESTS_PENDING: std::sync::LazyLock<prometheus::IntGauge> =
+    std::sync::LazyLock::new(|| {
+        prometheus::register_int_gauge!(
+            "checkout_requests_pending",
+            "Request records not yet final"
+        )
+        .expect("metric registers once")
+    });
+
 /// Keeps the gauges of unfinished work fresh: webhook deliveries and
-/// request records still pending.
+/// request records still pending. Registered once per process, so several
+/// api replicas in one test process share them.
 pub async fn report_pending(pool: Pool, stop: CancellationToken) {
-    let webhooks = prometheus::register_int_gauge!(
-        "webhook_deliveries_pending",
-        "Webhook deliveries not yet delivered or failed"
-    );
-    let requests = prometheus::register_int_gauge!(
-        "checkout_requests_pending",
-        "Request records not yet final"
-    );
-    let (Ok(webhooks), Ok(requests)) = (webhooks, requests) else {
-        return;
-    };
+    let (webhooks, requests) = (&*WEBHOOKS_PENDING, &*REQUESTS_PENDING);
     loop {
         if let Ok(n) = store::count_pending(&pool).await {
             webhooks.set(n);
