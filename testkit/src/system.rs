@@ -2,7 +2,6 @@
 
 use std::{
     collections::HashMap,
-    net::TcpListener,
     path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
@@ -58,17 +57,12 @@ pub(crate) fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on loopback")
-}
-
 struct Proc {
     binary: Binary,
     replica: usize,
-    addr: String,
+    /// Where it serves HTTP: unknown until its first start reported the
+    /// port it took; a restart binds the same one again.
+    addr: Option<String>,
     child: Option<Child>,
 }
 
@@ -147,11 +141,10 @@ impl SystemBuilder {
         };
         for b in Binary::ALL {
             for replica in 0..self.replicas {
-                let addr = format!("127.0.0.1:{}", free_port());
                 system.procs.push(Proc {
                     binary: b,
                     replica,
-                    addr,
+                    addr: None,
                     child: None,
                 });
             }
@@ -164,6 +157,14 @@ impl SystemBuilder {
         }
         system.client = Client::new(system.api_url(0));
         system
+    }
+}
+
+impl Proc {
+    fn addr(&self) -> &str {
+        self.addr
+            .as_deref()
+            .expect("the address is known once the system started")
     }
 }
 
@@ -203,7 +204,7 @@ impl System {
             .iter()
             .find(|p| p.binary == Binary::Api && p.replica == n)
             .expect("no such api replica");
-        format!("http://{}", p.addr)
+        format!("http://{}", p.addr())
     }
 
     /// Base URLs of every replica of `binary` (its operations endpoints).
@@ -211,7 +212,7 @@ impl System {
         self.procs
             .iter()
             .filter(|p| p.binary == binary)
-            .map(|p| format!("http://{}", p.addr))
+            .map(|p| format!("http://{}", p.addr()))
             .collect()
     }
 
@@ -231,6 +232,12 @@ impl System {
         let log_path = self
             .log_dir
             .join(format!("{}-{}.log", p.binary.executable(), p.replica));
+        // Port 0 at the first start: the binary takes a free port and
+        // reports it in the address file, so no port is chosen here and
+        // raced for.
+        let listen = p.addr.clone().unwrap_or_else(|| "127.0.0.1:0".into());
+        let addr_file = self.addr_file(i);
+        let _ = std::fs::remove_file(&addr_file);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -248,7 +255,8 @@ impl System {
         cmd.env("DATABASE_URL", database_url)
             .env("NATS_URL", nats_url)
             .env("NATS_PREFIX", &self.name)
-            .env("LISTEN_ADDR", &p.addr)
+            .env("LISTEN_ADDR", listen)
+            .env("LISTEN_ADDR_FILE", &addr_file)
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -264,14 +272,25 @@ impl System {
         self.procs[i].child = Some(child);
     }
 
+    /// Where process `i` writes the address it bound.
+    fn addr_file(&self, i: usize) -> PathBuf {
+        let p = &self.procs[i];
+        self.log_dir
+            .join(format!("{}-{}.addr", p.binary.executable(), p.replica))
+    }
+
     async fn wait_ready(&mut self, i: usize) {
-        let url = format!("http://{}/ready", self.procs[i].addr);
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = http.get(&url).send().await {
-                if r.status().is_success() {
-                    return;
+            if self.procs[i].addr.is_none() {
+                self.procs[i].addr = std::fs::read_to_string(self.addr_file(i)).ok();
+            }
+            if let Some(addr) = &self.procs[i].addr {
+                if let Ok(r) = http.get(format!("http://{addr}/ready")).send().await {
+                    if r.status().is_success() {
+                        return;
+                    }
                 }
             }
             let p = &mut self.procs[i];
