@@ -3,12 +3,14 @@
 //! Every test gets its own databases and its own NATS subject/stream prefix,
 //! so tests run in parallel against one PostgreSQL and one nats-server (the
 //! ones `scripts/infra.sh` starts) without seeing each other.
-//! [`System`] starts the real binaries on free ports and drives them over
-//! real HTTP.
+//! [`System`] starts the real binaries on free ports (or, for tests that
+//! never kill one, runs the services in-process) and drives them over real
+//! HTTP.
 
 pub mod cluster;
 pub mod db;
 pub mod http;
+mod in_process;
 pub mod infra;
 pub mod invariants;
 pub mod proxy;
