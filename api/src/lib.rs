@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod checkout;
+pub mod config;
 pub mod idempotency;
 pub mod openapi;
 pub mod params;
@@ -14,10 +15,8 @@ pub mod routes;
 pub mod state;
 pub mod webhooks;
 
-use std::time::Duration;
-
 use axum::{http::StatusCode, middleware, response::Response, Router};
-use common::{bootstrap::Deps, config, rpc::RpcClient};
+use common::{bootstrap::Deps, rpc::RpcClient};
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -41,8 +40,6 @@ pub const DEFAULT_PORT: u16 = 8000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiStartError {
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -99,8 +96,8 @@ async fn not_found() -> Response {
     problem::problem(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
 }
 
-/// Serves HTTP until `shutdown` resolves, or until a background task fails
-/// (returned, so the binary exits non-zero).
+/// Serves HTTP on `listener` until `shutdown` resolves, or until a
+/// background task fails (returned, so the binary exits non-zero).
 ///
 /// Shutdown drains: stop accepting connections; let clients waiting for an
 /// outcome get it (or, after a short drain period, their request record);
@@ -108,28 +105,25 @@ async fn not_found() -> Response {
 /// holds.
 pub async fn run(
     deps: Deps,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), ApiStartError> {
-    let listener = tokio::net::TcpListener::bind(deps.config.listen_addr).await?;
-    serve(deps, listener, shutdown).await
-}
-
-/// [`run`] on a listener the caller bound (tests bind port 0).
-pub async fn serve(
-    deps: Deps,
+    config: config::ApiSettings,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiStartError> {
-    let timeout = config::duration_ms_var("RPC_TIMEOUT_MS", Duration::from_secs(30))?;
-    let js = common::jetstream::setup(&deps.nats, &deps.subjects).await?;
-    let settings = state::Settings::from_env()?;
+    if config.webhooks.uses_dev_secret() {
+        tracing::warn!(
+            "WEBHOOK_SECRET not set: signing webhooks with the public development secret"
+        );
+    }
+    let js = common::jetstream::setup(&deps.nats, &deps.topology).await?;
+    let settings = config.checkout;
     let mut tasks = common::tasks::Tasks::new();
-    let webhooks = webhooks::Settings::from_env()?;
+    let webhooks = config.webhooks;
     let webhook_wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let (requests, outcomes) = requests::Requests::start(
         deps.pool.clone(),
         js,
         deps.subjects.clone(),
+        deps.topology.clone(),
         settings.requests(),
         webhook_wake.clone(),
         &mut tasks,
@@ -152,7 +146,7 @@ pub async fn serve(
     });
     let readiness = deps.readiness().with_consumers([outcomes]);
     let state = std::sync::Arc::new(state::Shared {
-        rpc: RpcClient::new(deps.nats.clone(), deps.subjects.clone(), timeout),
+        rpc: RpcClient::new(deps.nats.clone(), deps.subjects.clone(), config.rpc_timeout),
         pool: deps.pool.clone(),
         requests,
         settings,

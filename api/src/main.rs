@@ -1,8 +1,9 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::telemetry::init("api");
-    let deps = common::bootstrap::Deps::connect("api", "api", api::DEFAULT_PORT, api::migrations())
-        .await?;
-    api::run(deps, common::shutdown::signal()).await?;
+    let config = api::config::Config::from_env()?;
+    common::telemetry::init("api", &config.common.log);
+    let deps = common::bootstrap::Deps::connect(config.common, "api", api::migrations()).await?;
+    let listener = common::bootstrap::listen(&deps.config).await?;
+    api::run(deps, config.api, listener, common::shutdown::signal()).await?;
     Ok(())
 }

@@ -3,7 +3,10 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use common::rpc::RpcClient;
+use common::{
+    config::{ConfigError, Vars},
+    rpc::RpcClient,
+};
 use deadpool_postgres::Pool;
 
 use crate::requests::Requests;
@@ -24,7 +27,7 @@ pub struct Shared {
     pub webhooks: crate::webhooks::Settings,
 }
 
-/// Tunables of the checkout flow (environment, see the README).
+/// Tunables of the checkout flow (loaded at start-up, see the README).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// How long a plain (synchronous) checkout waits for its outcome, and
@@ -58,18 +61,16 @@ impl Settings {
         }
     }
 
-    pub fn from_env() -> Result<Self, common::config::ConfigError> {
-        use common::config::duration_ms_var;
+    /// Reads the checkout flow's variables; `retention` is the common
+    /// `RETENTION_HOURS`.
+    pub fn load(vars: &Vars, retention: Duration) -> Result<Self, ConfigError> {
         Ok(Self {
-            checkout_timeout: duration_ms_var("CHECKOUT_TIMEOUT_MS", Duration::from_secs(60))?,
-            republish_after: duration_ms_var("REPUBLISH_AFTER_MS", Duration::from_secs(10))?,
-            sweep_interval: duration_ms_var("SWEEP_INTERVAL_MS", Duration::from_secs(2))?,
-            wait_poll: duration_ms_var("WAIT_POLL_MS", Duration::from_secs(5))?,
-            idempotency_ttl: Duration::from_secs(common::config::parse_var(
-                "IDEMPOTENCY_TTL_SECS",
-                24 * 3600,
-            )?),
-            retention: common::retention::retention_from_env()?,
+            checkout_timeout: vars.duration_ms("CHECKOUT_TIMEOUT_MS", Duration::from_secs(60))?,
+            republish_after: vars.duration_ms("REPUBLISH_AFTER_MS", Duration::from_secs(10))?,
+            sweep_interval: vars.interval_ms("SWEEP_INTERVAL_MS", Duration::from_secs(2))?,
+            wait_poll: vars.interval_ms("WAIT_POLL_MS", Duration::from_secs(5))?,
+            idempotency_ttl: Duration::from_secs(vars.parse("IDEMPOTENCY_TTL_SECS", 24 * 3600)?),
+            retention,
         })
     }
 }

@@ -1,11 +1,12 @@
-//! What every binary does first: read its configuration, connect to its
-//! database (applying migrations) and to NATS.
+//! What every binary does first, given its configuration: bind its HTTP
+//! port, connect to its database (applying migrations) and to NATS.
 
 use deadpool_postgres::Pool;
 
 use crate::{
-    config::{Config, ConfigError},
+    config::Config,
     db::DbError,
+    jetstream::{JetStreamError, Topology},
     nats::{NatsError, Subjects},
     ops::Readiness,
 };
@@ -13,11 +14,25 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
     Nats(#[from] NatsError),
+    #[error(transparent)]
+    JetStream(#[from] JetStreamError),
+}
+
+/// Binds `config.listen_addr` and, when `LISTEN_ADDR_FILE` is set, writes
+/// the address bound there (port 0 takes a free port; whoever started the
+/// binary reads which).
+pub async fn listen(config: &Config) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    if let Some(path) = &config.listen_addr_file {
+        // Written aside, then renamed: a reader never sees half an address.
+        let tmp = path.with_extension("tmp");
+        tokio::fs::write(&tmp, listener.local_addr()?.to_string()).await?;
+        tokio::fs::rename(&tmp, path).await?;
+    }
+    Ok(listener)
 }
 
 /// A binary's connections, ready to use.
@@ -27,18 +42,17 @@ pub struct Deps {
     pub pool: Pool,
     pub nats: async_nats::Client,
     pub subjects: Subjects,
+    /// The JetStream streams and consumers, under this deployment's prefix.
+    pub topology: Topology,
 }
 
 impl Deps {
-    /// `service` names the database by default; `binary` labels logs and
-    /// metrics.
+    /// `binary` labels logs and metrics.
     pub async fn connect(
-        service: &str,
+        config: Config,
         binary: &'static str,
-        default_port: u16,
         migrations: refinery::Runner,
     ) -> Result<Self, BootstrapError> {
-        let config = Config::from_env(service, default_port)?;
         crate::metrics::register_build_info(binary);
         std::sync::LazyLock::force(&crate::metrics::PUBLISH_DURATION);
         std::sync::LazyLock::force(&crate::metrics::DB_POOL_WAIT);
@@ -51,6 +65,7 @@ impl Deps {
         tokio::spawn(crate::metrics::report_pool(pool.clone()));
         let nats = crate::nats::connect(&config.nats_url, binary).await?;
         let subjects = Subjects::new(config.nats_prefix.clone());
+        let topology = Topology::new(&subjects, config.stream_replicas)?;
         tracing::info!(
             prefix = subjects.prefix(),
             "connected to PostgreSQL and NATS"
@@ -60,6 +75,7 @@ impl Deps {
             pool,
             nats,
             subjects,
+            topology,
         })
     }
 
@@ -91,16 +107,15 @@ pub enum RunError {
     JetStream(#[from] crate::jetstream::JetStreamError),
     #[error(transparent)]
     Serve(#[from] ServeError),
-    #[error(transparent)]
-    Config(#[from] ConfigError),
 }
 
 /// How long shutdown waits for background tasks to finish what they hold.
 pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl Deps {
-    /// Serves the operations endpoints and the NATS endpoints of `server`
-    /// while `tasks` run, until `shutdown` resolves or a task fails.
+    /// Serves the operations endpoints on `listener` and the NATS endpoints
+    /// of `server` while `tasks` run, until `shutdown` resolves or a task
+    /// fails.
     ///
     /// On shutdown: stop taking requests, let the background tasks finish
     /// and acknowledge what they hold (at most [`DRAIN_GRACE`]), then stop
@@ -111,10 +126,10 @@ impl Deps {
         server: crate::rpc::Server,
         mut tasks: crate::tasks::Tasks,
         readiness: Readiness,
+        listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let listener = tokio::net::TcpListener::bind(self.config.listen_addr).await?;
         let ops = tokio::spawn(crate::ops::serve(
             listener,
             crate::ops::router(readiness)

@@ -32,7 +32,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::{jetstream, nats::Subjects};
+use crate::jetstream::{self, Topology};
 
 /// A consumer's liveness, for `/ready`: true while its pull stream is open.
 #[derive(Debug, Clone)]
@@ -61,7 +61,9 @@ impl Liveness {
 /// What a consumer loop needs besides its handler.
 pub struct Consumer {
     pub js: Context,
-    pub subjects: Subjects,
+    /// Where the durable's definition comes from (and the streams', when
+    /// they are gone).
+    pub topology: Topology,
     /// The durable name in `nats/jetstream.json`; also labels metrics.
     pub durable: &'static str,
     /// Most messages (each a batch of items) handled together.
@@ -82,13 +84,13 @@ const MAX_ATTEMPTS_IN_PLACE: u32 = 20;
 impl Consumer {
     pub fn new(
         js: Context,
-        subjects: Subjects,
+        topology: Topology,
         durable: &'static str,
         max_messages: usize,
     ) -> Self {
         Self {
             js,
-            subjects,
+            topology,
             durable,
             max_messages,
             liveness: Liveness::new(durable),
@@ -204,15 +206,15 @@ impl Consumer {
         ),
         String,
     > {
-        let consumer = match jetstream::consumer(&self.js, &self.subjects, self.durable).await {
+        let consumer = match jetstream::consumer(&self.js, &self.topology, self.durable).await {
             Ok(c) => c,
             Err(first) => {
                 // A nats-server that lost its data (or an operator who
                 // deleted a stream): put the definitions back.
-                jetstream::ensure_streams(&self.js, &self.subjects)
+                jetstream::ensure_streams(&self.js, &self.topology)
                     .await
                     .map_err(|e| format!("{first}; then {e}"))?;
-                jetstream::consumer(&self.js, &self.subjects, self.durable)
+                jetstream::consumer(&self.js, &self.topology, self.durable)
                     .await
                     .map_err(|e| e.to_string())?
             }

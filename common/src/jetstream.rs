@@ -56,36 +56,45 @@ impl JetStreamError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Definitions {
     streams: Vec<stream::Config>,
     consumers: Vec<ConsumerDefinition>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct ConsumerDefinition {
     stream: String,
     config: jetstream::consumer::pull::Config,
 }
 
-fn definitions(subjects: &Subjects) -> Result<Definitions, JetStreamError> {
-    let text = DEFINITIONS.replace("${PREFIX}", subjects.prefix());
-    let mut defs: Definitions = serde_json::from_str(&text)?;
-    // Production runs streams replicated (R3) in a cluster; the file keeps
-    // the single-node value.
-    if let Ok(Ok(replicas)) = std::env::var("NATS_STREAM_REPLICAS").map(|v| v.parse::<usize>()) {
-        for s in &mut defs.streams {
-            s.num_replicas = replicas;
+/// The streams and consumers of `nats/jetstream.json` for one deployment:
+/// read once at start-up, then used for every (re)creation.
+#[derive(Debug, Clone)]
+pub struct Topology(std::sync::Arc<Definitions>);
+
+impl Topology {
+    /// The definitions under `subjects`' prefix; `replicas` (from
+    /// `NATS_STREAM_REPLICAS`) overrides every stream's replica count.
+    pub fn new(subjects: &Subjects, replicas: Option<usize>) -> Result<Self, JetStreamError> {
+        let text = DEFINITIONS.replace("${PREFIX}", subjects.prefix());
+        let mut defs: Definitions = serde_json::from_str(&text)?;
+        // Production runs streams replicated (R3) in a cluster; the file keeps
+        // the single-node value.
+        if let Some(replicas) = replicas {
+            for s in &mut defs.streams {
+                s.num_replicas = replicas;
+            }
         }
+        Ok(Self(std::sync::Arc::new(defs)))
     }
-    Ok(defs)
 }
 
 /// Creates or updates every stream.
-pub async fn ensure_streams(js: &Context, subjects: &Subjects) -> Result<(), JetStreamError> {
-    for config in definitions(subjects)?.streams {
+pub async fn ensure_streams(js: &Context, topology: &Topology) -> Result<(), JetStreamError> {
+    for config in &topology.0.streams {
         let name = config.name.clone();
-        js.create_or_update_stream(config)
+        js.create_or_update_stream(config.clone())
             .await
             .map_err(|source| JetStreamError::Stream { name, source })?;
     }
@@ -95,12 +104,13 @@ pub async fn ensure_streams(js: &Context, subjects: &Subjects) -> Result<(), Jet
 /// Creates or updates the durable pull consumer `durable` and returns it.
 pub async fn consumer(
     js: &Context,
-    subjects: &Subjects,
+    topology: &Topology,
     durable: &str,
 ) -> Result<PullConsumer, JetStreamError> {
-    let def = definitions(subjects)?
+    let def = topology
+        .0
         .consumers
-        .into_iter()
+        .iter()
         .find(|c| c.config.durable_name.as_deref() == Some(durable))
         .ok_or_else(|| JetStreamError::UnknownConsumer(durable.to_owned()))?;
     let create = || async {
@@ -121,12 +131,12 @@ pub async fn consumer(
 /// Connects the JetStream context and makes sure the streams exist.
 pub async fn setup(
     nats: &async_nats::Client,
-    subjects: &Subjects,
+    topology: &Topology,
 ) -> Result<Context, JetStreamError> {
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(10))
         .build(nats.clone());
-    (|| ensure_streams(&js, subjects))
+    (|| ensure_streams(&js, topology))
         .retry(crate::retry::startup())
         .when(JetStreamError::is_transient)
         .notify(|e, after| tracing::warn!(error = %e, ?after, "JetStream not ready yet"))

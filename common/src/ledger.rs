@@ -355,18 +355,20 @@ pub async fn apply(
 }
 
 /// Runs a ledger service (stock-svc, payment-svc) until `shutdown`: its
-/// request/reply endpoints (`server`) and its saga-step consumer.
+/// request/reply endpoints (`server`), its saga-step consumer and its
+/// operations endpoints (on `listener`).
 pub async fn run_service(
     deps: &crate::bootstrap::Deps,
     server: crate::rpc::Server,
+    listener: tokio::net::TcpListener,
     durable: &'static str,
     tables: Tables,
     max_messages: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), crate::bootstrap::RunError> {
-    let js = jetstream::setup(&deps.nats, &deps.subjects).await?;
+    let js = jetstream::setup(&deps.nats, &deps.topology).await?;
     let mut tasks = crate::tasks::Tasks::new();
-    let consumer = Consumer::new(js.clone(), deps.subjects.clone(), durable, max_messages);
+    let consumer = Consumer::new(js.clone(), deps.topology.clone(), durable, max_messages);
     let readiness = deps.readiness().with_consumers([consumer.liveness.clone()]);
     let (pool, subjects, stop) = (deps.pool.clone(), deps.subjects.clone(), tasks.stop_token());
     tasks.spawn("step consumer", async move {
@@ -378,7 +380,7 @@ pub async fn run_service(
         consumer.run(handler, stop).await;
         Ok::<_, StepsError>(())
     });
-    let retention = crate::retention::retention_from_env()?;
+    let retention = deps.config.retention;
     let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
     tasks.spawn("retention", async move {
         // A ledger row is a step's idempotency key: kept for the retention,
@@ -391,7 +393,8 @@ pub async fn run_service(
         crate::retention::run(pool, vec![ledger], retention, stop).await;
         Ok::<_, std::convert::Infallible>(())
     });
-    deps.serve(server, tasks, readiness, shutdown).await?;
+    deps.serve(server, tasks, readiness, listener, shutdown)
+        .await?;
     Ok(())
 }
 

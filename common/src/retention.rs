@@ -86,12 +86,6 @@ pub async fn run(pool: Pool, tables: Vec<Table>, retention: Duration, stop: Canc
     }
 }
 
-/// `RETENTION_HOURS` (default 168, a week): how long finished work is kept.
-pub fn retention_from_env() -> Result<Duration, crate::config::ConfigError> {
-    let hours: u64 = crate::config::parse_var("RETENTION_HOURS", 168)?;
-    Ok(Duration::from_secs(hours * 3600))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,8 @@
 //! Structured logging with `tracing`.
 //!
-//! `RUST_LOG` filters (default `info`, with the NATS and PostgreSQL clients
+//! `RUST_LOG` filters (see [`LogConfig`]; default `info`, with the NATS and PostgreSQL clients
 //! at `warn`); `LOG_FORMAT=json` switches to JSON lines for log shippers,
-//! anything else gives human-readable output, coloured only on a terminal.
+//! `text` (the default) gives human-readable output, coloured only on a terminal.
 //!
 //! At the default level a binary logs start-up, warnings, errors and a
 //! summary line a minute per consumer, never a line per request or message
@@ -12,14 +12,17 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::{fmt, EnvFilter};
 
+use crate::config::LogConfig;
+
 const DEFAULT_FILTER: &str = "info,tokio_postgres=warn,async_nats=warn";
 
-pub fn init(binary: &'static str) {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.trim().is_empty() => EnvFilter::new(v),
-        _ => EnvFilter::new(DEFAULT_FILTER),
-    };
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+/// Installs the global subscriber (once per process: a test that runs the
+/// services in-process keeps the first).
+pub fn init(binary: &'static str, config: &LogConfig) {
+    // `LogConfig::load` validated the filter.
+    let filter = EnvFilter::try_new(config.filter.as_deref().unwrap_or(DEFAULT_FILTER))
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let json = config.json;
     let builder = fmt()
         .with_env_filter(filter)
         .with_target(true)

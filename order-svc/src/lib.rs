@@ -34,10 +34,12 @@ const FINISHED_SAGAS: common::retention::Table = common::retention::Table {
 /// Default port of the operations endpoints.
 pub const DEFAULT_PORT: u16 = 8001;
 
-/// Serves every endpoint until `shutdown` resolves (or a background task
+/// Serves every endpoint (the operations endpoints on `listener`) until
+/// `shutdown` resolves (or a background task
 /// fails, which is returned).
 pub async fn run(
     deps: Deps,
+    listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), common::bootstrap::RunError> {
     use common::messages::order::*;
@@ -62,17 +64,23 @@ pub async fn run(
     server
         .add::<BatchInit, _, _, _>(store.clone(), handlers::batch_init)
         .await?;
-    let js = common::jetstream::setup(&deps.nats, &deps.subjects).await?;
+    let js = common::jetstream::setup(&deps.nats, &deps.topology).await?;
     let mut tasks = Tasks::new();
-    let checkout = checkout::Checkout::new(deps.pool.clone(), js, deps.subjects.clone());
+    let checkout = checkout::Checkout::new(
+        deps.pool.clone(),
+        js,
+        deps.subjects.clone(),
+        deps.topology.clone(),
+    );
     let consumers = checkout.spawn(&mut tasks, MAX_MESSAGES);
     let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
-    let retention = common::retention::retention_from_env()?;
+    let retention = deps.config.retention;
     tasks.spawn("retention", async move {
         common::retention::run(pool, vec![FINISHED_SAGAS], retention, stop).await;
         Ok::<_, std::convert::Infallible>(())
     });
     let readiness = deps.readiness().with_consumers(consumers);
-    deps.serve(server, tasks, readiness, shutdown).await?;
+    deps.serve(server, tasks, readiness, listener, shutdown)
+        .await?;
     Ok(())
 }

@@ -1,14 +1,11 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::telemetry::init("order-svc");
-    let deps = common::bootstrap::Deps::connect(
-        "order",
-        "order-svc",
-        order_svc::DEFAULT_PORT,
-        order_svc::migrations(),
-    )
-    .await?;
-    order_svc::run(deps, common::shutdown::signal())
+    let config = common::config::Config::from_env("order", order_svc::DEFAULT_PORT)?;
+    common::telemetry::init("order-svc", &config.log);
+    let deps =
+        common::bootstrap::Deps::connect(config, "order-svc", order_svc::migrations()).await?;
+    let listener = common::bootstrap::listen(&deps.config).await?;
+    order_svc::run(deps, listener, common::shutdown::signal())
         .await
         .map_err(|e| anyhow::anyhow!(e))
 }

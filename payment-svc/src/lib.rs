@@ -38,9 +38,11 @@ pub const MAX_MESSAGES: usize = 64;
 /// Default port of the operations endpoints.
 pub const DEFAULT_PORT: u16 = 8003;
 
-/// Serves every endpoint until `shutdown` resolves.
+/// Serves every endpoint (the operations endpoints on `listener`) until
+/// `shutdown` resolves.
 pub async fn run(
     deps: Deps,
+    listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), common::bootstrap::RunError> {
     use common::messages::payment::*;
@@ -68,5 +70,14 @@ pub async fn run(
     server
         .add::<BatchInit, _, _, _>(store.clone(), handlers::batch_init)
         .await?;
-    ledger::run_service(&deps, server, "payment", TABLES, MAX_MESSAGES, shutdown).await
+    ledger::run_service(
+        &deps,
+        server,
+        listener,
+        "payment",
+        TABLES,
+        MAX_MESSAGES,
+        shutdown,
+    )
+    .await
 }

@@ -1,14 +1,11 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::telemetry::init("payment-svc");
-    let deps = common::bootstrap::Deps::connect(
-        "payment",
-        "payment-svc",
-        payment_svc::DEFAULT_PORT,
-        payment_svc::migrations(),
-    )
-    .await?;
-    payment_svc::run(deps, common::shutdown::signal())
+    let config = common::config::Config::from_env("payment", payment_svc::DEFAULT_PORT)?;
+    common::telemetry::init("payment-svc", &config.log);
+    let deps =
+        common::bootstrap::Deps::connect(config, "payment-svc", payment_svc::migrations()).await?;
+    let listener = common::bootstrap::listen(&deps.config).await?;
+    payment_svc::run(deps, listener, common::shutdown::signal())
         .await
         .map_err(|e| anyhow::anyhow!(e))
 }

@@ -1,14 +1,11 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::telemetry::init("stock-svc");
-    let deps = common::bootstrap::Deps::connect(
-        "stock",
-        "stock-svc",
-        stock_svc::DEFAULT_PORT,
-        stock_svc::migrations(),
-    )
-    .await?;
-    stock_svc::run(deps, common::shutdown::signal())
+    let config = common::config::Config::from_env("stock", stock_svc::DEFAULT_PORT)?;
+    common::telemetry::init("stock-svc", &config.log);
+    let deps =
+        common::bootstrap::Deps::connect(config, "stock-svc", stock_svc::migrations()).await?;
+    let listener = common::bootstrap::listen(&deps.config).await?;
+    stock_svc::run(deps, listener, common::shutdown::signal())
         .await
         .map_err(|e| anyhow::anyhow!(e))
 }

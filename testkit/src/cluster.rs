@@ -12,7 +12,7 @@ use std::{
 
 use tokio::process::{Child, Command};
 
-use crate::system::free_port;
+use crate::free_port;
 
 /// The nats-server executable: `NATS_SERVER_BIN` (scripts/test.sh exports
 /// the one the scripts installed), else `nats-server` on `PATH`.

@@ -5,7 +5,7 @@ use tokio_postgres::NoTls;
 /// `DATABASE_ADMIN_URL`, defaulting to the project-local server.
 pub fn admin_url() -> String {
     std::env::var("DATABASE_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:15432/postgres".into())
+        .unwrap_or_else(|_| common::config::local_database_url("postgres"))
 }
 
 /// A database created for one test. Dropped by [`TestDb::drop_db`]; a test

@@ -3,12 +3,14 @@
 //! Every test gets its own databases and its own NATS subject/stream prefix,
 //! so tests run in parallel against one PostgreSQL and one nats-server (the
 //! ones `scripts/infra.sh` starts) without seeing each other.
-//! [`System`] starts the real binaries on free ports and drives them over
-//! real HTTP.
+//! [`System`] starts the real binaries on free ports (or, for tests that
+//! never kill one, runs the services in-process) and drives them over real
+//! HTTP.
 
 pub mod cluster;
 pub mod db;
 pub mod http;
+mod in_process;
 pub mod infra;
 pub mod invariants;
 pub mod proxy;
@@ -29,5 +31,17 @@ pub fn unique_name() -> String {
 
 /// `NATS_URL`, defaulting to the project-local nats-server.
 pub fn nats_url() -> String {
-    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:14222".into())
+    std::env::var("NATS_URL").unwrap_or_else(|_| common::config::local_nats_url())
+}
+
+/// A loopback port that was free a moment ago, for servers that cannot be
+/// handed a bound socket nor report a port 0 they took (nats-server and
+/// PostgreSQL of [`LocalInfra`] and [`NatsCluster`]). Racy: another process
+/// may take the port between this call and the server's bind; the binaries
+/// of [`System`] never need it (they bind port 0 and report the port).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on loopback")
 }

@@ -1,8 +1,8 @@
-//! The whole system, started from the real binaries.
+//! The whole system, started from the real binaries, or run in-process
+//! ([`SystemBuilder::in_process`]) for tests that never kill one.
 
 use std::{
     collections::HashMap,
-    net::TcpListener,
     path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
@@ -11,7 +11,7 @@ use std::{
 use futures::StreamExt;
 use tokio::process::{Child, Command};
 
-use crate::{db::TestDb, http::Client, proxy::Proxy};
+use crate::{db::TestDb, http::Client, in_process, proxy::Proxy};
 
 /// One of the four binaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,18 +58,15 @@ pub(crate) fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on loopback")
-}
-
 struct Proc {
     binary: Binary,
     replica: usize,
-    addr: String,
+    /// Where it serves HTTP: unknown until its first start reported the
+    /// port it took; a restart binds the same one again.
+    addr: Option<String>,
     child: Option<Child>,
+    /// The service when it runs in-process.
+    task: Option<tokio::task::JoinHandle<Result<(), in_process::StartError>>>,
 }
 
 pub struct SystemBuilder {
@@ -77,6 +74,7 @@ pub struct SystemBuilder {
     env: Vec<(String, String)>,
     servers: Option<(String, String)>,
     proxied: Vec<(Binary, Dep)>,
+    in_process: bool,
 }
 
 /// A dependency a binary can be cut off from (see [`crate::proxy`]).
@@ -100,6 +98,15 @@ impl SystemBuilder {
         self
     }
 
+    /// Runs the services as tasks of the test process (see
+    /// [`crate::in_process`]) instead of starting the binaries: quicker, for
+    /// tests that never kill, signal or restart one nor read its log or its
+    /// own metrics ([`System::kill`] and the like panic).
+    pub fn in_process(mut self) -> Self {
+        self.in_process = true;
+        self
+    }
+
     /// Sets an environment variable for every binary.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
@@ -118,13 +125,15 @@ impl SystemBuilder {
         let (admin, nats_url) = self
             .servers
             .unwrap_or_else(|| (crate::db::admin_url(), crate::nats_url()));
-        let mut dbs = HashMap::new();
-        for b in Binary::ALL {
-            dbs.insert(
-                b,
-                TestDb::create_on(&admin, &format!("{name}_{}", b.db_suffix())).await,
-            );
-        }
+        // Created together: CREATE DATABASE copies a template, the slow
+        // part of a start.
+        let dbs: HashMap<Binary, TestDb> = futures::future::join_all(Binary::ALL.map(|b| {
+            let (admin, db) = (&admin, format!("{name}_{}", b.db_suffix()));
+            async move { (b, TestDb::create_on(admin, &db).await) }
+        }))
+        .await
+        .into_iter()
+        .collect();
         let log_dir = workspace_root().join("target/testkit-logs").join(&name);
         std::fs::create_dir_all(&log_dir).expect("log directory");
         let mut proxies = HashMap::new();
@@ -136,6 +145,7 @@ impl SystemBuilder {
             proxies.insert((binary, dep), Proxy::start(target).await);
         }
         let mut system = System {
+            runtime: self.in_process.then(in_process::runtime),
             name,
             dbs,
             proxies,
@@ -147,12 +157,12 @@ impl SystemBuilder {
         };
         for b in Binary::ALL {
             for replica in 0..self.replicas {
-                let addr = format!("127.0.0.1:{}", free_port());
                 system.procs.push(Proc {
                     binary: b,
                     replica,
-                    addr,
+                    addr: None,
                     child: None,
+                    task: None,
                 });
             }
         }
@@ -167,8 +177,18 @@ impl SystemBuilder {
     }
 }
 
+impl Proc {
+    fn addr(&self) -> &str {
+        self.addr
+            .as_deref()
+            .expect("the address is known once the system started")
+    }
+}
+
 /// A running system; every process is killed when it is dropped.
 pub struct System {
+    /// Runs the services when they run in-process.
+    runtime: Option<tokio::runtime::Runtime>,
     /// The unique name: NATS prefix and database name prefix.
     pub name: String,
     dbs: HashMap<Binary, TestDb>,
@@ -188,6 +208,7 @@ impl System {
             env: Vec::new(),
             servers: None,
             proxied: Vec::new(),
+            in_process: false,
         }
     }
 
@@ -203,7 +224,7 @@ impl System {
             .iter()
             .find(|p| p.binary == Binary::Api && p.replica == n)
             .expect("no such api replica");
-        format!("http://{}", p.addr)
+        format!("http://{}", p.addr())
     }
 
     /// Base URLs of every replica of `binary` (its operations endpoints).
@@ -211,7 +232,7 @@ impl System {
         self.procs
             .iter()
             .filter(|p| p.binary == binary)
-            .map(|p| format!("http://{}", p.addr))
+            .map(|p| format!("http://{}", p.addr()))
             .collect()
     }
 
@@ -220,7 +241,43 @@ impl System {
         &self.dbs[&binary]
     }
 
+    /// `DATABASE_URL` and `NATS_URL` of process `i` (through its proxies).
+    fn dependency_urls(&self, i: usize) -> (String, String) {
+        let p = &self.procs[i];
+        let mut database_url = self.dbs[&p.binary].url.clone();
+        if let Some(proxy) = self.proxies.get(&(p.binary, Dep::Postgres)) {
+            database_url = crate::proxy::through(&database_url, proxy.addr);
+        }
+        let mut nats_url = self.nats_url.clone();
+        if let Some(proxy) = self.proxies.get(&(p.binary, Dep::Nats)) {
+            nats_url = crate::proxy::through(&nats_url, proxy.addr);
+        }
+        (database_url, nats_url)
+    }
+
+    /// Starts service `i` on the in-process runtime, with the settings its
+    /// process would get.
+    fn spawn_in_process(&mut self, i: usize) {
+        let (database_url, nats_url) = self.dependency_urls(i);
+        let (listener, addr) = in_process::bind();
+        let vars = common::config::Vars::process()
+            .with([
+                ("DATABASE_URL", database_url),
+                ("NATS_URL", nats_url),
+                ("NATS_PREFIX", self.name.clone()),
+                ("LISTEN_ADDR", addr.clone()),
+            ])
+            .with(self.env.iter().cloned());
+        let runtime = self.runtime.as_ref().expect("an in-process system");
+        let task = in_process::spawn(runtime, self.procs[i].binary, vars, listener);
+        self.procs[i].addr = Some(addr);
+        self.procs[i].task = Some(task);
+    }
+
     fn spawn(&mut self, i: usize) {
+        if self.runtime.is_some() {
+            return self.spawn_in_process(i);
+        }
         let p = &self.procs[i];
         let exe = bin_dir().join(p.binary.executable());
         assert!(
@@ -231,24 +288,24 @@ impl System {
         let log_path = self
             .log_dir
             .join(format!("{}-{}.log", p.binary.executable(), p.replica));
+        // Port 0 at the first start: the binary takes a free port and
+        // reports it in the address file, so no port is chosen here and
+        // raced for.
+        let listen = p.addr.clone().unwrap_or_else(|| "127.0.0.1:0".into());
+        let addr_file = self.addr_file(i);
+        let _ = std::fs::remove_file(&addr_file);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
             .expect("log file");
-        let mut database_url = self.dbs[&p.binary].url.clone();
-        if let Some(proxy) = self.proxies.get(&(p.binary, Dep::Postgres)) {
-            database_url = crate::proxy::through(&database_url, proxy.addr);
-        }
-        let mut nats_url = self.nats_url.clone();
-        if let Some(proxy) = self.proxies.get(&(p.binary, Dep::Nats)) {
-            nats_url = crate::proxy::through(&nats_url, proxy.addr);
-        }
+        let (database_url, nats_url) = self.dependency_urls(i);
         let mut cmd = Command::new(&exe);
         cmd.env("DATABASE_URL", database_url)
             .env("NATS_URL", nats_url)
             .env("NATS_PREFIX", &self.name)
-            .env("LISTEN_ADDR", &p.addr)
+            .env("LISTEN_ADDR", listen)
+            .env("LISTEN_ADDR_FILE", &addr_file)
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -264,17 +321,40 @@ impl System {
         self.procs[i].child = Some(child);
     }
 
+    /// Where process `i` writes the address it bound.
+    fn addr_file(&self, i: usize) -> PathBuf {
+        let p = &self.procs[i];
+        self.log_dir
+            .join(format!("{}-{}.addr", p.binary.executable(), p.replica))
+    }
+
     async fn wait_ready(&mut self, i: usize) {
-        let url = format!("http://{}/ready", self.procs[i].addr);
-        let http = reqwest::Client::new();
+        // An in-process service's port is bound before it serves: a probe
+        // waits in the backlog meanwhile, so it must not wait for ever.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("an HTTP client");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = http.get(&url).send().await {
-                if r.status().is_success() {
-                    return;
+            if self.procs[i].addr.is_none() {
+                self.procs[i].addr = std::fs::read_to_string(self.addr_file(i)).ok();
+            }
+            if let Some(addr) = &self.procs[i].addr {
+                if let Ok(r) = http.get(format!("http://{addr}/ready")).send().await {
+                    if r.status().is_success() {
+                        return;
+                    }
                 }
             }
             let p = &mut self.procs[i];
+            if let Some(task) = p.task.take_if(|t| t.is_finished()) {
+                panic!(
+                    "in-process {} stopped before it was ready: {:?}",
+                    p.binary.executable(),
+                    task.await
+                );
+            }
             if let Some(child) = p.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     panic!(
@@ -304,6 +384,7 @@ impl System {
     /// Sends SIGTERM to every replica of `binary` and waits (at most 60 s)
     /// for each to exit; returns their exit statuses.
     pub async fn terminate(&mut self, binary: Binary) -> Vec<std::process::ExitStatus> {
+        self.needs_processes();
         let mut statuses = Vec::new();
         for p in self.procs.iter_mut().filter(|p| p.binary == binary) {
             let Some(mut child) = p.child.take() else {
@@ -325,6 +406,7 @@ impl System {
 
     /// Everything `binary`'s replicas logged so far.
     pub fn logs(&self, binary: Binary) -> String {
+        self.needs_processes();
         self.procs
             .iter()
             .filter(|p| p.binary == binary)
@@ -341,6 +423,7 @@ impl System {
 
     /// SIGKILLs every replica of `binary` (no graceful shutdown).
     pub async fn kill(&mut self, binary: Binary) {
+        self.needs_processes();
         for p in self.procs.iter_mut().filter(|p| p.binary == binary) {
             if let Some(mut child) = p.child.take() {
                 let _ = child.start_kill();
@@ -352,6 +435,7 @@ impl System {
     /// Starts every killed replica of `binary` again, same ports and
     /// databases, and waits until it is ready.
     pub async fn restart(&mut self, binary: Binary) {
+        self.needs_processes();
         let idx: Vec<usize> = (0..self.procs.len())
             .filter(|&i| self.procs[i].binary == binary && self.procs[i].child.is_none())
             .collect();
@@ -366,6 +450,7 @@ impl System {
     /// The binaries of which a replica ended on its own (crashed or exited)
     /// since the last call; [`System::restart`] starts those replicas again.
     pub fn exited(&mut self) -> Vec<Binary> {
+        self.needs_processes();
         let mut ended = Vec::new();
         for p in &mut self.procs {
             let done = p
@@ -395,6 +480,7 @@ impl System {
     /// `name=pid` of every running process, e.g. `api=123` (`api-1=…` for a second
     /// replica): what `bench soak --pid` takes.
     pub fn pids(&self) -> Vec<String> {
+        self.needs_processes();
         self.procs
             .iter()
             .filter_map(|p| {
@@ -408,6 +494,14 @@ impl System {
             .collect()
     }
 
+    /// Panics for an in-process system: what was asked needs processes.
+    fn needs_processes(&self) {
+        assert!(
+            self.runtime.is_none(),
+            "this needs the binaries as processes: drop SystemBuilder::in_process"
+        );
+    }
+
     /// The directory with the binaries' logs (kept when a test fails).
     pub fn log_dir(&self) -> &std::path::Path {
         &self.log_dir
@@ -415,8 +509,13 @@ impl System {
 
     /// Stops everything and removes the test's databases and streams.
     pub async fn shutdown(mut self) {
-        for b in Binary::ALL {
-            self.kill(b).await;
+        if let Some(runtime) = self.runtime.take() {
+            // Drops every service at once, as SIGKILL would.
+            runtime.shutdown_background();
+        } else {
+            for b in Binary::ALL {
+                self.kill(b).await;
+            }
         }
         if let Ok(nats) = async_nats::connect(&self.nats_url).await {
             let js = async_nats::jetstream::new(nats);
@@ -434,5 +533,14 @@ impl System {
             db.drop_db().await;
         }
         let _ = std::fs::remove_dir_all(&self.log_dir);
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which an async test must not do.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }

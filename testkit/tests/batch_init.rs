@@ -66,7 +66,7 @@ async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
 #[tokio::test]
 async fn concurrent_and_repeated_order_inits_leave_one_init() {
     // Two replicas of everything: the inits also race across replicas.
-    let sys = System::builder().replicas(2).start().await;
+    let sys = System::builder().in_process().replicas(2).start().await;
     let c = &sys.client;
     let order_db = sys.db(Binary::Order).client().await;
     let schema = keys_and_indexes(&order_db).await;
@@ -130,7 +130,7 @@ async fn concurrent_and_repeated_order_inits_leave_one_init() {
 
 #[tokio::test]
 async fn concurrent_stock_and_payment_inits_leave_one_init() {
-    let sys = System::builder().replicas(2).start().await;
+    let sys = System::builder().in_process().replicas(2).start().await;
     let c = &sys.client;
     let stock_db = sys.db(Binary::Stock).client().await;
     let payment_db = sys.db(Binary::Payment).client().await;

@@ -26,7 +26,7 @@ async fn order_with(
 
 #[tokio::test]
 async fn checkout_outcomes() {
-    let sys = System::start().await;
+    let sys = System::builder().in_process().start().await;
     let c = &sys.client;
 
     // Success: stock and credit move, the order is paid.
@@ -99,7 +99,7 @@ async fn checkout_outcomes() {
 
 #[tokio::test]
 async fn async_checkout_and_polling() {
-    let sys = System::start().await;
+    let sys = System::builder().in_process().start().await;
     let c = &sys.client;
     let (user, order, _) = order_with(c, 10, &[(4, 2, 1)]).await;
 

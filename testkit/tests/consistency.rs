@@ -11,7 +11,11 @@ const BUYERS: usize = 1000;
 const STOCK: i64 = 100;
 
 async fn run(replicas: usize, mode: Mode) {
-    let sys = System::builder().replicas(replicas).start().await;
+    let sys = System::builder()
+        .in_process()
+        .replicas(replicas)
+        .start()
+        .await;
     let w = workload::scarce(&sys.client, BUYERS, STOCK, 32).await;
     let clients: Vec<testkit::Client> = (0..replicas)
         .map(|r| testkit::Client::new(sys.api_url(r)))

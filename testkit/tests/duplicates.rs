@@ -47,7 +47,7 @@ async fn drained(js: &jetstream::Context, stream: &str, consumer: &str) {
 async fn reserve_release_charge_refund_apply_once() {
     // Two replicas: copies of one command race in concurrent transactions,
     // not only one after another.
-    let sys = System::builder().replicas(2).start().await;
+    let sys = System::builder().in_process().replicas(2).start().await;
     let c = &sys.client;
     let item = c.create_item(2).await;
     c.add_stock(&item, 10).await;

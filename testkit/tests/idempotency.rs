@@ -4,7 +4,7 @@ use testkit::{Binary, System};
 
 #[tokio::test]
 async fn replays_the_first_answer_and_changes_nothing() {
-    let sys = System::start().await;
+    let sys = System::builder().in_process().start().await;
     let c = &sys.client;
     let user = c.create_user(0).await;
     let add = |key: &'static str, path: String| {

@@ -6,7 +6,7 @@ use testkit::{Binary, System};
 
 #[tokio::test]
 async fn stock_flow() {
-    let sys = System::start().await;
+    let sys = System::builder().in_process().start().await;
     let c = &sys.client;
     let item = c.create_item(5).await;
     let found = c.get(&format!("/stock/find/{item}")).await;
@@ -34,7 +34,7 @@ async fn stock_flow() {
 
 #[tokio::test]
 async fn payment_flow() {
-    let sys = System::start().await;
+    let sys = System::builder().in_process().start().await;
     let c = &sys.client;
     let created = c.post("/payment/create_user").await;
     assert_eq!(created.status, 200);
@@ -63,7 +63,7 @@ async fn payment_flow() {
 
 #[tokio::test]
 async fn order_flow() {
-    let sys = System::start().await;
+    let sys = System::builder().in_process().start().await;
     let c = &sys.client;
     let user = c.create_user(0).await;
     let a = c.create_item(5).await;
@@ -101,7 +101,7 @@ async fn order_flow() {
 
 #[tokio::test]
 async fn batch_init_shapes_and_reset() {
-    let sys = System::start().await;
+    let sys = System::builder().in_process().start().await;
     let c = &sys.client;
     let r = c.post("/stock/batch_init/100/10/3").await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -158,7 +158,7 @@ async fn batch_init_shapes_and_reset() {
 /// Every malformed request is a 4xx problem document and changes nothing.
 #[tokio::test]
 async fn bad_input_is_refused_and_changes_nothing() {
-    let sys = System::start().await;
+    let sys = System::builder().in_process().start().await;
     let c = &sys.client;
     let item = c.create_item(3).await;
     c.add_stock(&item, 10).await;
@@ -242,7 +242,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
 
 #[tokio::test]
 async fn every_binary_serves_health_ready_and_metrics() {
-    let sys = System::start().await;
+    let sys = System::builder().in_process().start().await;
     let http = sys.client.raw().clone();
     // Some traffic so that the HTTP metrics have a sample.
     let _ = sys.client.get("/stock/find/nope").await;
@@ -296,7 +296,7 @@ async fn every_binary_serves_health_ready_and_metrics() {
 /// groups, and the services are discoverable through `$SRV.INFO`.
 #[tokio::test]
 async fn replicas_share_requests_and_are_discoverable() {
-    let sys = System::builder().replicas(2).start().await;
+    let sys = System::builder().in_process().replicas(2).start().await;
     let c = &sys.client;
     let item = c.create_item(1).await;
     for _ in 0..40 {

@@ -2,19 +2,22 @@
 
 use std::time::Duration;
 
-use testkit::{receiver::Receiver, Binary, Client, System};
+use testkit::{receiver::Receiver, Binary, Client, System, SystemBuilder};
 
 const SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLXdlYmhvb2stdGVzdHM=";
 const OTHER: &str = "whsec_c29tZSBvdGhlciBzZWNyZXQ=";
 
-async fn system(schedule: &str) -> System {
+fn builder(schedule: &str) -> SystemBuilder {
     System::builder()
         .env("WEBHOOK_SECRET", SECRET)
         .env("WEBHOOK_SCHEDULE", schedule)
         .env("WEBHOOK_POLL_MS", "100")
         .env("WEBHOOK_TIMEOUT_MS", "2000")
-        .start()
-        .await
+}
+
+/// For the tests that never kill the api.
+async fn system(schedule: &str) -> System {
+    builder(schedule).in_process().start().await
 }
 
 async fn checkout_with_callback(c: &Client, order: &str, url: &str) -> String {
@@ -141,7 +144,7 @@ async fn gives_up_after_the_last_attempt() {
 
 #[tokio::test]
 async fn pending_deliveries_survive_an_api_restart() {
-    let mut sys = system("0ms,3s,100ms").await;
+    let mut sys = builder("0ms,3s,100ms").start().await;
     let c = sys.client.clone();
     let rx = Receiver::start(&[], 500).await;
     let id = checkout_with_callback(&c, &c.order_of_one(10, 3, 5).await, &rx.url).await;
@@ -169,6 +172,7 @@ async fn pending_deliveries_survive_an_api_restart() {
 #[tokio::test]
 async fn invalid_or_denied_urls_are_refused_and_start_nothing() {
     let sys = System::builder()
+        .in_process()
         .env("WEBHOOK_DENY_HOSTS", "denied.example")
         .start()
         .await;
@@ -193,6 +197,7 @@ async fn invalid_or_denied_urls_are_refused_and_start_nothing() {
     sys.shutdown().await;
 
     let guarded = System::builder()
+        .in_process()
         .env("WEBHOOK_BLOCK_PRIVATE", "true")
         .start()
         .await;
@@ -220,6 +225,7 @@ async fn invalid_or_denied_urls_are_refused_and_start_nothing() {
 #[tokio::test]
 async fn two_replicas_deliver_each_event_once() {
     let sys = System::builder()
+        .in_process()
         .replicas(2)
         .env("WEBHOOK_SECRET", SECRET)
         .env("WEBHOOK_SCHEDULE", "0ms,200ms,200ms")
@@ -251,6 +257,7 @@ async fn two_replicas_deliver_each_event_once() {
 #[tokio::test]
 async fn a_slow_receiver_slows_nobody_else() {
     let sys = System::builder()
+        .in_process()
         .env("WEBHOOK_SECRET", SECRET)
         .env("WEBHOOK_SCHEDULE", "0ms,10s")
         .env("WEBHOOK_POLL_MS", "50")

@@ -21,7 +21,7 @@ mod writer;
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::Context;
-use common::{consumer::Liveness, db::DbError, nats::Subjects, tasks::Tasks};
+use common::{consumer::Liveness, db::DbError, jetstream::Topology, nats::Subjects, tasks::Tasks};
 use deadpool_postgres::Pool;
 use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -58,6 +58,8 @@ struct Inner {
     pool: Pool,
     js: Context,
     subjects: Subjects,
+    /// The stream and consumer definitions (for the outcome consumer).
+    topology: Topology,
     waiters: Arc<Waiters>,
     writer: Writer,
     settings: Settings,
@@ -78,6 +80,7 @@ impl Requests {
         pool: Pool,
         js: Context,
         subjects: Subjects,
+        topology: Topology,
         settings: Settings,
         webhook_wake: Arc<Notify>,
         tasks: &mut Tasks,
@@ -94,6 +97,7 @@ impl Requests {
                 pool,
                 js,
                 subjects,
+                topology,
                 waiters: Default::default(),
                 writer,
                 settings,

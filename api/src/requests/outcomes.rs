@@ -26,7 +26,7 @@ pub(super) fn start(requests: &Requests, tasks: &mut Tasks) -> Liveness {
     let r = &requests.inner;
     let consumer = Consumer::new(
         r.js.clone(),
-        r.subjects.clone(),
+        r.topology.clone(),
         "api-outcomes",
         MAX_MESSAGES,
     );

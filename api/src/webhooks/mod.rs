@@ -13,7 +13,7 @@ pub mod worker;
 
 use std::{sync::LazyLock, time::Duration};
 
-use common::config::{self, ConfigError};
+use common::config::{ConfigError, Vars};
 use prometheus::{register_histogram, register_int_counter_vec, Histogram, IntCounterVec};
 
 /// A documented development secret, used (with a warning) when
@@ -42,16 +42,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let secrets = std::env::var("WEBHOOK_SECRET").unwrap_or_default();
-        let secrets = if secrets.trim().is_empty() {
-            tracing::warn!(
-                "WEBHOOK_SECRET not set: signing webhooks with the public development secret"
-            );
-            DEV_SECRET.to_owned()
-        } else {
-            secrets
-        };
+    pub fn load(vars: &Vars) -> Result<Self, ConfigError> {
+        let secrets = vars
+            .get("WEBHOOK_SECRET")?
+            .unwrap_or_else(|| DEV_SECRET.to_owned());
         if let Err(e) = common::webhook::Signer::new(&secrets) {
             return Err(ConfigError::Invalid {
                 name: "WEBHOOK_SECRET".into(),
@@ -59,8 +53,7 @@ impl Settings {
                 reason: e.to_string(),
             });
         }
-        let schedule_text: String =
-            config::parse_var("WEBHOOK_SCHEDULE", DEFAULT_SCHEDULE.to_owned())?;
+        let schedule_text = vars.string("WEBHOOK_SCHEDULE", DEFAULT_SCHEDULE)?;
         let schedule = parse_schedule(&schedule_text).map_err(|reason| ConfigError::Invalid {
             name: "WEBHOOK_SCHEDULE".into(),
             value: schedule_text.clone(),
@@ -68,12 +61,17 @@ impl Settings {
         })?;
         Ok(Self {
             secrets,
-            timeout: config::duration_ms_var("WEBHOOK_TIMEOUT_MS", Duration::from_secs(5))?,
+            timeout: vars.interval_ms("WEBHOOK_TIMEOUT_MS", Duration::from_secs(5))?,
             schedule,
-            concurrency: config::parse_var("WEBHOOK_CONCURRENCY", 64usize)?.max(1),
-            poll: config::duration_ms_var("WEBHOOK_POLL_MS", Duration::from_millis(500))?,
-            policy: policy::Policy::from_env()?,
+            concurrency: vars.at_least("WEBHOOK_CONCURRENCY", 64usize, 1)?,
+            poll: vars.interval_ms("WEBHOOK_POLL_MS", Duration::from_millis(500))?,
+            policy: policy::Policy::load(vars)?,
         })
+    }
+
+    /// Signing with the public development secret (`WEBHOOK_SECRET` unset).
+    pub fn uses_dev_secret(&self) -> bool {
+        self.secrets == DEV_SECRET
     }
 }
 

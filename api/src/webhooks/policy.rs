@@ -12,7 +12,7 @@ use std::{
     sync::Arc,
 };
 
-use common::config::{self, ConfigError};
+use common::config::{ConfigError, Vars};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
@@ -46,8 +46,9 @@ pub enum Refused {
     Unresolvable(String),
 }
 
-fn list(name: &str) -> Result<Vec<String>, ConfigError> {
-    Ok(config::parse_var(name, String::new())?
+fn list(vars: &Vars, name: &str) -> Result<Vec<String>, ConfigError> {
+    Ok(vars
+        .string(name, "")?
         .split(',')
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
@@ -93,11 +94,11 @@ pub fn is_internal(ip: IpAddr) -> bool {
 }
 
 impl Policy {
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn load(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
-            allow: list("WEBHOOK_ALLOW_HOSTS")?,
-            deny: list("WEBHOOK_DENY_HOSTS")?,
-            block_private: config::parse_var("WEBHOOK_BLOCK_PRIVATE", false)?,
+            allow: list(vars, "WEBHOOK_ALLOW_HOSTS")?,
+            deny: list(vars, "WEBHOOK_DENY_HOSTS")?,
+            block_private: vars.parse("WEBHOOK_BLOCK_PRIVATE", false)?,
         })
     }
 

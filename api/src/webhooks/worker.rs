@@ -218,14 +218,19 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(factor)
 }
 
-/// Keeps the gauge of webhook deliveries still to make fresh.
+static WEBHOOKS_PENDING: std::sync::LazyLock<prometheus::IntGauge> =
+    std::sync::LazyLock::new(|| {
+        prometheus::register_int_gauge!(
+            "webhook_deliveries_pending",
+            "Webhook deliveries not yet delivered or failed"
+        )
+        .expect("metric registers once")
+    });
+
+/// Keeps the gauge of webhook deliveries still to make fresh. Registered
+/// once per process, so several api replicas in one test process share it.
 pub async fn report_pending(pool: Pool, stop: CancellationToken) {
-    let Ok(webhooks) = prometheus::register_int_gauge!(
-        "webhook_deliveries_pending",
-        "Webhook deliveries not yet delivered or failed"
-    ) else {
-        return;
-    };
+    let webhooks = &*WEBHOOKS_PENDING;
     loop {
         if let Ok(n) = store::count_pending(&pool).await {
             webhooks.set(n);

@@ -16,7 +16,7 @@ use async_nats::jetstream::Context;
 use common::{
     consumer::{Consumer, Liveness},
     db::{self, DbError},
-    jetstream::{self, JetStreamError},
+    jetstream::{self, JetStreamError, Topology},
     messages::saga::{CheckoutRequested, FailureReason, StepResult},
     nats::Subjects,
     tasks::Tasks,
@@ -50,11 +50,17 @@ pub struct Checkout {
     pool: Pool,
     js: Context,
     subjects: Subjects,
+    topology: Topology,
 }
 
 impl Checkout {
-    pub fn new(pool: Pool, js: Context, subjects: Subjects) -> Self {
-        Self { pool, js, subjects }
+    pub fn new(pool: Pool, js: Context, subjects: Subjects, topology: Topology) -> Self {
+        Self {
+            pool,
+            js,
+            subjects,
+            topology,
+        }
     }
 
     /// Starts both consumers under `tasks`; returns their liveness for
@@ -66,13 +72,13 @@ impl Checkout {
         let stop = tasks.stop_token();
         let requests = Consumer::new(
             self.js.clone(),
-            self.subjects.clone(),
+            self.topology.clone(),
             "order-checkout",
             max_messages,
         );
         let results = Consumer::new(
             self.js.clone(),
-            self.subjects.clone(),
+            self.topology.clone(),
             "order-steps",
             max_messages,
         );

@@ -1,0 +1,145 @@
+//! The api's configuration: the settings every binary shares and its own,
+//! loaded and validated once at start-up (see the README's *Configuration*).
+
+use std::time::Duration;
+
+use common::config::{ConfigError, Vars};
+
+/// Everything the api reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: common::config::Config,
+    pub api: ApiSettings,
+}
+
+/// The api's own settings.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// How long a call to a service waits for its answer (`RPC_TIMEOUT_MS`).
+    pub rpc_timeout: Duration,
+    pub checkout: crate::state::Settings,
+    pub webhooks: crate::webhooks::Settings,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(&Vars::process())
+    }
+
+    pub fn load(vars: &Vars) -> Result<Self, ConfigError> {
+        let common = common::config::Config::load(vars, "api", crate::DEFAULT_PORT)?;
+        let api = ApiSettings {
+            rpc_timeout: vars.interval_ms("RPC_TIMEOUT_MS", Duration::from_secs(30))?,
+            checkout: crate::state::Settings::load(vars, common.retention)?,
+            webhooks: crate::webhooks::Settings::load(vars)?,
+        };
+        Ok(Self { common, api })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every variable the api reads, blank (unset) unless given.
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        let names = [
+            "RPC_TIMEOUT_MS",
+            "CHECKOUT_TIMEOUT_MS",
+            "REPUBLISH_AFTER_MS",
+            "SWEEP_INTERVAL_MS",
+            "WAIT_POLL_MS",
+            "IDEMPOTENCY_TTL_SECS",
+            "RETENTION_HOURS",
+            "WEBHOOK_SECRET",
+            "WEBHOOK_SCHEDULE",
+            "WEBHOOK_TIMEOUT_MS",
+            "WEBHOOK_CONCURRENCY",
+            "WEBHOOK_POLL_MS",
+            "WEBHOOK_ALLOW_HOSTS",
+            "WEBHOOK_DENY_HOSTS",
+            "WEBHOOK_BLOCK_PRIVATE",
+            "NATS_PREFIX",
+            "NATS_URL",
+            "NATS_STREAM_REPLICAS",
+            "LISTEN_ADDR",
+            "LISTEN_ADDR_FILE",
+            "DATABASE_URL",
+            "DATABASE_POOL_SIZE",
+            "RUST_LOG",
+            "LOG_FORMAT",
+        ];
+        let mut all: Vec<(&str, &str)> = names.into_iter().map(|n| (n, "")).collect();
+        all.extend_from_slice(pairs);
+        Vars::process().with(all)
+    }
+
+    #[test]
+    fn unset_means_the_documented_defaults() {
+        let c = Config::load(&vars(&[])).expect("defaults are valid");
+        assert_eq!(c.common.listen_addr.port(), 8000);
+        assert_eq!(c.api.rpc_timeout, Duration::from_secs(30));
+        let s = &c.api.checkout;
+        assert_eq!(s.checkout_timeout, Duration::from_secs(60));
+        assert_eq!(s.republish_after, Duration::from_secs(10));
+        assert_eq!(s.sweep_interval, Duration::from_secs(2));
+        assert_eq!(s.wait_poll, Duration::from_secs(5));
+        assert_eq!(s.idempotency_ttl, Duration::from_secs(86400));
+        assert_eq!(s.retention, Duration::from_secs(168 * 3600));
+        let w = &c.api.webhooks;
+        assert!(w.uses_dev_secret());
+        assert_eq!(w.schedule.len(), 8);
+        assert_eq!(w.timeout, Duration::from_secs(5));
+        assert_eq!(w.concurrency, 64);
+        assert_eq!(w.poll, Duration::from_millis(500));
+        assert!(w.policy.allow.is_empty() && w.policy.deny.is_empty());
+        assert!(!w.policy.block_private);
+    }
+
+    #[test]
+    fn given_values_are_taken() {
+        let c = Config::load(&vars(&[
+            ("RPC_TIMEOUT_MS", "20"),
+            ("CHECKOUT_TIMEOUT_MS", "1500"),
+            ("RETENTION_HOURS", "1"),
+            ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ("WEBHOOK_SCHEDULE", "0ms,200ms"),
+            ("WEBHOOK_ALLOW_HOSTS", "A.example, .b.example"),
+            ("WEBHOOK_BLOCK_PRIVATE", "true"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.api.rpc_timeout, Duration::from_millis(20));
+        assert_eq!(c.api.checkout.checkout_timeout, Duration::from_millis(1500));
+        assert_eq!(c.api.checkout.retention, Duration::from_secs(3600));
+        assert!(!c.api.webhooks.uses_dev_secret());
+        assert_eq!(
+            c.api.webhooks.schedule,
+            [Duration::ZERO, Duration::from_millis(200)]
+        );
+        assert_eq!(c.api.webhooks.policy.allow, ["a.example", ".b.example"]);
+        assert!(c.api.webhooks.policy.block_private);
+    }
+
+    #[test]
+    fn a_bad_value_stops_start_up_with_its_name() {
+        for (name, value) in [
+            ("RPC_TIMEOUT_MS", "0"),
+            ("CHECKOUT_TIMEOUT_MS", "1.5s"),
+            ("SWEEP_INTERVAL_MS", "0"),
+            ("WAIT_POLL_MS", "-5"),
+            ("IDEMPOTENCY_TTL_SECS", "a day"),
+            ("WEBHOOK_SECRET", "not-a-secret"),
+            ("WEBHOOK_SCHEDULE", "5x"),
+            ("WEBHOOK_TIMEOUT_MS", "0"),
+            ("WEBHOOK_CONCURRENCY", "0"),
+            ("WEBHOOK_POLL_MS", "0"),
+            ("WEBHOOK_BLOCK_PRIVATE", "yes"),
+            ("RETENTION_HOURS", "0"),
+        ] {
+            let e = Config::load(&vars(&[(name, value)]))
+                .expect_err(&format!("{name}={value} accepted"))
+                .to_string();
+            assert!(e.contains(name), "{name}={value}: {e}");
+        }
+    }
+}
