@@ -5,7 +5,7 @@
 //! and adjust them, and apply the checkout saga's idempotent debit and its
 //! compensation (reserve/release, charge/refund). That is one problem on
 //! different tables, so it is solved once here; each binary says what makes
-//! it itself by implementing [`Accounts`] and calls [`run`].
+//! it itself by implementing [`Accounts`] and calls [`service::run`].
 //!
 //! - [`plan`]: decides a batch of saga steps in memory (pure);
 //! - [`store`]: every SQL statement, the saga batch's transaction included;
@@ -24,7 +24,6 @@ use common::{
 use serde::{de::DeserializeOwned, Serialize};
 use tokio_postgres::Row;
 
-pub use service::run;
 pub use store::Tables;
 
 /// The plain values that make a balance service stock-svc or payment-svc.

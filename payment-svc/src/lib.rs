@@ -83,5 +83,5 @@ pub async fn run(
     deps: Deps,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    balance::run::<Payment>(deps, shutdown).await
+    balance::service::run::<Payment>(deps, shutdown).await
 }

@@ -84,5 +84,5 @@ pub async fn run(
     deps: Deps,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    balance::run::<Stock>(deps, shutdown).await
+    balance::service::run::<Stock>(deps, shutdown).await
 }
