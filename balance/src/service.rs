@@ -9,7 +9,7 @@ use common::{
     consumer::{Consumer, Liveness},
     db::DbError,
     jetstream::{self, Outgoing},
-    messages::saga::{Step, StepCommand, StepResult},
+    messages::saga::{StepCommand, StepResult},
     nats::Subjects,
     rpc::Server,
     tasks::Tasks,
@@ -118,43 +118,36 @@ impl Steps {
         } = self.spec;
         // A step of another service cannot be ours to apply; it is logged
         // and answered with nothing (order-svc never sends one here).
-        let mut steps: Vec<Step> = Vec::with_capacity(commands.len());
         let mut ours: Vec<Command> = Vec::with_capacity(commands.len());
         for cmd in commands {
-            let command = if cmd.step == debit {
-                Command::Debit {
+            if cmd.step == debit {
+                ours.push(Command::Debit {
                     saga_id: cmd.saga_id,
                     lines: cmd.lines.clone(),
-                }
+                });
             } else if cmd.step == compensate {
-                Command::Compensate {
+                ours.push(Command::Compensate {
                     saga_id: cmd.saga_id,
-                }
+                });
             } else {
                 tracing::error!(ledger = self.spec.tables.ledger, step = ?cmd.step, saga_id = %cmd.saga_id, "step for another service; ignored");
-                continue;
-            };
-            steps.push(cmd.step);
-            ours.push(command);
+            }
         }
         let outcomes = self.store.apply(&ours).await?;
 
-        let results = steps
-            .iter()
-            .zip(&ours)
-            .zip(&outcomes)
-            .map(|((step, command), outcome)| {
-                let saga_id = command.saga_id();
-                tracing::debug!(%saga_id, step = step.as_str(), ?outcome, "step applied");
-                (
-                    self.subjects.step_results(),
-                    StepResult {
-                        saga_id,
-                        step: *step,
-                        outcome: *outcome,
-                    },
-                )
-            });
+        let results = ours.iter().zip(&outcomes).map(|(command, outcome)| {
+            let (saga_id, step) = match command {
+                Command::Debit { saga_id, .. } => (*saga_id, debit),
+                Command::Compensate { saga_id } => (*saga_id, compensate),
+            };
+            tracing::debug!(%saga_id, step = step.as_str(), ?outcome, "step applied");
+            let result = StepResult {
+                saga_id,
+                step,
+                outcome: *outcome,
+            };
+            (self.subjects.step_results(), result)
+        });
         let messages = Outgoing::batches(results);
         jetstream::publish_retrying(&self.js, &messages, &self.stop).await?;
         Ok(())
