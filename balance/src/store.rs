@@ -89,30 +89,21 @@ impl Statements {
             ledger,
             ..
         } = t;
-        // `, price` and friends; empty without attributes.
-        let attrs: String = t.attributes.iter().map(|a| format!(", {a}")).collect();
+        // One `, …` piece per attribute (`, price`, `, $2`, …); empty without.
+        let each = |piece: &dyn Fn(usize, &str) -> String| -> String {
+            t.attributes
+                .iter()
+                .enumerate()
+                .map(|(i, a)| piece(i, a))
+                .collect()
+        };
+        let attrs = each(&|_, a| format!(", {a}"));
         let columns = format!("id, {balance}{attrs}");
-        let placeholders: String = (0..t.attributes.len())
-            .map(|i| format!(", ${}", i + 2))
-            .collect();
-        let init_values: String = (0..t.attributes.len())
-            .map(|i| format!(", ${}::bigint", i + 3))
-            .collect();
-        let init_set: String = t
-            .attributes
-            .iter()
-            .map(|a| format!(", {a} = EXCLUDED.{a}"))
-            .collect();
-        let current: String = t
-            .attributes
-            .iter()
-            .map(|a| format!(", {accounts}.{a}"))
-            .collect();
-        let excluded: String = t
-            .attributes
-            .iter()
-            .map(|a| format!(", EXCLUDED.{a}"))
-            .collect();
+        let placeholders = each(&|i, _| format!(", ${}", i + 2));
+        let init_values = each(&|i, _| format!(", ${}::bigint", i + 3));
+        let init_set = each(&|_, a| format!(", {a} = EXCLUDED.{a}"));
+        let current = each(&|_, a| format!(", {accounts}.{a}"));
+        let excluded = each(&|_, a| format!(", EXCLUDED.{a}"));
         Self {
             create: format!(
                 "INSERT INTO {accounts} (id{attrs}) VALUES ($1{placeholders}) RETURNING {columns}"
