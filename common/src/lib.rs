@@ -10,7 +10,6 @@ pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod jetstream;
-pub mod ledger;
 pub mod messages;
 pub mod metrics;
 pub mod nats;

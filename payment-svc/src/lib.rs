@@ -1,17 +1,17 @@
 //! payment-svc: users and their credit.
 //!
 //! Serves the payment endpoints of the standard API over NATS request/reply,
-//! and the checkout saga's charge/refund steps from JetStream.
+//! and the checkout saga's charge/refund steps from JetStream. Both are the
+//! balance service it shares with stock-svc ([`balance`]); this crate says
+//! what makes it payment: users, whose balance is their credit, charged
+//! into the `charges` ledger.
 
-pub mod handlers;
-pub mod store;
-
+use balance::{Accounts, Field, Init, Spec, Tables};
 use common::{
-    bootstrap::Deps,
-    ledger::{self, Tables},
-    messages::saga::Step,
-    rpc::Server,
+    bootstrap::{Deps, RunError},
+    messages::{payment::*, saga::Step},
 };
+use tokio_postgres::Row;
 
 mod embedded {
     refinery::embed_migrations!("../sql/payment");
@@ -22,21 +22,61 @@ pub fn migrations() -> refinery::Runner {
     embedded::migrations::runner()
 }
 
-/// The saga steps of this service, for the shared ledger engine.
-pub const TABLES: Tables = Tables {
-    accounts: "users",
-    balance: "credit",
-    ledger: "charges",
-    debit: Step::Charge,
-    compensate: Step::Refund,
-};
-
-/// Most JetStream messages (each a batch of step commands) applied in one
-/// transaction.
-pub const MAX_MESSAGES: usize = 64;
-
 /// Default port of the operations endpoints.
 pub const DEFAULT_PORT: u16 = 8003;
+
+/// Users and their credit.
+pub struct Payment;
+
+impl Accounts for Payment {
+    const SPEC: Spec = Spec {
+        service: "payment",
+        description: "Users and credit",
+        noun: "user",
+        tables: Tables {
+            accounts: "users",
+            balance: "credit",
+            attributes: &[],
+            ledger: "charges",
+        },
+        debit: Step::Charge,
+        compensate: Step::Refund,
+        max_messages: 64,
+    };
+
+    type Account = User;
+    type Create = CreateUser;
+    type Find = FindUser;
+    type Add = AddFunds;
+    type Subtract = Pay;
+    type BatchInit = BatchInit;
+
+    fn account(row: &Row) -> User {
+        User {
+            user_id: row.get("id"),
+            credit: row.get("credit"),
+        }
+    }
+    fn create(_req: &CreateUser) -> Vec<Field> {
+        Vec::new()
+    }
+    fn find(req: &FindUser) -> &str {
+        &req.user_id
+    }
+    fn add(req: &AddFunds) -> (&str, i64) {
+        (&req.user_id, req.amount)
+    }
+    fn subtract(req: &Pay) -> (&str, i64) {
+        (&req.user_id, req.amount)
+    }
+    fn batch_init(req: &BatchInit) -> Init {
+        Init {
+            n: req.n,
+            balance: ("starting_money", req.starting_money),
+            attributes: Vec::new(),
+        }
+    }
+}
 
 /// Serves every endpoint (the operations endpoints on `listener`) until
 /// `shutdown` resolves.
@@ -44,40 +84,6 @@ pub async fn run(
     deps: Deps,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), common::bootstrap::RunError> {
-    use common::messages::payment::*;
-    let store = store::Store::new(deps.pool.clone());
-    let mut server = Server::start(
-        &deps.nats,
-        &deps.subjects,
-        "payment",
-        "Users and credit",
-        128,
-    )
-    .await?;
-    server
-        .add::<CreateUser, _, _, _>(store.clone(), handlers::create_user)
-        .await?;
-    server
-        .add::<FindUser, _, _, _>(store.clone(), handlers::find_user)
-        .await?;
-    server
-        .add::<AddFunds, _, _, _>(store.clone(), handlers::add_funds)
-        .await?;
-    server
-        .add::<Pay, _, _, _>(store.clone(), handlers::pay)
-        .await?;
-    server
-        .add::<BatchInit, _, _, _>(store.clone(), handlers::batch_init)
-        .await?;
-    ledger::run_service(
-        &deps,
-        server,
-        listener,
-        "payment",
-        TABLES,
-        MAX_MESSAGES,
-        shutdown,
-    )
-    .await
+) -> Result<(), RunError> {
+    balance::service::run::<Payment>(deps, listener, shutdown).await
 }

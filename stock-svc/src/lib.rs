@@ -1,17 +1,17 @@
 //! stock-svc: items, their price and stock.
 //!
 //! Serves the stock endpoints of the standard API over NATS request/reply,
-//! and the checkout saga's reserve/release steps from JetStream.
+//! and the checkout saga's reserve/release steps from JetStream. Both are
+//! the balance service it shares with payment-svc ([`balance`]); this crate
+//! says what makes it stock: items, whose balance is their stock and which
+//! carry a price, reserved into the `reservations` ledger.
 
-pub mod handlers;
-pub mod store;
-
+use balance::{Accounts, Field, Init, Spec, Tables};
 use common::{
-    bootstrap::Deps,
-    ledger::{self, Tables},
-    messages::saga::Step,
-    rpc::Server,
+    bootstrap::{Deps, RunError},
+    messages::{saga::Step, stock::*},
 };
+use tokio_postgres::Row;
 
 mod embedded {
     refinery::embed_migrations!("../sql/stock");
@@ -22,21 +22,62 @@ pub fn migrations() -> refinery::Runner {
     embedded::migrations::runner()
 }
 
-/// The saga steps of this service, for the shared ledger engine.
-pub const TABLES: Tables = Tables {
-    accounts: "items",
-    balance: "stock",
-    ledger: "reservations",
-    debit: Step::Reserve,
-    compensate: Step::Release,
-};
-
-/// Most JetStream messages (each a batch of step commands) applied in one
-/// transaction.
-pub const MAX_MESSAGES: usize = 64;
-
 /// Default port of the operations endpoints.
 pub const DEFAULT_PORT: u16 = 8002;
+
+/// Items and their stock.
+pub struct Stock;
+
+impl Accounts for Stock {
+    const SPEC: Spec = Spec {
+        service: "stock",
+        description: "Items, prices and stock",
+        noun: "item",
+        tables: Tables {
+            accounts: "items",
+            balance: "stock",
+            attributes: &["price"],
+            ledger: "reservations",
+        },
+        debit: Step::Reserve,
+        compensate: Step::Release,
+        max_messages: 64,
+    };
+
+    type Account = Item;
+    type Create = CreateItem;
+    type Find = FindItem;
+    type Add = AddStock;
+    type Subtract = SubtractStock;
+    type BatchInit = BatchInit;
+
+    fn account(row: &Row) -> Item {
+        Item {
+            item_id: row.get("id"),
+            stock: row.get("stock"),
+            price: row.get("price"),
+        }
+    }
+    fn create(req: &CreateItem) -> Vec<Field> {
+        vec![("price", req.price)]
+    }
+    fn find(req: &FindItem) -> &str {
+        &req.item_id
+    }
+    fn add(req: &AddStock) -> (&str, i64) {
+        (&req.item_id, req.amount)
+    }
+    fn subtract(req: &SubtractStock) -> (&str, i64) {
+        (&req.item_id, req.amount)
+    }
+    fn batch_init(req: &BatchInit) -> Init {
+        Init {
+            n: req.n,
+            balance: ("starting_stock", req.starting_stock),
+            attributes: vec![("item_price", req.item_price)],
+        }
+    }
+}
 
 /// Serves every endpoint (the operations endpoints on `listener`) until
 /// `shutdown` resolves.
@@ -44,41 +85,6 @@ pub async fn run(
     deps: Deps,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), common::bootstrap::RunError> {
-    use common::messages::stock::*;
-    let store = store::Store::new(deps.pool.clone());
-    let mut server = Server::start(
-        &deps.nats,
-        &deps.subjects,
-        "stock",
-        "Items, prices and stock",
-        128,
-    )
-    .await?;
-    server
-        .add::<CreateItem, _, _, _>(store.clone(), handlers::create_item)
-        .await?;
-    server
-        .add::<FindItem, _, _, _>(store.clone(), handlers::find_item)
-        .await?;
-    server
-        .add::<AddStock, _, _, _>(store.clone(), handlers::add_stock)
-        .await?;
-    server
-        .add::<SubtractStock, _, _, _>(store.clone(), handlers::subtract_stock)
-        .await?;
-    server
-        .add::<BatchInit, _, _, _>(store.clone(), handlers::batch_init)
-        .await?;
-
-    ledger::run_service(
-        &deps,
-        server,
-        listener,
-        "stock",
-        TABLES,
-        MAX_MESSAGES,
-        shutdown,
-    )
-    .await
+) -> Result<(), RunError> {
+    balance::service::run::<Stock>(deps, listener, shutdown).await
 }

@@ -1,0 +1,91 @@
+//! The request/reply endpoints of a balance service: validate, call the
+//! store, map errors to refusals.
+
+use common::{
+    messages::BatchInitDone,
+    rpc::{batch_size, non_negative, Rejection, Server},
+};
+
+use crate::{
+    store::{AccountError, Store},
+    Accounts, Field,
+};
+
+impl From<AccountError> for Rejection {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::NotFound { .. } => Rejection::not_found(e.to_string()),
+            AccountError::Insufficient { .. } => Rejection::conflict(e.to_string()),
+            AccountError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// Serves the five endpoints of `A` on `server`.
+pub async fn register<A: Accounts>(
+    server: &mut Server,
+    store: &Store,
+) -> Result<(), async_nats::Error> {
+    server
+        .add::<A::Create, _, _, _>(store.clone(), create::<A>)
+        .await?;
+    server
+        .add::<A::Find, _, _, _>(store.clone(), find::<A>)
+        .await?;
+    server
+        .add::<A::Add, _, _, _>(store.clone(), add::<A>)
+        .await?;
+    server
+        .add::<A::Subtract, _, _, _>(store.clone(), subtract::<A>)
+        .await?;
+    server
+        .add::<A::BatchInit, _, _, _>(store.clone(), batch_init::<A>)
+        .await
+}
+
+/// Refuses a negative value, naming the first one.
+fn non_negatives(fields: &[Field]) -> Result<Vec<i64>, Rejection> {
+    fields
+        .iter()
+        .map(|(name, value)| non_negative(name, *value))
+        .collect()
+}
+
+pub async fn create<A: Accounts>(store: Store, req: A::Create) -> Result<A::Account, Rejection> {
+    let attributes = non_negatives(&A::create(&req))?;
+    Ok(A::account(&store.create(&attributes).await?))
+}
+
+pub async fn find<A: Accounts>(store: Store, req: A::Find) -> Result<A::Account, Rejection> {
+    Ok(A::account(&store.find(A::find(&req)).await?))
+}
+
+pub async fn add<A: Accounts>(store: Store, req: A::Add) -> Result<A::Account, Rejection> {
+    let (id, amount) = A::add(&req);
+    let row = store.adjust(id, non_negative("amount", amount)?).await?;
+    Ok(A::account(&row))
+}
+
+pub async fn subtract<A: Accounts>(
+    store: Store,
+    req: A::Subtract,
+) -> Result<A::Account, Rejection> {
+    let (id, amount) = A::subtract(&req);
+    let row = store.adjust(id, -non_negative("amount", amount)?).await?;
+    Ok(A::account(&row))
+}
+
+pub async fn batch_init<A: Accounts>(
+    store: Store,
+    req: A::BatchInit,
+) -> Result<BatchInitDone, Rejection> {
+    let init = A::batch_init(&req);
+    let n = batch_size(init.n)?;
+    let (name, balance) = init.balance;
+    let balance = non_negative(name, balance)?;
+    let attributes = non_negatives(&init.attributes)?;
+    store.batch_init(n, balance, &attributes).await?;
+    Ok(BatchInitDone {
+        msg: format!("Batch init for {n} {}s successful", store.noun()),
+    })
+}

@@ -1,0 +1,158 @@
+//! A balance service running: its request/reply endpoints, its saga-step
+//! consumer and the retention of its ledger, until shutdown.
+
+use std::{future::Future, sync::Arc};
+
+use async_nats::jetstream::Context;
+use common::{
+    bootstrap::{Deps, RunError},
+    consumer::{Consumer, Liveness},
+    db::DbError,
+    jetstream::{self, Outgoing, Topology},
+    messages::saga::{StepCommand, StepResult},
+    nats::Subjects,
+    rpc::Server,
+    tasks::Tasks,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{handlers, plan::Command, store::Store, Accounts, Spec};
+
+/// Serves every endpoint of `A` until `shutdown` resolves (or a background
+/// task fails, which is returned).
+pub async fn run<A: Accounts>(
+    deps: Deps,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let spec = A::SPEC;
+    let store = Store::new(deps.pool.clone(), spec.tables, spec.noun);
+    let mut server = Server::start(
+        &deps.nats,
+        &deps.subjects,
+        spec.service,
+        spec.description,
+        128,
+    )
+    .await?;
+    handlers::register::<A>(&mut server, &store).await?;
+
+    let js = jetstream::setup(&deps.nats, &deps.topology).await?;
+    let mut tasks = Tasks::new();
+    let consumer = spawn_steps(&mut tasks, store, js, &deps.subjects, &deps.topology, spec);
+    let readiness = deps.readiness().with_consumers([consumer]);
+    let retention = deps.config.retention;
+    let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
+    tasks.spawn("retention", async move {
+        // A ledger row is a step's idempotency key: kept for the retention,
+        // far longer than any redelivery can come late.
+        let ledger = common::retention::Table {
+            name: spec.tables.ledger,
+            key: "saga_id",
+            only: "true",
+        };
+        common::retention::run(pool, vec![ledger], retention, stop).await;
+        Ok::<_, std::convert::Infallible>(())
+    });
+    deps.serve(server, tasks, readiness, listener, shutdown)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepsError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    JetStream(#[from] jetstream::JetStreamError),
+}
+
+/// What the saga-step consumer needs for each batch.
+struct Steps {
+    store: Store,
+    js: Context,
+    subjects: Subjects,
+    spec: Spec,
+    stop: CancellationToken,
+}
+
+/// Spawns the consumer of the saga's step commands for this service;
+/// returns its liveness for `/ready`.
+fn spawn_steps(
+    tasks: &mut Tasks,
+    store: Store,
+    js: Context,
+    subjects: &Subjects,
+    topology: &Topology,
+    spec: Spec,
+) -> Liveness {
+    let consumer = Consumer::new(
+        js.clone(),
+        topology.clone(),
+        spec.service,
+        spec.max_messages,
+    );
+    let liveness = consumer.liveness.clone();
+    let stop = tasks.stop_token();
+    let steps = Arc::new(Steps {
+        store,
+        js,
+        subjects: subjects.clone(),
+        spec,
+        stop: stop.clone(),
+    });
+    tasks.spawn("step consumer", async move {
+        let handler = |commands: Vec<StepCommand>| {
+            let steps = steps.clone();
+            async move { steps.handle(&commands).await }
+        };
+        consumer.run(handler, stop).await;
+        Ok::<_, StepsError>(())
+    });
+    liveness
+}
+
+impl Steps {
+    /// Applies a batch of step commands, then publishes one result per
+    /// command to order-svc (one message), before the consumer acknowledges.
+    async fn handle(&self, commands: &[StepCommand]) -> Result<(), StepsError> {
+        let Spec {
+            debit, compensate, ..
+        } = self.spec;
+        // A step of another service cannot be ours to apply; it is logged
+        // and answered with nothing (order-svc never sends one here).
+        let mut ours: Vec<Command> = Vec::with_capacity(commands.len());
+        for cmd in commands {
+            if cmd.step == debit {
+                ours.push(Command::Debit {
+                    saga_id: cmd.saga_id,
+                    lines: cmd.lines.clone(),
+                });
+            } else if cmd.step == compensate {
+                ours.push(Command::Compensate {
+                    saga_id: cmd.saga_id,
+                });
+            } else {
+                tracing::error!(ledger = self.spec.tables.ledger, step = ?cmd.step, saga_id = %cmd.saga_id, "step for another service; ignored");
+            }
+        }
+        let outcomes = self.store.apply(&ours).await?;
+
+        let results = ours.iter().zip(&outcomes).map(|(command, outcome)| {
+            let (saga_id, step) = match command {
+                Command::Debit { saga_id, .. } => (*saga_id, debit),
+                Command::Compensate { saga_id } => (*saga_id, compensate),
+            };
+            tracing::debug!(%saga_id, step = step.as_str(), ?outcome, "step applied");
+            let result = StepResult {
+                saga_id,
+                step,
+                outcome: *outcome,
+            };
+            (self.subjects.step_results(), result)
+        });
+        let messages = Outgoing::batches(results);
+        jetstream::publish_retrying(&self.js, &messages, &self.stop).await?;
+        Ok(())
+    }
+}
