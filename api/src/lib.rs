@@ -177,6 +177,11 @@ pub async fn run(
         .await;
     let (tasks, failure) = watcher.await.map_err(std::io::Error::other)?;
     tasks.drain(common::bootstrap::DRAIN_GRACE).await;
+    // What the drained tasks published (acks, announcements) may still sit
+    // in the connection's buffer.
+    if let Err(e) = deps.nats.flush().await {
+        tracing::warn!(error = %e, "cannot flush NATS at shutdown");
+    }
     served?;
     match failure {
         Some(failed) => Err(failed.into()),

@@ -161,6 +161,11 @@ impl Deps {
             tracing::error!(error = %failed, "stopping");
         }
         tasks.drain(DRAIN_GRACE).await;
+        // What the drained tasks published (acks, results) may still sit in
+        // the connection's buffer.
+        if let Err(e) = self.nats.flush().await {
+            tracing::warn!(error = %e, "cannot flush NATS at shutdown");
+        }
         let _ = stop_tx.send(true);
         ops.await.map_err(std::io::Error::other)??;
         served?;

@@ -186,6 +186,11 @@ impl Consumer {
                         Ok(None) | Err(_) => break,
                     }
                 }
+                // Acks and naks are only queued on the connection: send
+                // them before the process may exit.
+                if let Err(e) = self.js.client().flush().await {
+                    tracing::warn!(consumer = name, error = %e, "cannot flush acknowledgements");
+                }
             }
             self.liveness.set(false);
             if !stop.is_cancelled() {
