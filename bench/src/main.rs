@@ -1,7 +1,7 @@
 //! `bench`: benchmark harness for any deployment speaking the standard checkout API.
 
+mod class;
 mod cli;
-mod client;
 mod output;
 mod plot;
 mod procs;
@@ -106,7 +106,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         println!("{}", path.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let api = client::Api::new(&cli.base_url, cli.request_timeout)?;
+    let api = api_client::Api::new(
+        &cli.base_url,
+        cli.request_timeout,
+        concat!("bench/", env!("CARGO_PKG_VERSION")),
+    )?;
     let ui = Ui::new(!cli.no_progress);
     let started = chrono::Utc::now();
     let t = cli.request_timeout;

@@ -962,10 +962,11 @@ pub fn write_report(dir: &Path, compare: &[PathBuf]) -> Result<PathBuf, ReportEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::{Class, Status};
+    use crate::class::Class;
     use crate::output::{write_json, Host};
     use crate::stats::{Recorder, Sample};
     use crate::workload::{LoadOutcome, LoadPlan};
+    use api_client::Status;
     use std::time::Duration;
 
     /// A ceiling result of 11.5 s (warm-up 1 s) at `per_s` answers a second of `ms` each.

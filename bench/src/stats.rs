@@ -9,7 +9,8 @@
 //! schedule, so a request that is sent late because the system (or the harness) stalled is
 //! charged for the whole wait: no correction is needed and none is applied.
 
-use crate::client::{Class, Status};
+use crate::class::Class;
+use api_client::Status;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

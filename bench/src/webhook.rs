@@ -4,7 +4,7 @@
 //! arrival time of each request ID, optionally verifies the Standard Webhooks signature (with the
 //! `standardwebhooks` crate), and answers 204 so that the system does not retry.
 
-use crate::client::RequestRecord;
+use api_client::RequestRecord;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};

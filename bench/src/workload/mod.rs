@@ -8,13 +8,14 @@ pub mod soak;
 pub mod stress;
 pub mod sweep;
 
+use crate::class::Class;
 use crate::cli::{InitArgs, LoadArgs};
-use crate::client::{Api, ApiError, Class, Status};
 use crate::progress::Ui;
 use crate::stats::{
     intended_offset, Counts, Event, LatencySummary, Recorder, Sample, TimelinePoint,
 };
 use crate::verdict::VerdictError;
+use api_client::{Api, ApiError, Status};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

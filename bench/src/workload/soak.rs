@@ -9,10 +9,11 @@
 
 use super::{batch_init, run_load, Ctx, InitReport, LoadMode, LoadPlan, LoadSummary};
 use super::{RequestFn, WorkloadError};
+use crate::class::classify;
 use crate::cli::SoakArgs;
-use crate::client::{classify, Api};
 use crate::procs::{self, Reading, Watched};
 use crate::progress::Ui;
+use api_client::Api;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -533,7 +534,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::Class;
+    use crate::class::Class;
     use crate::stats::Timeline;
 
     fn reading(t_s: f64, api_mib: u64, log: u64) -> Reading {
