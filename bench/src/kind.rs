@@ -114,17 +114,18 @@ pub async fn execute<K: Workload>(env: &Env<'_>, args: &K::Args) -> anyhow::Resu
     })
 }
 
+/// What a report is made from: the results directory, its result files and pgbench figures.
+pub struct Sources<'a> {
+    pub dir: &'a Path,
+    pub loaded: &'a [Loaded],
+    pub pg: &'a Pgbenches,
+}
+
 /// The report's view of a kind, without its types.
 pub trait Shown: Sync {
     fn kind(&self) -> &'static str;
     /// Writes the sections of the results of this kind; returns how many it used.
-    fn report(
-        &self,
-        md: &mut Md,
-        dir: &Path,
-        loaded: &[Loaded],
-        pg: &Pgbenches,
-    ) -> Result<usize, ReportError>;
+    fn report(&self, md: &mut Md, src: &Sources<'_>) -> Result<usize, ReportError>;
     fn overlay(&self, l: &Loaded) -> Option<Overlay>;
 }
 
@@ -149,18 +150,13 @@ impl<K: Workload> Shown for Listed<K> {
         K::KIND
     }
 
-    fn report(
-        &self,
-        md: &mut Md,
-        dir: &Path,
-        loaded: &[Loaded],
-        pg: &Pgbenches,
-    ) -> Result<usize, ReportError> {
-        let runs: Vec<(&Loaded, K::Result)> = loaded
+    fn report(&self, md: &mut Md, src: &Sources<'_>) -> Result<usize, ReportError> {
+        let runs: Vec<(&Loaded, K::Result)> = src
+            .loaded
             .iter()
             .filter_map(|l| typed::<K>(l).map(|r| (l, r)))
             .collect();
-        K::sections(md, dir, &runs, pg)?;
+        K::sections(md, src.dir, &runs, src.pg)?;
         Ok(runs.len())
     }
 

@@ -8,6 +8,7 @@ mod overlay;
 pub mod pgbench;
 mod versus;
 
+use crate::kind::Sources;
 use crate::kinds;
 use files::{load_compared, load_dir};
 use md::{io, Md, ReportError};
@@ -70,9 +71,14 @@ pub fn write_report(dir: &Path, compare: &[PathBuf]) -> Result<PathBuf, ReportEr
     }
 
     versus::section(&mut md, &loaded, &pg);
+    let sources = Sources {
+        dir,
+        loaded: &loaded,
+        pg: &pg,
+    };
     let mut used = 0;
     for kind in &kinds::ALL {
-        used += kind.report(&mut md, dir, &loaded, &pg)?;
+        used += kind.report(&mut md, &sources)?;
     }
 
     if used < loaded.len() || !skipped.is_empty() {
