@@ -23,8 +23,12 @@ impl Workload for Consistency {
         workload::consistency::run(env.api, a, env.ui).await
     }
 
+    /// The verdict as the JSON spells it (`pass`, `fail`, `inconclusive`), not as it is shown.
     fn status(r: &ConsistencyResult) -> String {
-        r.verdict.status.to_string()
+        serde_json::to_value(r.verdict.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "fail".into())
     }
 
     fn headline(r: &ConsistencyResult) -> Option<String> {
