@@ -1,6 +1,6 @@
 //! Command-line interface.
 
-use crate::client::AsyncMode;
+use api_client::AsyncMode;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;

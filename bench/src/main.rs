@@ -1,7 +1,9 @@
 //! `bench`: benchmark harness for any deployment speaking the standard checkout API.
 
+mod class;
 mod cli;
-mod client;
+mod kind;
+mod kinds;
 mod output;
 mod plot;
 mod procs;
@@ -14,14 +16,13 @@ mod workload;
 
 use clap::Parser;
 use cli::{Cli, Command};
-use output::{Envelope, Host, Rows, SCHEMA};
+use kind::execute;
+use output::{Envelope, Host, SCHEMA};
 use progress::Ui;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use verdict::VerdictStatus;
 
-const EXIT_FAIL: u8 = 1;
-const EXIT_INCONCLUSIVE: u8 = 3;
+/// The run itself failed (target unreachable, set-up rejected, …).
 const EXIT_ERROR: u8 = 4;
 
 fn main() -> ExitCode {
@@ -62,36 +63,6 @@ fn newest_results_dir() -> Option<PathBuf> {
     dirs.pop()
 }
 
-struct Finished {
-    kind: &'static str,
-    status: String,
-    params: serde_json::Value,
-    result: serde_json::Value,
-    title: String,
-    rows: Rows,
-    exit: u8,
-}
-
-fn finished<T: serde::Serialize>(
-    kind: &'static str,
-    status: &str,
-    params: serde_json::Value,
-    result: &T,
-    title: String,
-    rows: Rows,
-    exit: u8,
-) -> anyhow::Result<Finished> {
-    Ok(Finished {
-        kind,
-        status: status.to_string(),
-        params,
-        result: serde_json::to_value(result)?,
-        title,
-        rows,
-        exit,
-    })
-}
-
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Report(r) = &cli.command {
         let dir = r
@@ -106,104 +77,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         println!("{}", path.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let api = client::Api::new(&cli.base_url, cli.request_timeout)?;
+    let api = api_client::Api::new(
+        &cli.base_url,
+        cli.request_timeout,
+        concat!("bench/", env!("CARGO_PKG_VERSION")),
+    )?;
     let ui = Ui::new(!cli.no_progress);
     let started = chrono::Utc::now();
-    let t = cli.request_timeout;
     let base = api.base_url().to_string();
+    let env = kind::Env {
+        api: &api,
+        ui: &ui,
+        request_timeout: cli.request_timeout,
+    };
+    // One line a kind: what each runs and shows is its `Workload` (kinds/).
     let f = match &cli.command {
-        Command::Consistency(a) => {
-            let (r, params) = workload::consistency::run(&api, a, &ui).await?;
-            let exit = match r.verdict.status {
-                VerdictStatus::Pass => 0,
-                VerdictStatus::Fail => EXIT_FAIL,
-                VerdictStatus::Inconclusive => EXIT_INCONCLUSIVE,
-            };
-            let status = serde_json::to_value(r.verdict.status)?
-                .as_str()
-                .unwrap_or("fail")
-                .to_string();
-            let title = format!("consistency against {base}: {}", r.verdict.status);
-            finished(
-                "consistency",
-                &status,
-                params,
-                &r,
-                title,
-                output::consistency_rows(&r),
-                exit,
-            )?
-        }
-        Command::Stress(a) => {
-            let (r, params) = workload::stress::run(&api, a, &ui, t).await?;
-            let title = format!("stress against {base}");
-            let rows = output::stress_rows(&r);
-            finished(
-                "stress",
-                output::load_status(&r.load),
-                params,
-                &r,
-                title,
-                rows,
-                0,
-            )?
-        }
-        Command::Async(a) => {
-            let (r, params) = workload::async_::run(&api, a, &ui, t).await?;
-            let title = format!("async against {base}");
-            let rows = output::async_rows(&r);
-            finished(
-                "async",
-                output::load_status(&r.submit),
-                params,
-                &r,
-                title,
-                rows,
-                0,
-            )?
-        }
-        Command::Sweep(a) => {
-            let (r, params) = workload::sweep::run(&api, a, &ui, t).await?;
-            let title = format!("sweep against {base}");
-            let rows = output::sweep_rows(&r);
-            finished("sweep", "completed", params, &r, title, rows, 0)?
-        }
-        Command::Ceiling(a) => {
-            let (r, params) = workload::ceiling::run(&api, a, &ui, t).await?;
-            let title = format!("ceiling against {base}");
-            let rows = output::ceiling_rows(&r);
-            finished(
-                "ceiling",
-                output::load_status(&r.load),
-                params,
-                &r,
-                title,
-                rows,
-                0,
-            )?
-        }
-        Command::Soak(a) => {
-            let (r, params) = workload::soak::run(&api, a, &ui, t).await?;
-            let title = format!("soak against {base}: {}", r.verdict.status);
-            let exit = match (a.strict, r.verdict.status.as_str()) {
-                (true, "not_flat") => EXIT_FAIL,
-                (true, "inconclusive") => EXIT_INCONCLUSIVE,
-                _ => 0,
-            };
-            let rows = output::soak_rows(&r);
-            finished(
-                "soak",
-                output::load_status(&r.load),
-                params,
-                &r,
-                title,
-                rows,
-                exit,
-            )?
-        }
+        Command::Consistency(a) => execute::<kinds::Consistency>(&env, a).await?,
+        Command::Stress(a) => execute::<kinds::Stress>(&env, a).await?,
+        Command::Async(a) => execute::<kinds::Async>(&env, a).await?,
+        Command::Sweep(a) => execute::<kinds::Sweep>(&env, a).await?,
+        Command::Ceiling(a) => execute::<kinds::Ceiling>(&env, a).await?,
+        Command::Soak(a) => execute::<kinds::Soak>(&env, a).await?,
         Command::Report(_) => return Ok(ExitCode::SUCCESS),
     };
-    let env = Envelope {
+    let title = format!(
+        "{} against {base}{}",
+        f.kind,
+        f.headline.as_deref().unwrap_or_default()
+    );
+    let envelope = Envelope {
         schema: SCHEMA.into(),
         kind: f.kind.into(),
         status: f.status,
@@ -218,7 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let dir = cli.out_dir.clone().unwrap_or_else(default_out_dir);
     let stem = cli.name.clone().unwrap_or_else(|| f.kind.to_string());
-    let json_path = output::write_json(&dir, &stem, &env)?;
+    let json_path = output::write_json(&dir, &stem, &envelope)?;
     let report_path = if cli.no_report {
         None
     } else {
@@ -231,9 +133,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&env)?);
+        println!("{}", serde_json::to_string_pretty(&envelope)?);
     } else {
-        output::print_table(&f.title, &f.rows);
+        output::print_table(&title, &f.rows);
         println!("  result  {}", json_path.display());
         if let Some(p) = report_path {
             println!("  report  {}", p.display());

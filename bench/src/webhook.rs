@@ -1,29 +1,29 @@
-//! A tiny HTTP/1.1 receiver for the system's webhooks, run by the harness on 127.0.0.1.
+//! The harness's receiver for the system's webhooks, on axum, run on 127.0.0.1.
 //!
 //! It accepts `POST`s whose JSON body is `{type, timestamp, data: <request record>}`, notes the
-//! arrival time of each request ID, optionally verifies the Standard Webhooks signature, and
-//! answers 204 so that the system does not retry.
+//! arrival time of each request ID, optionally verifies the Standard Webhooks signature (with the
+//! `standardwebhooks` crate), and answers 204 so that the system does not retry.
 
-use crate::client::RequestRecord;
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use api_client::RequestRecord;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use standardwebhooks::{Webhook, WebhookError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
-const IDLE: Duration = Duration::from_secs(30);
 /// Bound on remembered request IDs.
 const MAX_SLOTS: usize = 2_000_000;
 
@@ -142,38 +142,12 @@ impl Registry {
     }
 }
 
-/// Decodes a Standard Webhooks secret: optional `whsec_` prefix, then base64 (raw bytes if it
-/// is not base64).
-pub fn decode_secret(s: &str) -> Vec<u8> {
-    let rest = s.strip_prefix("whsec_").unwrap_or(s);
-    B64.decode(rest)
-        .unwrap_or_else(|_| rest.as_bytes().to_vec())
-}
-
-/// Verifies a `webhook-signature` header (space-separated `v1,<base64>` entries) against
-/// HMAC-SHA256 of `id.timestamp.body`.
-pub fn verify_signature(key: &[u8], id: &str, ts: &str, body: &[u8], header: &str) -> bool {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-        return false;
-    };
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(ts.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let expected = mac.finalize().into_bytes();
-    header.split_whitespace().any(|sig| {
-        sig.strip_prefix("v1,")
-            .and_then(|b| B64.decode(b).ok())
-            .is_some_and(|got| {
-                // constant-time comparison
-                got.len() == expected.len()
-                    && got
-                        .iter()
-                        .zip(expected.iter())
-                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                        == 0
-            })
+/// The verifier of a Standard Webhooks secret: optional `whsec_` prefix, then base64; a secret
+/// that is not base64 is taken as the raw key (as some deployments configure it).
+pub fn verifier(secret: &str) -> Result<Webhook, WebhookError> {
+    Webhook::new(secret).or_else(|_| {
+        let raw = secret.strip_prefix("whsec_").unwrap_or(secret);
+        Webhook::from_bytes(raw.as_bytes().to_vec())
     })
 }
 
@@ -182,83 +156,9 @@ struct Envelope {
     data: RequestRecord,
 }
 
-/// A parsed request head.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Head {
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Head {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-pub fn parse_head(raw: &[u8]) -> Option<Head> {
-    let text = std::str::from_utf8(raw).ok()?;
-    let mut lines = text.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let path = first.next()?.to_string();
-    let mut headers = Vec::new();
-    for l in lines.filter(|l| !l.is_empty()) {
-        let (k, v) = l.split_once(':')?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    Some(Head {
-        method,
-        path,
-        headers,
-    })
-}
-
-/// Decodes a complete chunked body at the start of `data`: `Ok(Some((body, consumed)))`,
-/// `Ok(None)` if more bytes are needed, `Err(())` if malformed or too large.
-#[allow(clippy::result_unit_err)]
-pub fn decode_chunked(data: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ()> {
-    let mut body = Vec::new();
-    let mut pos = 0;
-    loop {
-        let Some(eol) = find(&data[pos..], b"\r\n") else {
-            return Ok(None);
-        };
-        let line = std::str::from_utf8(&data[pos..pos + eol]).map_err(|_| ())?;
-        let size_str = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_str, 16).map_err(|_| ())?;
-        pos += eol + 2;
-        if size == 0 {
-            // trailers until an empty line
-            loop {
-                let Some(eol) = find(&data[pos..], b"\r\n") else {
-                    return Ok(None);
-                };
-                pos += eol + 2;
-                if eol == 0 {
-                    return Ok(Some((body, pos)));
-                }
-            }
-        }
-        if body.len() + size > MAX_BODY {
-            return Err(());
-        }
-        if data.len() < pos + size + 2 {
-            return Ok(None);
-        }
-        body.extend_from_slice(&data[pos..pos + size]);
-        if &data[pos + size..pos + size + 2] != b"\r\n" {
-            return Err(());
-        }
-        pos += size + 2;
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+struct Shared {
+    registry: Arc<Registry>,
+    verifier: Option<Webhook>,
 }
 
 /// The running receiver.
@@ -274,10 +174,27 @@ impl Receiver {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let registry = Arc::new(Registry::default());
-        let key = secret.map(decode_secret).map(Arc::new);
-        let (stop, stop_rx) = watch::channel(false);
-        let reg = registry.clone();
-        let task = tokio::spawn(accept_loop(listener, reg, key, stop_rx));
+        let shared = Arc::new(Shared {
+            registry: registry.clone(),
+            verifier: secret
+                .map(verifier)
+                .transpose()
+                .map_err(std::io::Error::other)?,
+        });
+        // Any path: the callback URL is the harness's to choose.
+        let app = Router::new()
+            .fallback(receive)
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .with_state(shared);
+        let (stop, mut stop_rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            };
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        });
         Ok(Receiver {
             addr,
             registry,
@@ -303,202 +220,87 @@ impl Receiver {
 
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.task).await;
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    reg: Arc<Registry>,
-    key: Option<Arc<Vec<u8>>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            acc = listener.accept() => match acc {
-                Ok((sock, _)) => {
-                    let _ = sock.set_nodelay(true);
-                    conns.spawn(connection(sock, reg.clone(), key.clone()));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            _ = stop.changed() => break,
-        }
-        while conns.try_join_next().is_some() {}
-    }
-    conns.abort_all();
-}
-
-async fn respond(sock: &mut TcpStream, code: u16, reason: &str, close: bool) -> bool {
-    let msg = format!(
-        "HTTP/1.1 {code} {reason}\r\ncontent-length: 0\r\nconnection: {}\r\n\r\n",
-        if close { "close" } else { "keep-alive" }
-    );
-    sock.write_all(msg.as_bytes()).await.is_ok() && !close
-}
-
-async fn read_more(sock: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    matches!(
-        tokio::time::timeout(IDLE, sock.read_buf(buf)).await,
-        Ok(Ok(n)) if n > 0
-    )
-}
-
-async fn connection(mut sock: TcpStream, reg: Arc<Registry>, key: Option<Arc<Vec<u8>>>) {
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    loop {
-        let head_end = loop {
-            if let Some(p) = find(&buf, b"\r\n\r\n") {
-                break p + 4;
-            }
-            if buf.len() > MAX_HEAD {
-                respond(&mut sock, 431, "Request Header Fields Too Large", true).await;
-                return;
-            }
-            if !read_more(&mut sock, &mut buf).await {
-                return;
-            }
-        };
-        let Some(head) = parse_head(&buf[..head_end]) else {
-            reg.counters.malformed.fetch_add(1, Ordering::Relaxed);
-            respond(&mut sock, 400, "Bad Request", true).await;
-            return;
-        };
-        let close = head
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let chunked = head
-            .header("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        let (body, consumed) = if chunked {
-            loop {
-                match decode_chunked(&buf[head_end..]) {
-                    Ok(Some((b, n))) => break (b, head_end + n),
-                    Ok(None) => {
-                        if buf.len() > MAX_HEAD + MAX_BODY * 2
-                            || !read_more(&mut sock, &mut buf).await
-                        {
-                            return;
-                        }
-                    }
-                    Err(()) => {
-                        reg.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                        respond(&mut sock, 400, "Bad Request", true).await;
-                        return;
-                    }
-                }
-            }
-        } else {
-            let len: usize = match head.header("content-length").map(str::parse) {
-                None => 0,
-                Some(Ok(n)) if n <= MAX_BODY => n,
-                Some(_) => {
-                    reg.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                    respond(&mut sock, 413, "Content Too Large", true).await;
-                    return;
-                }
-            };
-            while buf.len() < head_end + len {
-                if !read_more(&mut sock, &mut buf).await {
-                    return;
-                }
-            }
-            (buf[head_end..head_end + len].to_vec(), head_end + len)
-        };
-        let at = Instant::now();
-        buf.drain(..consumed);
-        let keep = if head.method != "POST" {
-            respond(&mut sock, 405, "Method Not Allowed", close).await
-        } else {
-            match serde_json::from_slice::<Envelope>(&body) {
-                Ok(env) => {
-                    reg.counters.received.fetch_add(1, Ordering::Relaxed);
-                    if let Some(k) = &key {
-                        let ok = verify_signature(
-                            k,
-                            head.header("webhook-id").unwrap_or(""),
-                            head.header("webhook-timestamp").unwrap_or(""),
-                            &body,
-                            head.header("webhook-signature").unwrap_or(""),
-                        );
-                        let c = if ok {
-                            &reg.counters.signature_ok
-                        } else {
-                            &reg.counters.signature_bad
-                        };
-                        c.fetch_add(1, Ordering::Relaxed);
-                    }
-                    reg.deliver(Delivery {
-                        at,
-                        record: env.data,
-                    });
-                    respond(&mut sock, 204, "No Content", close).await
-                }
-                Err(_) => {
-                    reg.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                    respond(&mut sock, 400, "Bad Request", close).await
-                }
-            }
-        };
-        if !keep {
-            return;
+        let abort = self.task.abort_handle();
+        // Connections the system keeps open must not hold the run up.
+        if tokio::time::timeout(Duration::from_secs(2), self.task)
+            .await
+            .is_err()
+        {
+            abort.abort();
         }
     }
+}
+
+async fn receive(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> axum::response::Response {
+    let at = Instant::now();
+    let counters = &shared.registry.counters;
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            counters.malformed.fetch_add(1, Ordering::Relaxed);
+            return rejection.into_response();
+        }
+    };
+    if method != Method::POST {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let Ok(env) = serde_json::from_slice::<Envelope>(&body) else {
+        counters.malformed.fetch_add(1, Ordering::Relaxed);
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    counters.received.fetch_add(1, Ordering::Relaxed);
+    if let Some(v) = &shared.verifier {
+        let c = if v.verify(&body, &headers).is_ok() {
+            &counters.signature_ok
+        } else {
+            &counters.signature_bad
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    shared.registry.deliver(Delivery {
+        at,
+        record: env.data,
+    });
+    StatusCode::NO_CONTENT.into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
-    #[test]
-    fn standard_webhooks_reference_vector() {
-        let key = decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-        let body = br#"{"test": 2432232314}"#;
-        let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
-        assert!(verify_signature(
-            &key,
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            "1614265330",
-            body,
-            good
-        ));
-        assert!(verify_signature(
-            &key,
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            "1614265330",
-            body,
-            &format!("v1,bm90IGl0 {good}")
-        ));
-        assert!(!verify_signature(
-            &key,
-            "msg_other",
-            "1614265330",
-            body,
-            good
-        ));
-        assert!(!verify_signature(
-            &key,
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            "1614265330",
-            body,
-            "v1,xx"
-        ));
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn headers(id: &str, ts: i64, sig: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("webhook-id", id.parse().expect("header"));
+        h.insert("webhook-timestamp", ts.to_string().parse().expect("header"));
+        h.insert("webhook-signature", sig.parse().expect("header"));
+        h
     }
 
     #[test]
-    fn heads_and_chunks() {
-        let h = parse_head(b"POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
-            .expect("head");
-        assert_eq!(h.method, "POST");
-        assert_eq!(h.path, "/hook");
-        assert_eq!(h.header("content-length"), Some("5"));
-        let data = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\n\r\nNEXT";
-        let (body, n) = decode_chunked(data).expect("ok").expect("complete");
-        assert_eq!(body, b"Wikipedia");
-        assert_eq!(&data[n..], b"NEXT");
-        assert_eq!(decode_chunked(b"4\r\nWi"), Ok(None));
-        assert_eq!(decode_chunked(b"zz\r\n"), Err(()));
+    fn signatures_are_verified_with_the_secret() {
+        let v = verifier(SECRET).expect("secret");
+        let body = br#"{"test": 2432232314}"#;
+        let now = chrono::Utc::now().timestamp();
+        let good = v.sign("msg_1", now, body).expect("sign");
+        assert!(v.verify(body, &headers("msg_1", now, &good)).is_ok());
+        // any of several signatures (secret rotation)
+        let two = format!("v1,bm90IGl0 {good}");
+        assert!(v.verify(body, &headers("msg_1", now, &two)).is_ok());
+        assert!(v.verify(body, &headers("msg_other", now, &good)).is_err());
+        assert!(v.verify(body, &headers("msg_1", now, "v1,xx")).is_err());
+        // a secret that is not base64 is the raw key
+        let raw = verifier("not base64!").expect("secret");
+        let sig = raw.sign("m", now, body).expect("sign");
+        assert!(raw.verify(body, &headers("m", now, &sig)).is_ok());
     }
 
     fn rec(id: &str) -> Delivery {
@@ -534,9 +336,7 @@ mod tests {
 
     #[tokio::test]
     async fn receiver_over_tcp() {
-        let recv = Receiver::start(0, Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))
-            .await
-            .expect("bind");
+        let recv = Receiver::start(0, Some(SECRET)).await.expect("bind");
         let waiting = recv.registry.expect("r-1");
         let mut s = TcpStream::connect(recv.addr).await.expect("connect");
         let body = r#"{"type":"checkout.failed","timestamp":"2025-01-01T00:00:00Z","data":{"request_id":"r-1","kind":"checkout","status":"failed","reason":"insufficient_stock"}}"#;

@@ -1,11 +1,15 @@
-//! A small HTTP client for the standard API.
+//! The tests' client of the standard API: the shared typed client (`api-client`) for the
+//! standard flows, and raw requests whose answer a test inspects.
 
+use api_client::{seg, Api, ApiError, Method};
 use serde_json::Value;
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+pub use api_client::seg as urlencode;
 
 #[derive(Clone)]
 pub struct Client {
-    base: String,
-    http: reqwest::Client,
+    api: Api,
 }
 
 /// Status and body (JSON, or `Value::Null` when the body is not JSON).
@@ -36,32 +40,35 @@ impl Answer {
 
 impl Client {
     pub fn new(base: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .expect("a reqwest client builds");
         Self {
-            base: base.into(),
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(256)
-                .timeout(std::time::Duration::from_secs(120))
-                .build()
-                .expect("a reqwest client builds"),
+            api: Api::from_client(http, &base.into()),
         }
     }
 
     pub fn base(&self) -> &str {
-        &self.base
+        self.api.base_url()
     }
 
     pub fn raw(&self) -> &reqwest::Client {
-        &self.http
+        self.api.http()
+    }
+
+    /// The typed client of the standard API underneath.
+    pub fn api(&self) -> &Api {
+        &self.api
     }
 
     pub async fn get(&self, path: &str) -> Answer {
-        self.send(self.http.get(format!("{}{path}", self.base)))
-            .await
+        self.send(self.raw().get(self.api.url(path))).await
     }
 
     pub async fn post(&self, path: &str) -> Answer {
-        self.send(self.http.post(format!("{}{path}", self.base)))
-            .await
+        self.send(self.raw().post(self.api.url(path))).await
     }
 
     /// Sends a prepared request (for custom headers or bodies).
@@ -92,54 +99,37 @@ impl Client {
         }
     }
 
-    /// Helpers for the standard flows.
+    /// Helpers for the standard flows: each must succeed.
     pub async fn create_item(&self, price: i64) -> String {
-        let a = self.post(&format!("/stock/item/create/{price}")).await;
-        assert_eq!(a.status, 200, "{a:?}");
-        a.str("item_id")
+        must(self.api.create_item(price).await)
     }
 
     pub async fn add_stock(&self, item: &str, amount: i64) {
-        let a = self.post(&format!("/stock/add/{item}/{amount}")).await;
-        assert_eq!(a.status, 200, "{a:?}");
+        must(self.api.add_stock(item, amount).await)
     }
 
     pub async fn stock(&self, item: &str) -> i64 {
-        let a = self.get(&format!("/stock/find/{item}")).await;
-        assert_eq!(a.status, 200, "{a:?}");
-        a.i64("stock")
+        must(self.api.find_item(item).await).stock
     }
 
     pub async fn create_user(&self, credit: i64) -> String {
-        let a = self.post("/payment/create_user").await;
-        assert_eq!(a.status, 200, "{a:?}");
-        let user = a.str("user_id");
+        let user = must(self.api.create_user().await);
         if credit > 0 {
-            let a = self
-                .post(&format!("/payment/add_funds/{user}/{credit}"))
-                .await;
-            assert_eq!(a.status, 200, "{a:?}");
+            must(self.api.add_funds(&user, credit).await);
         }
         user
     }
 
     pub async fn credit(&self, user: &str) -> i64 {
-        let a = self.get(&format!("/payment/find_user/{user}")).await;
-        assert_eq!(a.status, 200, "{a:?}");
-        a.i64("credit")
+        must(self.api.find_user(user).await)
     }
 
     pub async fn create_order(&self, user: &str) -> String {
-        let a = self.post(&format!("/orders/create/{user}")).await;
-        assert_eq!(a.status, 200, "{a:?}");
-        a.str("order_id")
+        must(self.api.create_order(user).await)
     }
 
     pub async fn add_item(&self, order: &str, item: &str, quantity: i64) {
-        let a = self
-            .post(&format!("/orders/addItem/{order}/{item}/{quantity}"))
-            .await;
-        assert_eq!(a.status, 200, "{a:?}");
+        must(self.api.add_item(order, item, quantity).await)
     }
 
     /// An order of one unit of a fresh item (`price`, `stock` units) by a
@@ -158,8 +148,8 @@ impl Client {
     /// `POST /orders/checkout/{order}` with `Prefer: respond-async`.
     pub async fn checkout_async(&self, order: &str) -> Answer {
         self.send(
-            self.http
-                .post(format!("{}/orders/checkout/{order}", self.base))
+            self.raw()
+                .post(self.api.url(&format!("/orders/checkout/{order}")))
                 .header("Prefer", "respond-async"),
         )
         .await
@@ -169,26 +159,21 @@ impl Client {
     pub async fn checkout_with_callback(&self, order: &str, url: &str) -> Answer {
         self.post(&format!(
             "/orders/checkout/{order}?callback_url={}",
-            urlencode(url)
+            seg(url)
         ))
         .await
     }
 
     pub async fn order(&self, order: &str) -> Value {
-        let a = self.get(&format!("/orders/find/{order}")).await;
-        assert_eq!(a.status, 200, "{a:?}");
-        a.body
+        must(
+            self.api
+                .json(Method::GET, &format!("/orders/find/{}", seg(order)))
+                .await,
+        )
     }
 }
 
-/// Percent-encodes everything but unreserved characters (RFC 3986).
-pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// The value of a call that must succeed; a failure fails the test with the call and its answer.
+fn must<T>(r: Result<T, ApiError>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
 }

@@ -5,11 +5,12 @@ use super::mix::{default_seed, rand_for};
 use super::{
     batch_init, run_load, Ctx, InitReport, LoadPlan, LoadSummary, RequestFn, WorkloadError,
 };
+use crate::class::{classify, Class};
 use crate::cli::AsyncArgs;
-use crate::client::{classify, Api, AsyncMode, Class, RequestRecord, Status};
 use crate::progress::Ui;
 use crate::stats::{Event, FinalOutcome, FinalSample, FinalSummary};
 use crate::webhook::{Receiver, Registry, WebhookSummary};
+use api_client::{Api, AsyncMode, RequestRecord, Status};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -5,11 +5,12 @@
 //! records each answer, then reads items, users and orders back and evaluates the verdict.
 
 use super::{concurrent, WorkloadError};
+use crate::class::{classify, Class};
 use crate::cli::ConsistencyArgs;
-use crate::client::{classify, Api, Class, Status};
 use crate::progress::Ui;
 use crate::stats::{Latency, LatencySummary};
 use crate::verdict::{self, Answer, FinalState, ItemInit, OrderInit, Setup, Verdict};
+use api_client::{Api, Status};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,9 +49,9 @@ pub struct ConsistencyResult {
 /// The state the verdict looks at.
 #[derive(Clone, Debug, PartialEq)]
 struct Snapshot {
-    items: Vec<crate::client::ItemState>,
+    items: Vec<api_client::ItemState>,
     credit: Vec<i64>,
-    orders: Vec<crate::client::OrderState>,
+    orders: Vec<api_client::OrderState>,
 }
 
 fn answer_of(class: Class) -> Answer {
@@ -347,7 +348,7 @@ async fn read_items(
     ids: &Arc<Vec<String>>,
     pc: usize,
     bar: &indicatif::ProgressBar,
-) -> Result<Vec<crate::client::ItemState>, WorkloadError> {
+) -> Result<Vec<api_client::ItemState>, WorkloadError> {
     concurrent(ids.len(), pc, bar, |i| {
         let (api, ids) = (api.clone(), ids.clone());
         async move { Ok(api.find_item(&ids[i]).await?) }

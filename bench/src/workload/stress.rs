@@ -4,10 +4,11 @@ use super::mix::{default_seed, rand_for, splitmix64, Mix, OpKind};
 use super::{
     batch_init, run_load, Ctx, InitReport, LoadPlan, LoadSummary, RequestFn, WorkloadError,
 };
+use crate::class::classify;
 use crate::cli::StressArgs;
-use crate::client::{classify, seg, Api, Status};
 use crate::progress::Ui;
-use reqwest::Method;
+use api_client::Method;
+use api_client::{seg, Api, Status};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,12 +1,14 @@
 //! `sweep`: `stress` at increasing concurrency or rate, and the saturation point.
 
+mod saturation;
+
 use super::mix::{default_seed, Mix};
 use super::stress::{request_fn, Target};
 use super::{batch_init, run_load, InitReport, LoadMode, LoadPlan, LoadSummary, WorkloadError};
 use crate::cli::SweepArgs;
-use crate::client::Api;
 use crate::progress::Ui;
-use crate::verdict::{saturation, CurvePoint, Saturation, SaturationCriteria};
+use api_client::Api;
+use saturation::{saturation, CurvePoint, Saturation, SaturationCriteria};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,9 +1,13 @@
-//! Typed calls of the standard HTTP API (see API.md) over one shared connection pool.
+//! Typed calls of the standard HTTP API over one shared connection pool.
 
+use crate::records::{
+    AsyncMode, ItemCreated, ItemState, OrderCreated, OrderState, Polled, Submitted, UserCreated,
+    UserState,
+};
+use crate::Status;
+use bytes::Bytes;
 use reqwest::{Client, Method};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,190 +40,10 @@ pub enum ApiError {
     },
 }
 
-/// What a request ended with: an HTTP status or a transport failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Status {
-    Http(u16),
-    Timeout,
-    Connect,
-    Transport,
-}
-
-impl Status {
-    pub fn from_error(e: &reqwest::Error) -> Status {
-        if e.is_timeout() {
-            Status::Timeout
-        } else if e.is_connect() {
-            Status::Connect
-        } else {
-            Status::Transport
-        }
-    }
-
-    /// Key used in the JSON `status_codes` maps.
-    pub fn key(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Status::Http(c) => write!(f, "{c}"),
-            Status::Timeout => f.write_str("timeout"),
-            Status::Connect => f.write_str("connect_error"),
-            Status::Transport => f.write_str("transport_error"),
-        }
-    }
-}
-
-/// How the harness counts an answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Class {
-    /// 2xx: it happened.
-    Success,
-    /// 4xx: it did not happen, nothing changed.
-    Business,
-    /// 5xx, 1xx/3xx, timeouts, connection errors: outcome unknown.
-    Error,
-}
-
-/// Classifies a synchronous answer. 2xx is success except 202, which a synchronous call must
-/// never get (API.md: "a checkout must never answer … 202 … unless the client asked for
-/// async"): it does not say whether anything happened, so it counts as an error.
-pub fn classify(status: Status) -> Class {
-    match status {
-        Status::Http(202) => Class::Error,
-        Status::Http(c) if (200..300).contains(&c) => Class::Success,
-        Status::Http(c) if (400..500).contains(&c) => Class::Business,
-        _ => Class::Error,
-    }
-}
-
-/// How to ask for an asynchronous checkout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum AsyncMode {
-    /// `Prefer: respond-async` header (RFC 7240).
-    Header,
-    /// `?mode=async` query parameter.
-    Query,
-}
-
-/// Accepts a JSON string or integer as an ID.
-fn de_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        S(String),
-        I(i64),
-        U(u64),
-    }
-    Ok(match Id::deserialize(d)? {
-        Id::S(s) => s,
-        Id::I(i) => i.to_string(),
-        Id::U(u) => u.to_string(),
-    })
-}
-
-#[derive(Debug, Deserialize)]
-struct ItemCreated {
-    #[serde(deserialize_with = "de_id")]
-    item_id: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct UserCreated {
-    #[serde(deserialize_with = "de_id")]
-    user_id: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct OrderCreated {
-    #[serde(deserialize_with = "de_id")]
-    order_id: String,
-}
-
-/// `GET /stock/find/{item_id}`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-pub struct ItemState {
-    pub stock: i64,
-    pub price: i64,
-}
-
-#[derive(Debug, Deserialize)]
-struct UserState {
-    credit: i64,
-}
-
-/// One `[item_id, quantity]` pair of an order.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct OrderLine(#[serde(deserialize_with = "de_id")] pub String, pub i64);
-
-/// `GET /orders/find/{order_id}`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct OrderState {
-    pub paid: bool,
-    #[serde(default)]
-    pub items: Vec<OrderLine>,
-    #[serde(deserialize_with = "de_id")]
-    pub user_id: String,
-    pub total_cost: i64,
-}
-
-/// The request record of the asynchronous extension.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-pub struct RequestRecord {
-    #[serde(deserialize_with = "de_id")]
-    pub request_id: String,
-    pub status: String,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-impl RequestRecord {
-    pub fn is_final(&self) -> bool {
-        matches!(self.status.as_str(), "succeeded" | "failed")
-    }
-}
-
-/// Answer to an asynchronous checkout submission.
-#[derive(Clone, Debug)]
-pub struct Submitted {
-    pub status: u16,
-    pub record: Option<RequestRecord>,
-    pub location: Option<String>,
-    /// Start of the body when the answer was not 202.
-    pub rejection: Option<String>,
-}
-
-impl Submitted {
-    /// The request ID from the body, or else from the `Location` header.
-    pub fn request_id(&self) -> Option<String> {
-        if let Some(r) = &self.record {
-            return Some(r.request_id.clone());
-        }
-        let loc = self.location.as_deref()?;
-        let path = loc.split(['?', '#']).next().unwrap_or(loc);
-        path.rsplit('/')
-            .next()
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    }
-}
-
-/// Answer to `GET /requests/{id}`.
-#[derive(Clone, Debug)]
-pub struct Polled {
-    pub status: u16,
-    pub record: Option<RequestRecord>,
-}
-
 struct Exchange {
     status: u16,
     location: Option<String>,
-    body: Vec<u8>,
+    body: Bytes,
 }
 
 /// Percent-encodes one path segment (IDs are opaque strings).
@@ -252,7 +76,9 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, ApiError> {
+    /// A client tuned for driving load: every idle connection kept for reuse, no proxy, no
+    /// Nagle delay, `timeout` per request (a call may set its own).
+    pub fn new(base_url: &str, timeout: Duration, user_agent: &str) -> Result<Self, ApiError> {
         let http = Client::builder()
             .no_proxy()
             .timeout(timeout)
@@ -260,17 +86,32 @@ impl Api {
             .pool_max_idle_per_host(usize::MAX)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
-            .user_agent(concat!("bench/", env!("CARGO_PKG_VERSION")))
+            .user_agent(user_agent)
             .build()
             .map_err(ApiError::Build)?;
-        Ok(Self {
+        Ok(Self::from_client(http, base_url))
+    }
+
+    /// Typed calls over a client configured by the caller.
+    pub fn from_client(http: Client, base_url: &str) -> Self {
+        Self {
             http,
             base: Arc::from(base_url.trim_end_matches('/')),
-        })
+        }
     }
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// The underlying client, for requests the typed calls do not cover.
+    pub fn http(&self) -> &Client {
+        &self.http
+    }
+
+    /// The absolute URL of `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     async fn exchange(
@@ -280,7 +121,7 @@ impl Api {
         headers: &[(&str, &str)],
         timeout: Option<Duration>,
     ) -> Result<Exchange, reqwest::Error> {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        let mut req = self.http.request(method, self.url(path));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -294,7 +135,7 @@ impl Api {
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = resp.bytes().await?.to_vec();
+        let body = resp.bytes().await?;
         Ok(Exchange {
             status,
             location,
@@ -316,7 +157,7 @@ impl Api {
         method: Method,
         path: &str,
         timeout: Option<Duration>,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<Bytes, ApiError> {
         let x = self
             .exchange(method.clone(), path, &[], timeout)
             .await
@@ -341,7 +182,8 @@ impl Api {
         Ok(x.body)
     }
 
-    async fn expect_json<T: DeserializeOwned>(
+    /// A call that must answer 2xx with a JSON body of type `T`.
+    pub async fn json<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -396,7 +238,7 @@ impl Api {
 
     pub async fn create_item(&self, price: i64) -> Result<String, ApiError> {
         let r: ItemCreated = self
-            .expect_json(Method::POST, &format!("/stock/item/create/{price}"))
+            .json(Method::POST, &format!("/stock/item/create/{price}"))
             .await?;
         Ok(r.item_id)
     }
@@ -407,9 +249,7 @@ impl Api {
     }
 
     pub async fn create_user(&self) -> Result<String, ApiError> {
-        let r: UserCreated = self
-            .expect_json(Method::POST, "/payment/create_user")
-            .await?;
+        let r: UserCreated = self.json(Method::POST, "/payment/create_user").await?;
         Ok(r.user_id)
     }
 
@@ -420,7 +260,7 @@ impl Api {
 
     pub async fn create_order(&self, user: &str) -> Result<String, ApiError> {
         let r: OrderCreated = self
-            .expect_json(Method::POST, &format!("/orders/create/{}", seg(user)))
+            .json(Method::POST, &format!("/orders/create/{}", seg(user)))
             .await?;
         Ok(r.order_id)
     }
@@ -431,19 +271,19 @@ impl Api {
     }
 
     pub async fn find_item(&self, item: &str) -> Result<ItemState, ApiError> {
-        self.expect_json(Method::GET, &format!("/stock/find/{}", seg(item)))
+        self.json(Method::GET, &format!("/stock/find/{}", seg(item)))
             .await
     }
 
     pub async fn find_user(&self, user: &str) -> Result<i64, ApiError> {
         let u: UserState = self
-            .expect_json(Method::GET, &format!("/payment/find_user/{}", seg(user)))
+            .json(Method::GET, &format!("/payment/find_user/{}", seg(user)))
             .await?;
         Ok(u.credit)
     }
 
     pub async fn find_order(&self, order: &str) -> Result<OrderState, ApiError> {
-        self.expect_json(Method::GET, &format!("/orders/find/{}", seg(order)))
+        self.json(Method::GET, &format!("/orders/find/{}", seg(order)))
             .await
     }
 
@@ -520,23 +360,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classification() {
-        assert_eq!(classify(Status::Http(200)), Class::Success);
-        assert_eq!(classify(Status::Http(204)), Class::Success);
-        assert_eq!(classify(Status::Http(202)), Class::Error);
-        assert_eq!(classify(Status::Http(400)), Class::Business);
-        assert_eq!(classify(Status::Http(404)), Class::Business);
-        assert_eq!(classify(Status::Http(409)), Class::Business);
-        assert_eq!(classify(Status::Http(500)), Class::Error);
-        assert_eq!(classify(Status::Http(503)), Class::Error);
-        assert_eq!(classify(Status::Http(302)), Class::Error);
-        assert_eq!(classify(Status::Timeout), Class::Error);
-        assert_eq!(classify(Status::Connect), Class::Error);
-        assert_eq!(Status::Http(404).key(), "404");
-        assert_eq!(Status::Timeout.key(), "timeout");
-    }
-
-    #[test]
     fn segments_are_encoded() {
         assert_eq!(seg("abc-1_2.3~"), "abc-1_2.3~");
         assert_eq!(seg("a/b c"), "a%2Fb%20c");
@@ -544,43 +367,5 @@ mod tests {
             seg("http://127.0.0.1:9/hook"),
             "http%3A%2F%2F127.0.0.1%3A9%2Fhook"
         );
-    }
-
-    #[test]
-    fn lenient_ids_and_order_lines() {
-        let o: OrderState = serde_json::from_str(
-            r#"{"order_id":"7","paid":true,"items":[["3",2],[4,1]],"user_id":12,"total_cost":3}"#,
-        )
-        .expect("parse");
-        assert!(o.paid);
-        assert_eq!(
-            o.items,
-            vec![OrderLine("3".into(), 2), OrderLine("4".into(), 1)]
-        );
-        assert_eq!(o.user_id, "12");
-        let r: RequestRecord = serde_json::from_str(
-            r#"{"request_id":"r1","kind":"checkout","status":"failed","reason":"insufficient_stock"}"#,
-        )
-        .expect("parse");
-        assert!(r.is_final());
-        assert_eq!(r.reason.as_deref(), Some("insufficient_stock"));
-    }
-
-    #[test]
-    fn request_id_from_location() {
-        let s = Submitted {
-            status: 202,
-            record: None,
-            location: Some("/requests/0193-abc?x=1".into()),
-            rejection: None,
-        };
-        assert_eq!(s.request_id().as_deref(), Some("0193-abc"));
-        let s = Submitted {
-            status: 202,
-            record: None,
-            location: None,
-            rejection: None,
-        };
-        assert_eq!(s.request_id(), None);
     }
 }

@@ -1,0 +1,99 @@
+//! Our figures next to the ceilings measured in the same run: closed-loop `stress` and `sweep`
+//! against the pgbench ceilings and the harness's own ceiling.
+
+use super::files::Loaded;
+use super::md::{ratio, Md};
+use super::pgbench::Pgbenches;
+use crate::workload::ceiling::CeilingResult;
+use crate::workload::stress::StressResult;
+use crate::workload::sweep::SweepResult;
+use crate::workload::LoadMode;
+
+fn typed<'a, T: serde::de::DeserializeOwned>(
+    loaded: &'a [Loaded],
+    kind: &str,
+) -> Vec<(&'a Loaded, T)> {
+    loaded
+        .iter()
+        .filter(|l| l.env.kind == kind)
+        .filter_map(|l| {
+            serde_json::from_value(l.env.result.clone())
+                .ok()
+                .map(|r| (l, r))
+        })
+        .collect()
+}
+
+pub fn section(md: &mut Md, loaded: &[Loaded], pg: &Pgbenches) {
+    let stress: Vec<(&Loaded, StressResult)> = typed(loaded, "stress");
+    let sweeps: Vec<(&Loaded, SweepResult)> = typed(loaded, "sweep");
+    let ceilings: Vec<(&Loaded, CeilingResult)> = typed(loaded, "ceiling");
+    let ceiling = ceilings.first().map(|(l, c)| (*l, c));
+    let closed_stress = stress
+        .iter()
+        .any(|(_, s)| matches!(s.load.mode, LoadMode::Closed { .. }));
+    if (closed_stress || !sweeps.is_empty()) && (ceiling.is_some() || pg.any()) {
+        md.line("## Our figures next to the ceilings");
+        md.blank();
+        md.line("Ceilings measured on the same machine in the same run: `pgbench` running one checkout-shaped transaction per checkout (UPDATE a random item's stock, UPDATE a random user's credit, INSERT a ledger row; the naive design, the ceiling for `stress`), `pgbench` running a single-row `UPDATE … SET stock = stock - 1` (one durable hot-row write, the ceiling for `consistency`), and this harness against a trivial endpoint (what the harness and HTTP stack can drive at all). Ratio = our figure / ceiling. Only closed-loop runs are compared (an open loop's throughput is the offered rate).");
+        md.blank();
+        md.line("| measure | ours | ceiling | ratio |\n|---|---:|---:|---:|");
+        for (l, s) in stress
+            .iter()
+            .filter(|(_, s)| matches!(s.load.mode, LoadMode::Closed { .. }))
+        {
+            let (tp, p50) = s
+                .load
+                .per_op
+                .get("checkout")
+                .map_or((s.load.throughput_rps, s.load.latency.p50_ms), |o| {
+                    (o.throughput_rps, o.latency.p50_ms)
+                });
+            let name = format!("{} ({})", l.stem, s.load.mode.describe());
+            if let Some(pg) = &pg.checkout {
+                md.line(format!(
+                    "| checkout throughput, {name} vs pgbench checkout transaction{} | {tp:.1}/s | {:.1} tps | {} |",
+                    pg.clients.map(|c| format!(" ({c} clients)")).unwrap_or_default(),
+                    pg.tps,
+                    ratio(tp, pg.tps)
+                ));
+            }
+            if let Some(pg) = &pg.update {
+                md.line(format!(
+                    "| checkout throughput, {name} vs pgbench UPDATE{} | {tp:.1}/s | {:.1} tps | {} |",
+                    pg.clients.map(|c| format!(" ({c} clients)")).unwrap_or_default(),
+                    pg.tps,
+                    ratio(tp, pg.tps)
+                ));
+            }
+            if let Some((cl, c)) = ceiling {
+                md.line(format!(
+                    "| checkout throughput, {name} vs harness on GET {} ({}) | {tp:.1}/s | {:.1}/s | {} |",
+                    c.path,
+                    c.load.mode.describe(),
+                    c.load.throughput_rps,
+                    ratio(tp, c.load.throughput_rps)
+                ));
+                md.line(format!(
+                    "| checkout p50 latency, {name} vs GET {} ({}) | {p50:.2} ms | {:.2} ms | {} |",
+                    c.path,
+                    cl.stem,
+                    c.load.latency.p50_ms,
+                    ratio(p50, c.load.latency.p50_ms)
+                ));
+            }
+        }
+        for (l, s) in &sweeps {
+            if let (Some(pg), true) = (&pg.update, s.saturation.peak_throughput > 0.0) {
+                md.line(format!(
+                    "| peak throughput, sweep {} vs pgbench UPDATE tps | {:.1}/s | {:.1}/s | {} |",
+                    l.stem,
+                    s.saturation.peak_throughput,
+                    pg.tps,
+                    ratio(s.saturation.peak_throughput, pg.tps)
+                ));
+            }
+        }
+        md.blank();
+    }
+}
