@@ -50,6 +50,7 @@ pub async fn run<A: Accounts>(
             name: spec.tables.ledger,
             key: "saga_id",
             only: "true",
+            age: common::retention::Age::V7Key,
         };
         common::retention::run(pool, vec![ledger], retention, stop).await;
         Ok::<_, std::convert::Infallible>(())

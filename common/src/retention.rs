@@ -25,10 +25,23 @@ pub const EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy)]
 pub struct Table {
     pub name: &'static str,
-    /// The UUIDv7 key column.
+    /// The primary key column (the purge walks it in order).
     pub key: &'static str,
     /// Only rows matching this SQL condition go (e.g. only final sagas).
     pub only: &'static str,
+    /// How a row's age is known.
+    pub age: Age,
+}
+
+/// How a purge tells a row's age.
+#[derive(Debug, Clone, Copy)]
+pub enum Age {
+    /// The key is a UUIDv7, whose time is the row's creation: no other
+    /// index is needed.
+    V7Key,
+    /// A timestamp column, for small tables without a UUIDv7 key (it is
+    /// read by a scan, so keep such tables small).
+    Column(&'static str),
 }
 
 /// The smallest UUIDv7 of time `t`: every ID created before `t` is lower.
@@ -46,18 +59,26 @@ pub async fn purge(
     retention: Duration,
 ) -> Result<u64, crate::db::DbError> {
     let cutoff = v7_floor(SystemTime::now() - retention);
+    let older = match table.age {
+        Age::V7Key => format!("{} < $1", table.key),
+        Age::Column(c) => format!("{c} < now() - $1::float8 * interval '1 second'"),
+    };
     let sql = format!(
         "DELETE FROM {name} WHERE {key} IN (
-             SELECT {key} FROM {name} WHERE {key} < $1 AND ({only})
+             SELECT {key} FROM {name} WHERE {older} AND ({only})
              ORDER BY {key} LIMIT $2)",
         name = table.name,
         key = table.key,
         only = table.only,
     );
+    let seconds = retention.as_secs_f64();
     let conn = crate::db::get(pool).await?;
     let mut total = 0;
     loop {
-        let n = crate::db::execute(&conn, &sql, &[&cutoff, &CHUNK]).await?;
+        let n = match table.age {
+            Age::V7Key => crate::db::execute(&conn, &sql, &[&cutoff, &CHUNK]).await?,
+            Age::Column(_) => crate::db::execute(&conn, &sql, &[&seconds, &CHUNK]).await?,
+        };
         total += n;
         if n < CHUNK as u64 {
             return Ok(total);

@@ -23,13 +23,23 @@ pub fn migrations() -> refinery::Runner {
 /// transaction.
 pub const MAX_MESSAGES: usize = 64;
 
-/// Finished sagas are kept for `RETENTION_HOURS`: long enough that no
-/// redelivered checkout can come after its saga is gone.
-const FINISHED_SAGAS: common::retention::Table = common::retention::Table {
-    name: "sagas",
-    key: "id",
-    only: "state IN ('succeeded', 'failed')",
-};
+/// What order-svc keeps for `RETENTION_HOURS` only: finished sagas (long
+/// enough that no redelivered checkout can come after its saga is gone) and
+/// dead letters (an operator reads them within that time or not at all).
+pub const RETAINED: [common::retention::Table; 2] = [
+    common::retention::Table {
+        name: "sagas",
+        key: "id",
+        only: "state IN ('succeeded', 'failed')",
+        age: common::retention::Age::V7Key,
+    },
+    common::retention::Table {
+        name: "dead_letters",
+        key: "id",
+        only: "true",
+        age: common::retention::Age::Column("received_at"),
+    },
+];
 
 /// Default port of the operations endpoints.
 pub const DEFAULT_PORT: u16 = 8001;
@@ -76,7 +86,7 @@ pub async fn run(
     let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
     let retention = deps.config.retention;
     tasks.spawn("retention", async move {
-        common::retention::run(pool, vec![FINISHED_SAGAS], retention, stop).await;
+        common::retention::run(pool, RETAINED.to_vec(), retention, stop).await;
         Ok::<_, std::convert::Infallible>(())
     });
     let readiness = deps.readiness().with_consumers(consumers);

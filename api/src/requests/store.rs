@@ -139,6 +139,7 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
 pub const RETAINED: common::retention::Table = common::retention::Table {
     name: "requests",
     key: "id",
+    age: common::retention::Age::V7Key,
     only: "status <> 'pending' AND NOT EXISTS (SELECT 1 FROM webhooks w
            WHERE w.request_id = requests.id AND w.status IN ('waiting', 'pending'))",
 };

@@ -1,0 +1,78 @@
+//! Bounded tables: order-svc's purge deletes finished sagas and dead letters
+//! past the retention, and keeps younger rows and sagas still running,
+//! whatever their age.
+
+use std::time::{Duration, SystemTime};
+
+use common::retention::{purge, v7_floor};
+use testkit::{Binary, System};
+
+const RETENTION: Duration = Duration::from_secs(168 * 3600);
+
+fn hours_ago(h: u64) -> SystemTime {
+    SystemTime::now() - Duration::from_secs(h * 3600)
+}
+
+#[tokio::test]
+async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
+    let sys = System::builder().in_process().start().await;
+    let db = sys.db(Binary::Order);
+    let client = db.client().await;
+    let (old_done, old_running, young_done) = (
+        v7_floor(hours_ago(200)),
+        v7_floor(hours_ago(199)),
+        uuid::Uuid::now_v7(),
+    );
+    client
+        .execute(
+            "INSERT INTO sagas (id, order_id, state, completed_at) VALUES
+                 ($1, 'o1', 'succeeded', now()),
+                 ($2, 'o2', 'running', NULL),
+                 ($3, 'o3', 'succeeded', now())",
+            &[&old_done, &old_running, &young_done],
+        )
+        .await
+        .expect("sagas inserted");
+    client
+        .batch_execute(
+            "INSERT INTO dead_letters (consumer, reason, payload, received_at) VALUES
+                 ('order-steps', 'unknown saga', '{}', now() - interval '200 hours'),
+                 ('order-steps', 'unknown saga', '{}', now())",
+        )
+        .await
+        .expect("dead letters inserted");
+
+    let pool = common::db::pool(&db.url, 2).expect("pool");
+    let [sagas, dead_letters] = order_svc::RETAINED;
+    assert_eq!(purge(&pool, &sagas, RETENTION).await.expect("purge"), 1);
+    assert_eq!(
+        purge(&pool, &dead_letters, RETENTION).await.expect("purge"),
+        1
+    );
+    // Purging again finds nothing more.
+    assert_eq!(purge(&pool, &sagas, RETENTION).await.expect("purge"), 0);
+    assert_eq!(
+        purge(&pool, &dead_letters, RETENTION).await.expect("purge"),
+        0
+    );
+
+    let left: Vec<uuid::Uuid> = client
+        .query("SELECT id FROM sagas ORDER BY id", &[])
+        .await
+        .expect("sagas")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, vec![old_running, young_done], "a running saga stays");
+    let letters: i64 = client
+        .query_one(
+            "SELECT count(*) FROM dead_letters WHERE received_at > now() - interval '1 hour'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(letters, 1, "the young dead letter stays");
+    drop(pool);
+    sys.shutdown().await;
+}
