@@ -15,6 +15,7 @@ pub mod infra;
 pub mod invariants;
 pub mod proxy;
 pub mod receiver;
+pub mod shop;
 pub mod system;
 pub mod workload;
 

@@ -21,8 +21,11 @@ use std::{
 };
 
 use futures::{stream, StreamExt};
-use rand::{rngs::StdRng, Rng, SeedableRng};
-use testkit::{Binary, Client, LocalInfra, Server, System};
+use rand::Rng;
+use testkit::{
+    shop::{Audit, Shop, Spec},
+    Binary, LocalInfra, Server, System,
+};
 
 const ITEMS: usize = 5;
 const STOCK: i64 = 40;
@@ -75,13 +78,6 @@ enum Answer {
     Transport(String),
 }
 
-struct Order {
-    id: String,
-    user: usize,
-    /// (item index, quantity)
-    lines: Vec<(usize, i64)>,
-}
-
 /// Plain checkouts of `order` until one is answered 2xx or 4xx; a 5xx or a
 /// transport error is retried (as a client would) until `retry_until`.
 async fn checkout(
@@ -130,47 +126,6 @@ fn describe(e: reqwest::Error) -> String {
     text
 }
 
-async fn setup(c: &Client, rng: &mut StdRng) -> (Vec<String>, Vec<i64>, Vec<String>, Vec<Order>) {
-    let prices: Vec<i64> = (0..ITEMS).map(|_| rng.random_range(1..=4)).collect();
-    let items: Vec<String> = stream::iter(&prices)
-        .map(|&price| async move {
-            let item = c.create_item(price).await;
-            c.add_stock(&item, STOCK).await;
-            item
-        })
-        .buffered(ITEMS)
-        .collect()
-        .await;
-    let users: Vec<String> = stream::iter(0..USERS)
-        .map(|_| c.create_user(CREDIT))
-        .buffered(16)
-        .collect()
-        .await;
-    let plans: Vec<(usize, Vec<(usize, i64)>)> = (0..ORDERS)
-        .map(|_| {
-            let lines = (0..rng.random_range(1..=3))
-                .map(|_| (rng.random_range(0..ITEMS), rng.random_range(1..=2)))
-                .collect();
-            (rng.random_range(0..USERS), lines)
-        })
-        .collect();
-    let orders = stream::iter(plans)
-        .map(|(user, lines)| {
-            let (c, items, users) = (c.clone(), &items, &users);
-            async move {
-                let id = c.create_order(&users[user]).await;
-                for &(item, quantity) in &lines {
-                    c.add_item(&id, &items[item], quantity).await;
-                }
-                Order { id, user, lines }
-            }
-        })
-        .buffered(16)
-        .collect()
-        .await;
-    (items, prices, users, orders)
-}
-
 /// Restarts (as a supervisor would) every binary that ended on its own.
 async fn supervise(sys: &mut System, exits: &mut Vec<String>, started: Instant) {
     for b in sys.exited() {
@@ -191,7 +146,6 @@ async fn every_process_killed_in_turn_under_a_contended_workload() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| rand::rng().random());
     eprintln!("faults: seed {seed} (FAULTS_SEED={seed} repeats the workload)");
-    let mut rng = StdRng::seed_from_u64(seed);
 
     let mut infra = LocalInfra::start(&testkit::unique_name()).await;
     let infra_time = started.elapsed();
@@ -200,7 +154,20 @@ async fn every_process_killed_in_turn_under_a_contended_workload() {
         .start()
         .await;
     let system_time = started.elapsed();
-    let (items, prices, users, orders) = setup(&sys.client, &mut rng).await;
+    let shop = Shop::build(
+        &sys.client,
+        Spec {
+            seed,
+            items: ITEMS,
+            stock: STOCK,
+            max_price: 4,
+            users: USERS,
+            credit: CREDIT,
+            orders: ORDERS,
+            max_quantity: 2,
+        },
+    )
+    .await;
     infra.checkpoint().await;
     eprintln!(
         "faults: PostgreSQL + nats-server up at {:.1}s, binaries at {:.1}s, \
@@ -225,7 +192,7 @@ async fn every_process_killed_in_turn_under_a_contended_workload() {
     let workload = tokio::spawn({
         let answers = answers.clone();
         let latencies = latencies.clone();
-        let ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
+        let ids: Vec<String> = shop.orders.iter().map(|o| o.id.clone()).collect();
         async move {
             stream::iter(ids.into_iter().enumerate())
                 .map(|(i, id)| {
@@ -395,56 +362,11 @@ async fn every_process_killed_in_turn_under_a_contended_workload() {
 
     // The state, read through the API.
     let c = &sys.client;
-    let mut problems: Vec<String> = Vec::new();
-    let state: Vec<serde_json::Value> = stream::iter(&orders)
-        .map(|o| c.order(&o.id))
-        .buffered(16)
-        .collect()
-        .await;
-    let mut sold = [0i64; ITEMS];
-    let mut spent = [0i64; USERS];
-    for (o, found) in orders.iter().zip(&state) {
-        let total = found["total_cost"].as_i64().unwrap_or(-1);
-        let expected_total: i64 = o.lines.iter().map(|&(i, q)| prices[i] * q).sum();
-        if total != expected_total {
-            problems.push(format!(
-                "order {}: total_cost {total}, lines say {expected_total}",
-                o.id
-            ));
-        }
-        if found["paid"] == true {
-            for &(i, q) in &o.lines {
-                sold[i] += q;
-            }
-            spent[o.user] += total;
-        }
-    }
-    for (i, item) in items.iter().enumerate() {
-        let stock = c.stock(item).await;
-        if stock < 0 {
-            problems.push(format!("item {item}: negative stock {stock}"));
-        }
-        if STOCK - stock != sold[i] {
-            problems.push(format!(
-                "item {item}: {} units removed, paid orders account for {}",
-                STOCK - stock,
-                sold[i]
-            ));
-        }
-    }
-    for (u, user) in users.iter().enumerate() {
-        let credit = c.credit(user).await;
-        if credit < 0 {
-            problems.push(format!("user {user}: negative credit {credit}"));
-        }
-        if CREDIT - credit != spent[u] {
-            problems.push(format!(
-                "user {user}: {} credit removed, paid orders account for {}",
-                CREDIT - credit,
-                spent[u]
-            ));
-        }
-    }
+    let Audit {
+        found: state,
+        mut problems,
+        ..
+    } = shop.audit(c).await;
     let mut succeeded_records: HashMap<String, usize> = HashMap::new();
     for row in api_db
         .query(
@@ -458,7 +380,7 @@ async fn every_process_killed_in_turn_under_a_contended_workload() {
         succeeded_records.insert(row.get(0), row.get::<_, i64>(1) as usize);
     }
     let (mut answered_200, mut only_4xx) = (0, 0);
-    for ((o, found), answers) in orders.iter().zip(&state).zip(&answers) {
+    for ((o, found), answers) in shop.orders.iter().zip(&state).zip(&answers) {
         let paid = found["paid"] == true;
         let got_200 = answers.iter().any(|a| matches!(a, Answer::Status(200, _)));
         let all_4xx = !answers.is_empty()
