@@ -76,6 +76,10 @@ pub struct Consumer {
 const HAND_BACK_GRACE: Duration = Duration::from_millis(500);
 const HAND_BACK_QUIET: Duration = Duration::from_millis(50);
 
+/// How often a batch still being handled is reported in progress: well
+/// within the consumers' `ack_wait` (10 s, `nats/jetstream.json`).
+const IN_PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
 /// After this many failed attempts in place, a batch is handed back to
 /// JetStream (redelivered later, perhaps grouped differently) so that one
 /// batch that keeps failing cannot hold up the consumer for ever.
@@ -297,7 +301,22 @@ impl Consumer {
                     .flat_map(|m| serde_json::from_slice::<Vec<T>>(&m.payload).unwrap_or_default())
                     .collect(),
             };
-            match handler(these).await {
+            // However long the handler takes (it may retry a publish while
+            // NATS is down), JetStream hears the batch is still in hand and
+            // does not redeliver it to another replica meanwhile.
+            let work = handler(these);
+            tokio::pin!(work);
+            let mut beat = tokio::time::interval_at(
+                tokio::time::Instant::now() + IN_PROGRESS_EVERY,
+                IN_PROGRESS_EVERY,
+            );
+            let result = loop {
+                tokio::select! {
+                    result = &mut work => break result,
+                    _ = beat.tick() => in_progress(&good).await,
+                }
+            };
+            match result {
                 Ok(()) => {
                     settle(name, &good, AckKind::Ack, "ack").await;
                     summary.add(good.len(), count);
@@ -312,9 +331,7 @@ impl Consumer {
                     tracing::warn!(consumer = name, items = count, attempt, error = %e, retry_in = ?delay, "batch failed; retrying");
                     // Still working on it: keep JetStream from redelivering
                     // the messages elsewhere while this replica retries.
-                    for m in &good {
-                        let _ = m.ack_with(AckKind::Progress).await;
-                    }
+                    in_progress(&good).await;
                     tokio::select! {
                         _ = stop.cancelled() => {}
                         _ = tokio::time::sleep(delay) => {}
@@ -325,6 +342,14 @@ impl Consumer {
             }
         }
         timer.observe_duration();
+    }
+}
+
+/// Tells JetStream these messages are still being worked on (`+WPI`), which
+/// restarts their `ack_wait`.
+async fn in_progress(messages: &[Message]) {
+    for m in messages {
+        let _ = m.ack_with(AckKind::Progress).await;
     }
 }
 
