@@ -10,7 +10,7 @@
 //! Each batch is one transaction; what it causes is published (one message
 //! per destination, acked by JetStream) before the batch is acknowledged.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use async_nats::jetstream::Context;
 use common::{
@@ -183,8 +183,9 @@ impl Checkout {
         let mut conn = db::get(&self.pool).await?;
         let tx = conn.transaction().await?;
         let mut sagas = load_sagas(&tx, &ids, true).await?;
-        let before: HashMap<Uuid, Saga> = sagas.clone();
-        let mut touched: BTreeSet<Uuid> = BTreeSet::new();
+        // The sagas a result moved on (`record` says so; a repeated result
+        // changes nothing).
+        let mut advanced_ids: BTreeSet<Uuid> = BTreeSet::new();
         let mut unknown: Vec<&StepResult> = Vec::new();
         for result in &results {
             let Some(saga) = sagas.get_mut(&result.saga_id) else {
@@ -193,6 +194,7 @@ impl Checkout {
             };
             let new = saga.record(result.step, result.outcome);
             if new {
+                advanced_ids.insert(result.saga_id);
                 if let Some(started) = saga.created_at {
                     let age = (chrono::Utc::now() - started)
                         .num_microseconds()
@@ -203,7 +205,6 @@ impl Checkout {
                 }
             }
             tracing::debug!(saga_id = %result.saga_id, step = result.step.as_str(), outcome = ?result.outcome, new, "step result");
-            touched.insert(result.saga_id);
         }
         if !unknown.is_empty() {
             tracing::warn!(
@@ -213,35 +214,31 @@ impl Checkout {
             dead_letter(&tx, "order-steps", "unknown saga", &unknown).await?;
         }
 
-        let mut changed: Vec<Saga> = touched
+        let advanced: Vec<Saga> = advanced_ids
             .iter()
-            .filter_map(|id| sagas.get(id))
-            .filter(|s| before.get(&s.id) != Some(*s))
-            .cloned()
+            .filter_map(|id| sagas.remove(id))
             .collect();
         // Compensations and outcomes; a running saga waits for its other
         // result and needs nothing sent.
-        let mut outgoing: Vec<Outgoing> = changed
+        let mut outgoing: Vec<Outgoing> = advanced
             .iter()
             .filter(|s| s.state != State::Running)
             .flat_map(Saga::outgoing)
             .collect();
         // Finished sagas free their order (and pay it when they succeeded);
         // the next queued checkout of a freed order goes next.
-        let finished: Vec<(String, Uuid, bool)> = changed
+        let finished: Vec<(String, Uuid, bool)> = advanced
             .iter()
             .filter(|s| s.state.is_final())
             .map(|s| (s.order_id.clone(), s.id, s.state == State::Succeeded))
             .collect();
         finish_orders(&tx, &finished).await?;
         let ended: BTreeSet<String> = finished.into_iter().map(|(o, _, _)| o).collect();
-        for saga in next_in_queue(&tx, &ended.into_iter().collect::<Vec<_>>()).await? {
-            outgoing.extend(saga.outgoing());
-            changed.push(saga);
-        }
-        update_sagas(&tx, &changed).await?;
+        let started = next_in_queue(&tx, &ended.into_iter().collect::<Vec<_>>()).await?;
+        outgoing.extend(started.iter().flat_map(Saga::outgoing));
+        update_sagas(&tx, &advanced, &started).await?;
         // Queued sagas that started here take their order.
-        set_checkout_sagas(&tx, changed.iter().filter(|s| !before.contains_key(&s.id))).await?;
+        set_checkout_sagas(&tx, started.iter()).await?;
         tx.commit().await?;
         drop(timer);
         self.publish(outgoing, stop).await

@@ -73,41 +73,45 @@ fn select_sagas(columns: &str, rest: &str) -> String {
 }
 
 /// Locks the orders (in ID order: no deadlocks between replicas) and reads
-/// them with their lines summed per item. The lines are read after the lock,
-/// so they match the locked `total_cost`.
+/// them with their lines summed per item, in one round trip.
 pub(super) async fn load_orders(
     tx: &impl GenericClient,
     order_ids: &[String],
 ) -> Result<HashMap<String, OrderRow>, CheckoutError> {
-    let mut orders: HashMap<String, OrderRow> = db::query(
-        tx,
-        "SELECT id, user_id, paid, total_cost, checkout_saga FROM orders
-         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        &[&order_ids],
-    )
-    .await?
-    .iter()
-    .map(|row| {
-        (
-            row.get(0),
-            OrderRow {
-                user_id: row.get(1),
-                paid: row.get(2),
-                total_cost: row.get(3),
-                checkout_saga: row.get(4),
-                items: Vec::new(),
-            },
-        )
-    })
-    .collect();
-    for row in db::query(
-        tx,
-        "SELECT order_id, item_id, sum(quantity)::bigint FROM order_lines
-         WHERE order_id = ANY($1) GROUP BY order_id, item_id ORDER BY order_id, min(id)",
-        &[&order_ids],
-    )
-    .await?
-    {
+    // Pipelined on the one connection: PostgreSQL runs the lines query only
+    // after the locking one returned, with a snapshot taken then, so the
+    // lines still match the locked `total_cost`.
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&order_ids];
+    let (locked, lines) = futures::try_join!(
+        db::query(
+            tx,
+            "SELECT id, user_id, paid, total_cost, checkout_saga FROM orders
+             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &params,
+        ),
+        db::query(
+            tx,
+            "SELECT order_id, item_id, sum(quantity)::bigint FROM order_lines
+             WHERE order_id = ANY($1) GROUP BY order_id, item_id ORDER BY order_id, min(id)",
+            &params,
+        ),
+    )?;
+    let mut orders: HashMap<String, OrderRow> = locked
+        .iter()
+        .map(|row| {
+            (
+                row.get(0),
+                OrderRow {
+                    user_id: row.get(1),
+                    paid: row.get(2),
+                    total_cost: row.get(3),
+                    checkout_saga: row.get(4),
+                    items: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    for row in &lines {
         if let Some(o) = orders.get_mut(row.get::<_, &str>(0)) {
             o.items.push((row.get(1), row.get(2)));
         }
@@ -288,19 +292,35 @@ pub(super) async fn insert_sagas<'a>(
     Ok(())
 }
 
+/// Writes back the sagas a batch changed: `advanced` ones (a step result
+/// moved them on) get their step and state columns; `started` ones (queued
+/// until now) also get the user, amount and items read from their order.
 pub(super) async fn update_sagas(
     tx: &impl GenericClient,
-    sagas: &[Saga],
+    advanced: &[Saga],
+    started: &[Saga],
 ) -> Result<(), CheckoutError> {
+    let sagas: Vec<&Saga> = advanced.iter().chain(started).collect();
     if sagas.is_empty() {
         return Ok(());
     }
     let id: Vec<Uuid> = sagas.iter().map(|s| s.id).collect();
-    let user: Vec<Option<&str>> = sagas.iter().map(|s| s.user_id.as_deref()).collect();
-    let amount: Vec<i64> = sagas.iter().map(|s| s.amount).collect();
-    let items: Vec<Value> = sagas
+    // NULL keeps what the row has (see the coalesce below).
+    let keep = advanced.len();
+    let user: Vec<Option<&str>> = sagas
         .iter()
-        .map(|s| serde_json::to_value(&s.items).unwrap_or(Value::Null))
+        .enumerate()
+        .map(|(i, s)| if i < keep { None } else { s.user_id.as_deref() })
+        .collect();
+    let amount: Vec<Option<i64>> = sagas
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i >= keep).then_some(s.amount))
+        .collect();
+    let items: Vec<Option<Value>> = sagas
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i >= keep).then(|| serde_json::to_value(&s.items).unwrap_or(Value::Null)))
         .collect();
     let state: Vec<&str> = sagas.iter().map(|s| s.state.as_str()).collect();
     let reserve: Vec<Option<&str>> = sagas
@@ -319,7 +339,8 @@ pub(super) async fn update_sagas(
         .collect();
     let n = db::execute(
         tx,
-        "UPDATE sagas AS s SET user_id = x.u, amount = x.a, items = x.it, state = x.st,
+        "UPDATE sagas AS s SET user_id = coalesce(x.u, s.user_id), amount = coalesce(x.a, s.amount),
+                items = coalesce(x.it, s.items), state = x.st,
                 reserve = x.re, charge = x.ch, released = x.rl, refunded = x.rf, reason = x.rs,
                 completed_at = CASE WHEN x.st IN ('succeeded', 'failed')
                                     THEN coalesce(s.completed_at, now()) END
