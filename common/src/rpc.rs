@@ -81,10 +81,6 @@ impl Refusal {
             _ => Refusal::Internal,
         }
     }
-
-    pub fn is_fault(self) -> bool {
-        matches!(self, Refusal::Unavailable | Refusal::Internal)
-    }
 }
 
 /// A service's refusal: what kind, and a human-readable reason.
@@ -476,7 +472,5 @@ mod tests {
             assert_eq!(Refusal::from_code(kind.code()), kind);
         }
         assert_eq!(Refusal::from_code(418), Refusal::Internal);
-        assert!(Refusal::from_code(502).is_fault());
-        assert!(!Refusal::Conflict.is_fault());
     }
 }
