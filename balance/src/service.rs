@@ -139,20 +139,27 @@ impl Steps {
         }
         let outcomes = self.store.apply(&ours).await?;
 
-        let results = ours.iter().zip(&outcomes).map(|(command, outcome)| {
-            let (saga_id, step) = match command {
-                Command::Debit { saga_id, .. } => (*saga_id, debit),
-                Command::Compensate { saga_id } => (*saga_id, compensate),
-            };
-            tracing::debug!(%saga_id, step = step.as_str(), ?outcome, "step applied");
-            let result = StepResult {
-                saga_id,
-                step,
-                outcome: *outcome,
-            };
-            (self.subjects.step_results(), result)
-        });
-        let messages = Outgoing::batches(results);
+        let results: Vec<StepResult> = ours
+            .iter()
+            .zip(&outcomes)
+            .map(|(command, outcome)| {
+                let (saga_id, step) = match command {
+                    Command::Debit { saga_id, .. } => (*saga_id, debit),
+                    Command::Compensate { saga_id } => (*saga_id, compensate),
+                };
+                tracing::debug!(%saga_id, step = step.as_str(), ?outcome, "step applied");
+                StepResult {
+                    saga_id,
+                    step,
+                    outcome: *outcome,
+                }
+            })
+            .collect();
+        if results.is_empty() {
+            return Ok(());
+        }
+        // Every result goes to order-svc's one subject: one message.
+        let messages = [Outgoing::batch(self.subjects.step_results(), &results)];
         jetstream::publish_retrying(&self.js, &messages, &self.stop).await?;
         Ok(())
     }
