@@ -285,9 +285,7 @@ impl System {
             "{} not found: build the binaries first (cargo build --workspace --bins; scripts/test.sh does)",
             exe.display()
         );
-        let log_path = self
-            .log_dir
-            .join(format!("{}-{}.log", p.binary.executable(), p.replica));
+        let log_path = self.log_path(i);
         // Port 0 at the first start: the binary takes a free port and
         // reports it in the address file, so no port is chosen here and
         // raced for.
@@ -336,6 +334,7 @@ impl System {
             .build()
             .expect("an HTTP client");
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut rebinds = 0;
         loop {
             if self.procs[i].addr.is_none() {
                 self.procs[i].addr = std::fs::read_to_string(self.addr_file(i)).ok();
@@ -355,15 +354,23 @@ impl System {
                     task.await
                 );
             }
-            if let Some(child) = p.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "{} exited with {status} before it was ready; log: {}",
-                        p.binary.executable(),
-                        self.log_dir.display()
-                    );
+            let exited = p.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                // A restart binds its old port again; meanwhile the OS may
+                // have lent it to some client socket for a moment.
+                if self.procs[i].addr.is_some() && rebinds < 20 && self.port_was_busy(i) {
+                    rebinds += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    self.spawn(i);
+                    continue;
                 }
+                panic!(
+                    "{} exited with {status} before it was ready; log: {}",
+                    self.procs[i].binary.executable(),
+                    self.log_dir.display()
+                );
             }
+            let p = &self.procs[i];
             assert!(
                 Instant::now() < deadline,
                 "{} not ready within 60 s; log: {}",
@@ -405,6 +412,20 @@ impl System {
     }
 
     /// Everything `binary`'s replicas logged so far.
+    fn log_path(&self, i: usize) -> PathBuf {
+        let p = &self.procs[i];
+        self.log_dir
+            .join(format!("{}-{}.log", p.binary.executable(), p.replica))
+    }
+
+    /// Whether process `i` last exited because its port was taken.
+    fn port_was_busy(&self, i: usize) -> bool {
+        std::fs::read_to_string(self.log_path(i)).is_ok_and(|text| {
+            text.rfind("starting binary")
+                .is_some_and(|last| text[last..].contains("Address already in use"))
+        })
+    }
+
     pub fn logs(&self, binary: Binary) -> String {
         self.needs_processes();
         self.procs
