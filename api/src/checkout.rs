@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::{
     params::{id, Path},
-    problem::{problem_with, ApiError},
+    problem::ApiError,
     requests::{NewRecord, RequestRecord, Status},
     state::AppState,
 };
@@ -160,7 +160,7 @@ async fn checkout(
     let mut response = match waiter {
         None => accepted(&record),
         Some(waiter) => {
-            let record = s.requests.wait_final(record, deadline, Some(waiter)).await;
+            let record = s.requests.wait_final(record, deadline, waiter).await;
             match record.status {
                 Status::Succeeded => (StatusCode::OK, Json(&record)).into_response(),
                 Status::Failed => failed(&record),
@@ -202,7 +202,7 @@ fn accepted(record: &RequestRecord) -> Response {
 fn outcome_unknown(record: &RequestRecord) -> Response {
     let mut extensions = serde_json::Map::new();
     extensions.insert("request_id".into(), json!(record.request_id));
-    let mut response = problem_with(
+    let mut response = common::problem::response(
         StatusCode::SERVICE_UNAVAILABLE,
         "checkout-outcome-pending",
         "the checkout was accepted but its outcome is not known yet; \
@@ -228,7 +228,7 @@ fn failed(record: &RequestRecord) -> Response {
     let mut extensions = serde_json::Map::new();
     extensions.insert("request_id".into(), json!(record.request_id));
     extensions.insert("reason".into(), json!(reason));
-    problem_with(
+    common::problem::response(
         status,
         &slug,
         &format!("checkout failed: {}", reason.replace('_', " ")),
@@ -264,6 +264,9 @@ async fn get_request(
     }
     .min(MAX_WAIT_SECS);
     let deadline = Instant::now() + Duration::from_secs(wait).max(READ_PATIENCE);
+    // Registered before the read: a record that becomes final in between
+    // still wakes us.
+    let waiter = (wait > 0).then(|| s.requests.watch(request_id));
     // A short database outage delays the answer rather than failing it.
     let mut delay = Duration::from_millis(50);
     let record = loop {
@@ -276,10 +279,13 @@ async fn get_request(
             }
         }
     };
-    let record = s
-        .requests
-        .wait_final(record, Instant::now() + Duration::from_secs(wait), None)
-        .await;
+    let record = match waiter {
+        Some(waiter) => {
+            let until = Instant::now() + Duration::from_secs(wait);
+            s.requests.wait_final(record, until, waiter).await
+        }
+        None => record,
+    };
     let mut response = Json(&record).into_response();
     if !record.is_final() {
         response

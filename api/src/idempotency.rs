@@ -21,11 +21,9 @@ use deadpool_postgres::Pool;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::{problem::ApiError, state::AppState};
+use crate::{body::MAX_BODY, problem::ApiError, state::AppState};
 
 pub const HEADER: &str = "idempotency-key";
-/// Request and stored response bodies are small; larger is refused.
-const MAX_BODY: usize = 64 * 1024;
 /// Response headers worth replaying.
 const KEPT_HEADERS: &[&str] = &["content-type", "location", "retry-after"];
 
@@ -235,31 +233,14 @@ async fn release(pool: &Pool, key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Deletes expired keys.
-pub async fn purge_expired(pool: &Pool) -> Result<u64, common::db::DbError> {
-    let conn = common::db::get(pool).await?;
-    Ok(conn
-        .execute("DELETE FROM idempotency_keys WHERE expires_at < now()", &[])
-        .await?)
-}
-
-/// Purges expired keys once a minute, under `tasks`.
-pub fn spawn_purger(pool: Pool, tasks: &mut common::tasks::Tasks) {
-    let stop = tasks.stop_token();
-    tasks.spawn("idempotency purger", async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return Ok::<_, std::convert::Infallible>(()),
-                _ = tick.tick() => {}
-            }
-            if let Err(e) = purge_expired(&pool).await {
-                tracing::warn!(error = %e, "cannot purge expired idempotency keys");
-            }
-        }
-    });
-}
+/// Keys are forgotten once past their `expires_at` (purged with the
+/// request records, by `common::retention`).
+pub const EXPIRED: common::retention::Table = common::retention::Table {
+    name: "idempotency_keys",
+    key: "key",
+    only: "true",
+    age: common::retention::Age::Expires("expires_at"),
+};
 
 #[cfg(test)]
 mod tests {

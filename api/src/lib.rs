@@ -128,7 +128,15 @@ pub async fn run(
         webhook_wake.clone(),
         &mut tasks,
     );
-    idempotency::spawn_purger(deps.pool.clone(), &mut tasks);
+    tasks.spawn("retention", {
+        let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
+        let tables = vec![requests::RETAINED, idempotency::EXPIRED];
+        let retention = settings.retention;
+        async move {
+            common::retention::run(pool, tables, retention, stop).await;
+            Ok::<_, std::convert::Infallible>(())
+        }
+    });
     let worker = webhooks::worker::Worker::new(deps.pool.clone(), webhooks.clone())?;
     tasks.spawn("webhook worker", {
         let stop = tasks.stop_token();

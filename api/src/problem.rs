@@ -81,19 +81,6 @@ impl ApiError {
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
-
-    fn slug(&self) -> &'static str {
-        match self {
-            ApiError::BadRequest(_) => "bad-request",
-            ApiError::NotFound(_) => "not-found",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::Unprocessable(_) => "unprocessable",
-            ApiError::PayloadTooLarge(_) => "payload-too-large",
-            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
-            ApiError::Unavailable { .. } => "service-unavailable",
-            ApiError::Internal { .. } => "internal",
-        }
-    }
 }
 
 /// `error: cause: its cause: ...`, the whole chain on one line.
@@ -110,17 +97,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 
 /// Renders a problem document with the given status; `slug` is its `code`.
 pub fn problem(status: StatusCode, slug: &str, detail: &str) -> Response {
-    problem_with(status, slug, detail, serde_json::Map::new())
-}
-
-/// A problem document with extension members (RFC 9457 §3.2).
-pub fn problem_with(
-    status: StatusCode,
-    slug: &str,
-    detail: &str,
-    extensions: serde_json::Map<String, serde_json::Value>,
-) -> Response {
-    common::problem::response(status, slug, detail, extensions)
+    common::problem::response(status, slug, detail, serde_json::Map::new())
 }
 
 impl IntoResponse for ApiError {
@@ -131,7 +108,11 @@ impl IntoResponse for ApiError {
         ) {
             tracing::warn!(error = %chain(&self), "request failed");
         }
-        problem(self.status(), self.slug(), &self.to_string())
+        problem(
+            self.status(),
+            common::problem::code_of(self.status()),
+            &self.to_string(),
+        )
     }
 }
 

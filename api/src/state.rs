@@ -57,7 +57,6 @@ impl Settings {
             republish_after: self.republish_after,
             sweep_interval: self.sweep_interval,
             wait_poll: self.wait_poll,
-            retention: self.retention,
         }
     }
 

@@ -42,6 +42,9 @@ pub enum Age {
     /// A timestamp column, for small tables without a UUIDv7 key (it is
     /// read by a scan, so keep such tables small).
     Column(&'static str),
+    /// A column holding each row's own expiry: the row goes once it is
+    /// past, whatever the retention.
+    Expires(&'static str),
 }
 
 /// The smallest UUIDv7 of time `t`: every ID created before `t` is lower.
@@ -61,7 +64,9 @@ pub async fn purge(
     let cutoff = v7_floor(SystemTime::now() - retention);
     let older = match table.age {
         Age::V7Key => format!("{} < $1", table.key),
-        Age::Column(c) => format!("{c} < now() - $1::float8 * interval '1 second'"),
+        Age::Column(c) | Age::Expires(c) => {
+            format!("{c} < now() - $1::float8 * interval '1 second'")
+        }
     };
     let sql = format!(
         "DELETE FROM {name} WHERE {key} IN (
@@ -71,13 +76,18 @@ pub async fn purge(
         key = table.key,
         only = table.only,
     );
-    let seconds = retention.as_secs_f64();
+    let seconds = match table.age {
+        Age::Expires(_) => 0.0,
+        _ => retention.as_secs_f64(),
+    };
     let conn = crate::db::get(pool).await?;
     let mut total = 0;
     loop {
         let n = match table.age {
             Age::V7Key => crate::db::execute(&conn, &sql, &[&cutoff, &CHUNK]).await?,
-            Age::Column(_) => crate::db::execute(&conn, &sql, &[&seconds, &CHUNK]).await?,
+            Age::Column(_) | Age::Expires(_) => {
+                crate::db::execute(&conn, &sql, &[&seconds, &CHUNK]).await?
+            }
         };
         total += n;
         if n < CHUNK as u64 {

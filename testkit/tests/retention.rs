@@ -1,6 +1,6 @@
-//! Bounded tables: order-svc's purge deletes finished sagas and dead letters
-//! past the retention, and keeps younger rows and sagas still running,
-//! whatever their age.
+//! Bounded tables: the purge deletes finished sagas and dead letters past
+//! the retention, and idempotency keys past their expiry; it keeps younger
+//! rows and sagas still running, whatever their age.
 
 use std::time::{Duration, SystemTime};
 
@@ -73,6 +73,29 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
         .expect("count")
         .get(0);
     assert_eq!(letters, 1, "the young dead letter stays");
+    drop(pool);
+
+    // Idempotency keys go once past their own expiry, whatever the retention.
+    let api_db = sys.db(Binary::Api);
+    let api = api_db.client().await;
+    api.batch_execute(
+        "INSERT INTO idempotency_keys (key, fingerprint, locked_until, expires_at) VALUES
+             ('gone', '\\x00', now(), now() - interval '1 second'),
+             ('kept', '\\x00', now(), now() + interval '1 hour')",
+    )
+    .await
+    .expect("keys inserted");
+    let pool = common::db::pool(&api_db.url, 2).expect("pool");
+    let expired = api::idempotency::EXPIRED;
+    assert_eq!(purge(&pool, &expired, RETENTION).await.expect("purge"), 1);
+    let keys: Vec<String> = api
+        .query("SELECT key FROM idempotency_keys", &[])
+        .await
+        .expect("keys")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(keys, vec!["kept".to_owned()]);
     drop(pool);
     sys.shutdown().await;
 }

@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 pub use record::{NewRecord, RequestRecord, Status, WebhookView};
 pub(crate) use store::get_many;
+pub use store::RETAINED;
 pub use waiters::Waiter;
 pub use writer::WriteError;
 
@@ -45,7 +46,6 @@ pub struct Settings {
     pub republish_after: Duration,
     pub sweep_interval: Duration,
     pub wait_poll: Duration,
-    pub retention: Duration,
 }
 
 /// A cheap, cloneable handle on the request records of this replica.
@@ -128,31 +128,19 @@ impl Requests {
     }
 
     /// Waits until the record is final or `deadline` passes (or shutdown's
-    /// drain period ends); returns the latest record either way. Never
+    /// drain period ends); returns the latest record either way. `waiter`
+    /// must have been registered before `record` was read. Never
     /// fails: a database that cannot be read meanwhile only delays the
     /// answer.
     pub async fn wait_final(
         &self,
         mut record: RequestRecord,
         deadline: Instant,
-        waiter: Option<Waiter>,
+        mut waiter: Waiter,
     ) -> RequestRecord {
         if record.is_final() || Instant::now() >= deadline {
             return record;
         }
-        let mut waiter = match waiter {
-            Some(w) => w,
-            None => {
-                let w = self.watch(record.request_id);
-                // It may have become final before we registered.
-                if let Ok(Some(fresh)) = self.get(record.request_id).await {
-                    if fresh.is_final() {
-                        return fresh;
-                    }
-                }
-                w
-            }
-        };
         let draining = self.inner.draining.clone();
         let mut deadline = deadline;
         loop {

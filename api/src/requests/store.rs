@@ -11,12 +11,18 @@ use uuid::Uuid;
 
 use super::record::{NewRecord, RequestRecord, Status, WebhookView};
 
-/// The record with its webhook, if any.
-const SELECT: &str =
-    "SELECT r.id, r.kind, r.order_id, r.status, r.reason, r.created_at, r.completed_at,
-            w.url AS w_url, w.status AS w_status, w.attempts AS w_attempts,
-            w.last_error AS w_last_error, w.delivered_at AS w_delivered_at
-     FROM requests r LEFT JOIN webhooks w ON w.request_id = r.id";
+/// The record with its webhook, if any; `$where` picks the records.
+macro_rules! select {
+    ($where:literal) => {
+        concat!(
+            "SELECT r.id, r.kind, r.order_id, r.status, r.reason, r.created_at, r.completed_at,
+                    w.url AS w_url, w.status AS w_status, w.attempts AS w_attempts,
+                    w.last_error AS w_last_error, w.delivered_at AS w_delivered_at
+             FROM requests r LEFT JOIN webhooks w ON w.request_id = r.id ",
+            $where
+        )
+    };
+}
 
 fn from_row(row: &Row) -> RequestRecord {
     RequestRecord {
@@ -53,7 +59,7 @@ type Result<T> = std::result::Result<T, common::db::DbError>;
 /// Stores records (with their webhook deliveries) in one statement, hence
 /// one commit. Idempotent: a record already stored (an earlier attempt whose
 /// commit was not confirmed) is left as it is.
-pub async fn create_many(pool: &Pool, new: &[NewRecord], republish_after: Duration) -> Result<()> {
+pub async fn create_many(pool: &Pool, new: &[&NewRecord], republish_after: Duration) -> Result<()> {
     let _timer = common::db::time_transaction("record_create");
     let ids: Vec<Uuid> = new.iter().map(|n| n.request_id).collect();
     let orders: Vec<&str> = new.iter().map(|n| n.order_id.as_str()).collect();
@@ -80,16 +86,14 @@ pub async fn create_many(pool: &Pool, new: &[NewRecord], republish_after: Durati
 
 pub async fn get(pool: &Pool, id: Uuid) -> Result<Option<RequestRecord>> {
     let conn = common::db::get(pool).await?;
-    let rows = common::db::query(&conn, &format!("{SELECT} WHERE r.id = $1"), &[&id]).await?;
+    let rows = common::db::query(&conn, select!("WHERE r.id = $1"), &[&id]).await?;
     Ok(rows.first().map(from_joined_row))
 }
 
 /// Several records at once (missing IDs are left out).
 pub async fn get_many(pool: &Pool, ids: &[Uuid]) -> Result<Vec<RequestRecord>> {
     let conn = common::db::get(pool).await?;
-    let rows = conn
-        .query(&format!("{SELECT} WHERE r.id = ANY($1)"), &[&ids])
-        .await?;
+    let rows = common::db::query(&conn, select!("WHERE r.id = ANY($1)"), &[&ids]).await?;
     Ok(rows.iter().map(from_joined_row).collect())
 }
 

@@ -1,7 +1,7 @@
 //! The sweeper: the guarantee that a request ID handed out always reaches a
 //! final status, even if `api` died between storing a record and publishing
-//! it. It also purges records past their retention and keeps the gauge of
-//! pending records fresh.
+//! it. It also keeps the gauge of pending records fresh. (Records past their
+//! retention are purged by `common::retention`, see `api::run`.)
 
 use std::time::Duration;
 
@@ -17,8 +17,6 @@ use super::{store, Inner, Requests};
 
 /// Most records re-published per sweep.
 const CLAIM: i64 = 500;
-/// How often the sweeper purges what has expired.
-const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// How often the pending gauge is refreshed (a count over the pending index).
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
 
@@ -34,15 +32,11 @@ async fn sweep(s: &Inner, stop: CancellationToken) {
     let pending = PENDING.clone();
     let mut tick = tokio::time::interval(s.settings.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut last_purge, mut last_count) = (Instant::now(), None::<Instant>);
+    let mut last_count = None::<Instant>;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
-        }
-        if last_purge.elapsed() >= PURGE_EVERY {
-            last_purge = Instant::now();
-            purge(s).await;
         }
         if last_count.is_none_or(|t| t.elapsed() >= GAUGE_EVERY) {
             last_count = Some(Instant::now());
@@ -79,14 +73,6 @@ async fn republish_stuck(s: &Inner) {
     let message = Outgoing::batch(s.subjects.checkout_requested(), &requests);
     if let Err(e) = jetstream::publish_all(&s.js, &[message]).await {
         tracing::warn!(error = %e, "re-publish failed; will try again");
-    }
-}
-
-async fn purge(s: &Inner) {
-    match common::retention::purge(&s.pool, &store::RETAINED, s.settings.retention).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(records = n, "purged request records past their retention"),
-        Err(e) => tracing::warn!(error = %e, "cannot purge old request records"),
     }
 }
 

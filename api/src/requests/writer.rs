@@ -145,7 +145,7 @@ async fn write_loop(
             // as no new checkout arrives.
             fill(&mut rx, &mut batch);
         }
-        let new: Vec<NewRecord> = batch.iter().map(|p| p.record.clone()).collect();
+        let new: Vec<&NewRecord> = batch.iter().map(|p| &p.record).collect();
         match store::create_many(&pool, &new, republish_after).await {
             Ok(()) => {
                 backoff = Duration::from_millis(50);
@@ -153,7 +153,7 @@ async fn write_loop(
                     let _ = to_publish
                         .send(CheckoutRequested {
                             request_id: p.record.request_id,
-                            order_id: p.record.order_id.clone(),
+                            order_id: p.record.order_id,
                         })
                         .await;
                     let _ = p.reply.send(Ok(()));
