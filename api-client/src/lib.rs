@@ -1,4 +1,4 @@
-//! A client of the standard checkout API (`/work/shared/API.md` §1 and the asynchronous
+//! A client of the standard checkout API (`docs/API.md` §1 and the asynchronous
 //! request-record extension): typed calls over one reused connection pool.
 //!
 //! Shared by the benchmark harness (`bench`, which drives thousands of requests per second

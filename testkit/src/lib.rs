@@ -13,6 +13,7 @@ pub mod http;
 mod in_process;
 pub mod infra;
 pub mod invariants;
+pub mod probe;
 pub mod proxy;
 pub mod receiver;
 pub mod shop;
@@ -23,6 +24,7 @@ pub use cluster::NatsCluster;
 pub use db::TestDb;
 pub use http::Client;
 pub use infra::{LocalInfra, Server};
+pub use probe::Probe;
 pub use system::{Binary, Dep, System, SystemBuilder};
 
 /// A short unique name for this test's resources, e.g. `t3f9a1c2d`.
