@@ -31,7 +31,10 @@ ensure_state_dirs
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs) first"
     log "cargo build --release --workspace --bins"
-    cargo build --release --workspace --bins || die "cargo build failed"
+    # build_info's commit label; only the binaries' main.rs read it, so a new commit relinks them
+    # and rebuilds nothing else.
+    GIT_COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || true)" \
+        cargo build --release --workspace --bins || die "cargo build failed"
 fi
 
 for bin in "${BINS[@]}"; do

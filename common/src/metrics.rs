@@ -68,10 +68,23 @@ pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// The commit `build_info` reports, set by the binary's `main` (see
+/// [`set_build_commit`]); in-process test systems leave it "unknown".
+static BUILD_COMMIT: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Names the git commit the running binary was built from. Each binary
+/// passes `option_env!("GIT_COMMIT")` from its own `main.rs`: stamping it
+/// here (a build script in this crate) made every commit rebuild the whole
+/// workspace. An empty or missing value reads "unknown".
+pub fn set_build_commit(commit: Option<&'static str>) {
+    let _ = BUILD_COMMIT.set(commit.filter(|c| !c.is_empty()).unwrap_or("unknown"));
+}
+
 /// Marks the binary in `build_info`.
 pub fn register_build_info(binary: &str) {
+    let commit = BUILD_COMMIT.get().copied().unwrap_or("unknown");
     BUILD_INFO
-        .with_label_values(&[binary, env!("CARGO_PKG_VERSION"), env!("GIT_COMMIT")])
+        .with_label_values(&[binary, env!("CARGO_PKG_VERSION"), commit])
         .set(1);
 }
 
