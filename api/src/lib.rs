@@ -111,7 +111,8 @@ pub async fn run(
 ) -> Result<(), ApiStartError> {
     if config.webhooks.uses_dev_secret() {
         tracing::warn!(
-            "WEBHOOK_SECRET not set: signing webhooks with the public development secret"
+            "WEBHOOK_SECRET not set and WEBHOOK_SECRET_DEV=true: signing webhooks with the \
+             public development secret; receivers cannot tell them from forgeries"
         );
     }
     let js = common::jetstream::setup(&deps.nats, &deps.topology).await?;

@@ -32,6 +32,8 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("environment variable {name} is required: {reason}")]
+    Missing { name: String, reason: String },
 }
 
 impl ConfigError {

@@ -113,6 +113,13 @@ impl SystemBuilder {
         self
     }
 
+    /// Leaves `key` unset, also where [`System::builder`] sets it (see
+    /// [`TEST_DEFAULTS`]): to test a deployment's default.
+    pub fn unset(mut self, key: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        self
+    }
+
     /// Uses this PostgreSQL (admin URL) and nats-server instead of
     /// `DATABASE_ADMIN_URL` / `NATS_URL`, e.g. a [`crate::LocalInfra`].
     pub fn servers(mut self, admin_url: &str, nats_url: &str) -> Self {
@@ -201,11 +208,23 @@ pub struct System {
     pub client: Client,
 }
 
+/// What every test system sets unless the test says otherwise
+/// ([`SystemBuilder::env`] overrides, [`SystemBuilder::unset`] removes): the
+/// tests' webhook receivers listen on loopback, which a deployment refuses,
+/// and a test run needs no webhook secret of its own.
+pub const TEST_DEFAULTS: [(&str, &str); 2] = [
+    ("WEBHOOK_ALLOW_PRIVATE", "true"),
+    ("WEBHOOK_SECRET_DEV", "true"),
+];
+
 impl System {
     pub fn builder() -> SystemBuilder {
         SystemBuilder {
             replicas: 1,
-            env: Vec::new(),
+            env: TEST_DEFAULTS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             servers: None,
             proxied: Vec::new(),
             in_process: false,
