@@ -9,9 +9,11 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::Arc,
+    sync::{Arc, LazyLock},
     time::Duration,
 };
+
+use tokio::sync::Semaphore;
 
 use common::config::{ConfigError, Vars};
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -137,19 +139,44 @@ pub fn is_internal(ip: IpAddr) -> bool {
     }
 }
 
-/// Resolves `host` within `timeout`. (The system resolver runs on a blocking
-/// thread that the timeout cannot stop; it ends on its own.)
+/// Callback-host lookups in flight per process. The system resolver runs on
+/// a blocking thread that a timeout cannot stop: each lookup holds a permit
+/// until it really ends, so names that never answer occupy at most this many
+/// threads (and the database's lookups never wait behind them).
+pub const MAX_LOOKUPS: usize = 64;
+
+static LOOKUPS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(MAX_LOOKUPS)));
+
+/// Resolves `host` within `timeout` (waiting for a free lookup included).
 async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, Refused> {
-    match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
-        Err(_) => Err(Refused::DnsTimeout(host.to_owned(), timeout.as_millis())),
-        Ok(Err(_)) => Err(Refused::Unresolvable(host.to_owned())),
-        Ok(Ok(addrs)) => {
-            let addrs: Vec<SocketAddr> = addrs.collect();
-            if addrs.is_empty() {
-                return Err(Refused::Unresolvable(host.to_owned()));
-            }
-            Ok(addrs)
-        }
+    resolve_limited(&LOOKUPS, host, port, timeout).await
+}
+
+async fn resolve_limited(
+    lookups: &Arc<Semaphore>,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<Vec<SocketAddr>, Refused> {
+    let timed_out = || Refused::DnsTimeout(host.to_owned(), timeout.as_millis());
+    let deadline = tokio::time::Instant::now() + timeout;
+    let permit = tokio::time::timeout_at(deadline, lookups.clone().acquire_owned())
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|_| timed_out())?;
+    let name = host.to_owned();
+    let lookup = tokio::spawn(async move {
+        let result = tokio::net::lookup_host((name.as_str(), port))
+            .await
+            .map(|addrs| addrs.collect::<Vec<SocketAddr>>());
+        drop(permit);
+        result
+    });
+    match tokio::time::timeout_at(deadline, lookup).await {
+        Err(_) => Err(timed_out()),
+        Ok(Err(_)) | Ok(Ok(Err(_))) => Err(Refused::Unresolvable(host.to_owned())),
+        Ok(Ok(Ok(addrs))) if addrs.is_empty() => Err(Refused::Unresolvable(host.to_owned())),
+        Ok(Ok(Ok(addrs))) => Ok(addrs),
     }
 }
 
@@ -452,6 +479,17 @@ mod tests {
             ),
             "{r:?}"
         );
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    /// Every lookup slot taken by names that never answer: the next caller
+    /// still gets its answer within the bound.
+    #[tokio::test]
+    async fn waiting_for_a_lookup_is_bounded_too() {
+        let none_free = Arc::new(Semaphore::new(0));
+        let started = std::time::Instant::now();
+        let r = resolve_limited(&none_free, "example.com", 80, Duration::from_millis(200)).await;
+        assert_eq!(r, Err(Refused::DnsTimeout("example.com".into(), 200)));
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 }
