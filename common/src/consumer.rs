@@ -270,6 +270,8 @@ impl Consumer {
         self.liveness.set(false);
     }
 
+    /// (Re)creates the durable consumer (and the streams, if they are gone)
+    /// and opens its pull stream.
     async fn open(
         &self,
     ) -> Result<
