@@ -173,3 +173,78 @@ async fn a_step_that_breaks_a_constraint_fails_only_its_own_saga() {
     assert_eq!(ledger, "rejected");
     sys.shutdown().await;
 }
+
+/// A checkout message that does not decode (written by anyone who can
+/// publish on the subject) never reaches a transaction: its item is kept in
+/// `dead_letters`, and since it still names its request, that request fails
+/// (`invalid_order`). Its neighbour in the same message is applied; a
+/// payload that is not even JSON is kept too.
+#[tokio::test]
+async fn an_undecodable_checkout_is_dead_lettered_and_its_request_failed() {
+    let sys = System::builder().in_process().start().await;
+    let c = &sys.client;
+    let neighbour = buyer(c).await;
+    let probe = testkit::Probe::start(c, 10).await;
+
+    // A pending record the malformed request belongs to, as if the api had
+    // stored it; not due for re-publishing during the test.
+    let (bad, good) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    sys.db(Binary::Api)
+        .client()
+        .await
+        .execute(
+            "INSERT INTO requests (id, order_id, next_publish_at)
+             VALUES ($1, '7', now() + interval '1 hour')",
+            &[&bad],
+        )
+        .await
+        .expect("store the pending record");
+
+    let js = async_nats::jetstream::new(
+        async_nats::connect(testkit::nats_url())
+            .await
+            .expect("nats"),
+    );
+    let subject = format!("{}.js.order.checkout", sys.name);
+    let message = serde_json::json!([
+        {"request_id": bad, "order_id": 7},
+        {"request_id": good, "order_id": neighbour.order},
+    ]);
+    for payload in [message.to_string(), "not json".to_owned()] {
+        js.publish(subject.clone(), payload.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+
+    let record = c.get(&format!("/requests/{bad}?wait=10")).await;
+    assert_eq!(record.body["status"], "failed", "{record:?}");
+    assert_eq!(record.body["reason"], "invalid_order", "{record:?}");
+    probe.finish().await;
+
+    let db = sys.db(Binary::Order).client().await;
+    let deadline = Instant::now() + testkit::Probe::BOUND;
+    loop {
+        let paid = c.order(&neighbour.order).await["paid"] == true;
+        let kept: i64 = db
+            .query_one(
+                "SELECT count(*) FROM dead_letters WHERE consumer = 'order-checkout'
+                 AND (payload->>'request_id' = $1 OR payload = to_jsonb('not json'::text))",
+                &[&bad.to_string()],
+            )
+            .await
+            .expect("count dead letters")
+            .get(0);
+        if paid && kept >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "neighbour paid: {paid}, dead letters: {kept}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(c.stock(&neighbour.item).await, 9);
+    sys.shutdown().await;
+}
