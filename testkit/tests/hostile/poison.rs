@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use common::messages::saga::{Step, StepCommand};
 use futures::future::join_all;
 use testkit::{Binary, Client, System};
 
@@ -171,6 +172,48 @@ async fn a_step_that_breaks_a_constraint_fails_only_its_own_saga() {
         .expect("the rejected reserve is in the ledger")
         .get(0);
     assert_eq!(ledger, "rejected");
+
+    // The rejection is the debit's outcome for good: the same reserve again,
+    // even once the row could take it, replays it and takes nothing.
+    let saga: uuid::Uuid = sys
+        .db(Binary::Order)
+        .client()
+        .await
+        .query_one(
+            "SELECT id FROM sagas WHERE order_id = $1 AND reason = 'invalid_order' LIMIT 1",
+            &[&poison],
+        )
+        .await
+        .expect("the poison saga")
+        .get(0);
+    stock_db
+        .execute("ALTER TABLE items DROP CONSTRAINT poison_floor", &[])
+        .await
+        .expect("drop the constraint");
+    let js = async_nats::jetstream::new(
+        async_nats::connect(testkit::nats_url())
+            .await
+            .expect("nats"),
+    );
+    let again = [StepCommand {
+        saga_id: saga,
+        step: Step::Reserve,
+        lines: vec![(item.clone(), 10)],
+    }];
+    js.publish(
+        format!("{}.js.stock.steps", sys.name),
+        serde_json::to_vec(&again).expect("encode").into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
+    // stock-svc handles its messages in order: once a later checkout is
+    // through, the repeat was handled.
+    let later = buyer(c).await;
+    let answer = c.post(&format!("/orders/checkout/{}", later.order)).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(c.stock(&item).await, 1005, "the repeat took nothing");
     sys.shutdown().await;
 }
 
