@@ -51,8 +51,21 @@ impl JetStreamError {
                 matches!(source.kind(), S::TimedOut | S::JetStreamUnavailable)
             }
             Self::Consumer { source, .. } => matches!(source.kind(), C::TimedOut | C::Request),
-            _ => false,
+            // Only a message too large for the server can never be stored;
+            // anything else (timeouts, no stream yet, a broken connection)
+            // passes with time.
+            Self::Publish(e) => !matches!(
+                e.kind(),
+                jetstream::context::PublishErrorKind::MaxPayloadExceeded
+            ),
+            Self::Definitions(_) | Self::UnknownConsumer(_) => false,
         }
+    }
+}
+
+impl crate::consumer::Fault for JetStreamError {
+    fn is_transient(&self) -> bool {
+        JetStreamError::is_transient(self)
     }
 }
 
@@ -87,6 +100,17 @@ impl Topology {
             }
         }
         Ok(Self(std::sync::Arc::new(defs)))
+    }
+
+    /// How often the durable's messages are delivered at most (`max_deliver`;
+    /// None when unbounded or unknown).
+    pub fn max_deliver(&self, durable: &str) -> Option<u64> {
+        self.0
+            .consumers
+            .iter()
+            .find(|c| c.config.durable_name.as_deref() == Some(durable))
+            .and_then(|c| u64::try_from(c.config.max_deliver).ok())
+            .filter(|&n| n > 0)
     }
 }
 
@@ -207,8 +231,9 @@ pub async fn publish_all(js: &Context, messages: &[Outgoing]) -> Result<(), JetS
 /// Publishes like [`publish_all`], retrying with backoff (100 ms doubling to
 /// 2 s) while NATS is unreachable, so that a NATS outage delays the work
 /// instead of failing it; a retry reuses each message's ID, so what the
-/// failed attempt did store is not stored twice. Gives up only when `stop`
-/// is cancelled (shutdown), returning the last error.
+/// failed attempt did store is not stored twice. Gives up when `stop` is
+/// cancelled (shutdown), returning the last error, and at once on an error
+/// no retry can mend (a message larger than the server takes).
 pub async fn publish_retrying(
     js: &Context,
     messages: &[Outgoing],
@@ -218,6 +243,7 @@ pub async fn publish_retrying(
     loop {
         match publish_all(js, messages).await {
             Ok(()) => return Ok(()),
+            Err(e) if !e.is_transient() => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "cannot publish; retrying");
                 tokio::select! {

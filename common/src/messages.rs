@@ -295,6 +295,9 @@ pub mod saga {
         Insufficient,
         /// An item or user does not exist; nothing changed.
         NotFound,
+        /// The command's data cannot be applied (e.g. it would take a
+        /// value out of range or break a constraint); nothing changed.
+        Rejected,
     }
 
     impl StepOutcome {
@@ -304,6 +307,7 @@ pub mod saga {
                 StepOutcome::Done => "done",
                 StepOutcome::Insufficient => "insufficient",
                 StepOutcome::NotFound => "not_found",
+                StepOutcome::Rejected => "rejected",
             }
         }
 
@@ -312,6 +316,7 @@ pub mod saga {
                 "done" => Some(StepOutcome::Done),
                 "insufficient" => Some(StepOutcome::Insufficient),
                 "not_found" => Some(StepOutcome::NotFound),
+                "rejected" => Some(StepOutcome::Rejected),
                 _ => None,
             }
         }
@@ -334,6 +339,9 @@ pub mod saga {
         OrderNotFound,
         ItemNotFound,
         UserNotFound,
+        /// The order cannot be checked out as it is (e.g. its quantities sum
+        /// past the 64-bit range); nothing changed.
+        InvalidOrder,
     }
 
     impl FailureReason {
@@ -344,6 +352,7 @@ pub mod saga {
                 FailureReason::OrderNotFound => "order_not_found",
                 FailureReason::ItemNotFound => "item_not_found",
                 FailureReason::UserNotFound => "user_not_found",
+                FailureReason::InvalidOrder => "invalid_order",
             }
         }
 

@@ -134,6 +134,16 @@ pub static CONSUMED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "jetstream_items_rejected_total",
+        "Items a consumer ended without applying them (their data failed, they did not decode, \
+         or their message ran out of deliveries), by consumer",
+        &["consumer"]
+    )
+    .expect("metric registers once")
+});
+
 pub static REDELIVERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "jetstream_redelivered_total",

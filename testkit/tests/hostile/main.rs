@@ -19,3 +19,4 @@ async fn the_probe_passes_on_a_quiet_system() {
     sys.shutdown().await;
 }
 mod webhooks;
+mod poison;
