@@ -51,6 +51,7 @@ mod tests {
             "WAIT_POLL_MS",
             "IDEMPOTENCY_TTL_SECS",
             "RETENTION_HOURS",
+            "JETSTREAM_STARTUP_DEADLINE_SECS",
             "WEBHOOK_SECRET",
             "WEBHOOK_SCHEDULE",
             "WEBHOOK_TIMEOUT_MS",

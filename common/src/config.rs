@@ -186,6 +186,10 @@ pub struct Config {
     pub stream_replicas: Option<usize>,
     /// How long finished work is kept (`RETENTION_HOURS`).
     pub retention: Duration,
+    /// How long start-up waits for JetStream to become ready (no peers, no
+    /// leader, timeouts, no responders) before the binary exits
+    /// (`JETSTREAM_STARTUP_DEADLINE_SECS`).
+    pub jetstream_startup_deadline: Duration,
     pub log: LogConfig,
 }
 
@@ -247,6 +251,11 @@ impl Config {
             nats_prefix,
             stream_replicas,
             retention: Duration::from_secs(hours.saturating_mul(3600)),
+            jetstream_startup_deadline: Duration::from_secs(vars.at_least(
+                "JETSTREAM_STARTUP_DEADLINE_SECS",
+                crate::jetstream::STARTUP_DEADLINE.as_secs(),
+                1,
+            )?),
             log: LogConfig::load(vars)?,
         })
     }
@@ -264,6 +273,7 @@ mod tests {
             "NATS_URL",
             "NATS_STREAM_REPLICAS",
             "RETENTION_HOURS",
+            "JETSTREAM_STARTUP_DEADLINE_SECS",
             "LISTEN_ADDR",
             "LISTEN_ADDR_FILE",
             "DATABASE_URL",
@@ -296,6 +306,7 @@ mod tests {
         assert_eq!(c.nats_prefix, "checkout");
         assert_eq!(c.stream_replicas, None);
         assert_eq!(c.retention, Duration::from_secs(168 * 3600));
+        assert_eq!(c.jetstream_startup_deadline, Duration::from_secs(120));
         assert_eq!(
             c.log,
             LogConfig {
