@@ -67,6 +67,7 @@ pub fn router(state: AppState, readiness: common::ops::Readiness) -> Router {
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(state::bound_request_id))
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
