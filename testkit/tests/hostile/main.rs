@@ -18,3 +18,4 @@ async fn the_probe_passes_on_a_quiet_system() {
     assert!(report.max() < testkit::Probe::BOUND);
     sys.shutdown().await;
 }
+mod bounds;
