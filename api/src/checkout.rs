@@ -162,6 +162,16 @@ async fn checkout(
     let prefer_wait = preferred_wait(&headers).map(|w| w.min(s.settings.checkout_timeout));
     let deadline = Instant::now() + prefer_wait.unwrap_or(s.settings.checkout_timeout);
 
+    // Refused before acceptance while the streams are nearly full: the
+    // client retries later (503 + Retry-After) and nothing was accepted.
+    if s.backlog.is_full() {
+        s.backlog.refused();
+        return Err(ApiError::Unavailable {
+            detail: "too much work in flight; the checkout was not accepted, try again later"
+                .into(),
+            cause: None,
+        });
+    }
     let new = NewRecord::new(order_id, callback.map(String::from));
     let request_id = new.request_id;
     let waiter = (!async_mode).then(|| s.requests.watch(request_id));

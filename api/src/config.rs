@@ -63,6 +63,7 @@ mod tests {
             "NATS_PREFIX",
             "NATS_URL",
             "NATS_STREAM_REPLICAS",
+            "NATS_STREAM_MAX_BYTES",
             "LISTEN_ADDR",
             "LISTEN_ADDR_FILE",
             "DATABASE_URL",

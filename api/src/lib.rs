@@ -3,6 +3,7 @@
 //! Serves the standard endpoints by calling the services over NATS
 //! request/reply, plus the operations endpoints.
 
+pub mod backlog;
 pub mod body;
 pub mod checkout;
 pub mod config;
@@ -120,6 +121,12 @@ pub async fn run(
     let mut tasks = common::tasks::Tasks::new();
     let webhooks = config.webhooks;
     let webhook_wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let backlog = backlog::Backlog::start(
+        js.clone(),
+        &deps.topology,
+        deps.subjects.prefix(),
+        &mut tasks,
+    );
     let (requests, outcomes) = requests::Requests::start(
         deps.pool.clone(),
         js,
@@ -160,6 +167,7 @@ pub async fn run(
         requests,
         settings,
         webhooks,
+        backlog,
     });
     let draining = state.requests.draining();
     let app = router(state, readiness);

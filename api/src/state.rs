@@ -25,6 +25,8 @@ pub struct Shared {
     pub requests: Requests,
     pub settings: Settings,
     pub webhooks: crate::webhooks::Settings,
+    /// Whether the streams have room for new checkouts.
+    pub backlog: crate::backlog::Backlog,
 }
 
 /// Tunables of the checkout flow (loaded at start-up, see the README).

@@ -119,6 +119,21 @@ impl Topology {
         Ok(Self(std::sync::Arc::new(defs), STARTUP_DEADLINE))
     }
 
+    /// Overrides every stream's `max_bytes` (`NATS_STREAM_MAX_BYTES`).
+    pub fn with_max_bytes(mut self, max_bytes: Option<i64>) -> Self {
+        if let Some(max_bytes) = max_bytes {
+            for s in &mut std::sync::Arc::make_mut(&mut self.0).streams {
+                s.max_bytes = max_bytes;
+            }
+        }
+        self
+    }
+
+    /// The streams' names, e.g. `checkout_ORDER`.
+    pub fn stream_names(&self) -> impl Iterator<Item = &str> {
+        self.0.streams.iter().map(|s| s.name.as_str())
+    }
+
     /// How long creating the streams and consumers keeps retrying while
     /// JetStream is not ready (`JETSTREAM_STARTUP_DEADLINE_SECS`).
     pub fn with_startup_deadline(mut self, deadline: Duration) -> Self {
@@ -297,6 +312,24 @@ mod tests {
             name: "api-outcomes".into(),
             source: jetstream::stream::ConsumerError::new(kind),
         }
+    }
+
+    #[test]
+    fn every_stream_is_bounded_and_refuses_when_full() {
+        let t = Topology::new(&Subjects::new("t"), None).expect("definitions");
+        assert_eq!(t.0.streams.len(), 4);
+        for s in &t.0.streams {
+            assert!(s.max_bytes > 0, "{}", s.name);
+            assert_eq!(s.discard, stream::DiscardPolicy::New, "{}", s.name);
+            assert_eq!(
+                s.max_age,
+                Duration::ZERO,
+                "{}: work is never aged out",
+                s.name
+            );
+        }
+        let t = t.with_max_bytes(Some(1 << 20));
+        assert!(t.0.streams.iter().all(|s| s.max_bytes == 1 << 20));
     }
 
     #[test]
