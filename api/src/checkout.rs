@@ -68,7 +68,10 @@ fn prefers_async(headers: &HeaderMap) -> bool {
         .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
 }
 
-/// RFC 7240 `Prefer: wait=N`: the client's bound on how long to wait.
+/// RFC 7240 `Prefer: wait=N`: the client's bound on how long to wait, in
+/// seconds. Any number of digits is accepted and saturates (the caller
+/// clamps it to the longest wait it serves); anything else is ignored, as
+/// RFC 7240 asks of a preference that cannot be honoured.
 fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get_all("prefer")
@@ -79,10 +82,19 @@ fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
             let (k, v) = p.split_once('=')?;
             k.trim()
                 .eq_ignore_ascii_case("wait")
-                .then(|| v.trim().trim_matches('"').parse::<u64>().ok())?
+                .then(|| seconds(v.trim().trim_matches('"')))?
         })
-        .map(Duration::from_secs)
         .next()
+}
+
+/// Whole seconds, saturating at `u64::MAX` for longer digit strings.
+fn seconds(digits: &str) -> Option<Duration> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(Duration::from_secs(
+        digits.parse::<u64>().unwrap_or(u64::MAX),
+    ))
 }
 
 #[utoipa::path(post, path = "/orders/checkout/{order_id}", tag = "orders",
@@ -145,9 +157,21 @@ async fn checkout(
     };
     // A callback implies async: the answer is the webhook.
     let async_mode = async_mode || callback.is_some();
-    let prefer_wait = preferred_wait(&headers);
+    // A preferred wait is at most the plain checkout's (`CHECKOUT_TIMEOUT_MS`):
+    // no header may hold a connection longer, or overflow the deadline.
+    let prefer_wait = preferred_wait(&headers).map(|w| w.min(s.settings.checkout_timeout));
     let deadline = Instant::now() + prefer_wait.unwrap_or(s.settings.checkout_timeout);
 
+    // Refused before acceptance while the streams are nearly full: the
+    // client retries later (503 + Retry-After) and nothing was accepted.
+    if s.backlog.is_full() {
+        s.backlog.refused();
+        return Err(ApiError::Unavailable {
+            detail: "too much work in flight; the checkout was not accepted, try again later"
+                .into(),
+            cause: None,
+        });
+    }
     let new = NewRecord::new(order_id, callback.map(String::from));
     let request_id = new.request_id;
     let waiter = (!async_mode).then(|| s.requests.watch(request_id));
@@ -255,13 +279,16 @@ async fn get_request(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound(format!("request {raw} not found"));
     let request_id = Uuid::parse_str(&raw).map_err(|_| not_found())?;
+    // Longer waits than the maximum (any number of digits) are clamped to it.
     let wait = match query.wait.as_deref() {
         None | Some("") => 0,
-        Some(w) => w.parse::<u64>().map_err(|_| {
-            ApiError::BadRequest(format!(
-                "wait must be a number of seconds (0 to {MAX_WAIT_SECS})"
-            ))
-        })?,
+        Some(w) => seconds(w)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "wait must be a number of seconds (0 to {MAX_WAIT_SECS})"
+                ))
+            })?
+            .as_secs(),
     }
     .min(MAX_WAIT_SECS);
     let deadline = Instant::now() + Duration::from_secs(wait).max(READ_PATIENCE);
@@ -324,5 +351,13 @@ mod tests {
         assert_eq!(preferred_wait(&h), Some(Duration::from_secs(3)));
         h.insert("prefer", HeaderValue::from_static("wait=soon"));
         assert_eq!(preferred_wait(&h), None);
+        h.insert("prefer", HeaderValue::from_static("wait=-1"));
+        assert_eq!(preferred_wait(&h), None);
+        // Too many digits for a u64: the longest wait, which the handler clamps.
+        h.insert(
+            "prefer",
+            HeaderValue::from_static("wait=18446744073709551616000"),
+        );
+        assert_eq!(preferred_wait(&h), Some(Duration::from_secs(u64::MAX)));
     }
 }

@@ -3,10 +3,13 @@
 //! The first request with a key claims it in PostgreSQL and runs; its answer
 //! is stored and replayed to every repeat, which changes nothing. The same
 //! key with a different request (method, path, query or body) is 422; a
-//! repeat while the first still runs is 409. A 5xx is not stored, so the
-//! client may retry, unless it names the request record of an accepted
-//! checkout (a `Location`): that checkout goes on, and a repeat must not
-//! start another. Keys expire (24 h by default).
+//! repeat while the first still runs is 409. A key is released (the client
+//! may retry with it) only after a 5xx that is known to have changed
+//! nothing; an answer whose outcome is unknown (the service did not answer
+//! in time, the connection broke: [`crate::problem::OutcomeUnknown`]) is
+//! kept and replayed, as is a claim abandoned by a crashed api, because
+//! running the request again could apply it twice. Keys are printable ASCII,
+//! 1 to 255 characters (as Stripe's), and expire (24 h by default).
 
 use std::time::Duration;
 
@@ -21,11 +24,18 @@ use deadpool_postgres::Pool;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::{body::MAX_BODY, problem::ApiError, state::AppState};
+use crate::{
+    body::MAX_BODY,
+    problem::{ApiError, OutcomeUnknown},
+    state::AppState,
+};
 
 pub const HEADER: &str = "idempotency-key";
 /// Response headers worth replaying.
 const KEPT_HEADERS: &[&str] = &["content-type", "location", "retry-after"];
+
+/// Longest key, in characters (bytes: keys are ASCII).
+pub const MAX_KEY: usize = 255;
 
 /// Parses the header: a structured-field string (`"abc"`) or a bare token.
 pub fn parse_key(raw: &str) -> Result<String, ApiError> {
@@ -39,10 +49,10 @@ pub fn parse_key(raw: &str) -> Result<String, ApiError> {
         }
         None => raw.to_owned(),
     };
-    if key.is_empty() || key.len() > 255 {
-        return Err(ApiError::BadRequest(
-            "Idempotency-Key must be 1 to 255 characters".into(),
-        ));
+    if key.is_empty() || key.len() > MAX_KEY || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(ApiError::BadRequest(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY} printable ASCII characters"
+        )));
     }
     Ok(key)
 }
@@ -69,10 +79,14 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
     if req.method() != Method::POST {
         return next.run(req).await;
     }
-    let Some(raw) = req.headers().get(HEADER) else {
+    let mut keys = req.headers().get_all(HEADER).iter();
+    let Some(raw) = keys.next().cloned() else {
         return next.run(req).await;
     };
-    match handle(&s, raw.clone(), req, next).await {
+    if keys.next().is_some() {
+        return ApiError::BadRequest("one Idempotency-Key header at most".into()).into_response();
+    }
+    match handle(&s, raw, req, next).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -84,10 +98,11 @@ async fn handle(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let key = parse_key(
-        raw.to_str()
-            .map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".into()))?,
-    )?;
+    let key = parse_key(raw.to_str().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY} printable ASCII characters"
+        ))
+    })?)?;
     let (parts, body) = req.into_parts();
     let body = to_bytes(body, MAX_BODY)
         .await
@@ -106,9 +121,10 @@ async fn handle(
     let accepted = response
         .headers()
         .contains_key(axum::http::header::LOCATION);
-    if status.is_server_error() && !accepted {
-        // Our fault, and nothing was accepted: forget the key so the
-        // client can retry.
+    let unknown = response.extensions().get::<OutcomeUnknown>().is_some();
+    if status.is_server_error() && !accepted && !unknown {
+        // Our fault, and known to have changed nothing: forget the key so
+        // the client can retry. (An unknown outcome is stored and replayed.)
         release(&s.pool, &key).await?;
         return Ok(response);
     }
@@ -130,8 +146,9 @@ async fn claim(
     let conn = common::db::get(pool).await?;
     let lease_ms = lease.as_millis() as f64;
     let ttl_ms = ttl.as_millis() as f64;
-    // Insert, or take over an expired key or an abandoned claim with the
-    // same request; otherwise leave the row as it is.
+    // Insert, or take over an expired key; otherwise leave the row as it is.
+    // An abandoned claim (the api died mid-request) is not taken over: the
+    // request may have been applied.
     let claimed = conn
         .query_opt(
             "INSERT INTO idempotency_keys (key, fingerprint, locked_until, expires_at)
@@ -141,9 +158,6 @@ async fn claim(
                     created_at = now(), locked_until = EXCLUDED.locked_until,
                     expires_at = EXCLUDED.expires_at
                 WHERE idempotency_keys.expires_at < now()
-                   OR (idempotency_keys.status IS NULL
-                       AND idempotency_keys.locked_until < now()
-                       AND idempotency_keys.fingerprint = EXCLUDED.fingerprint)
              RETURNING key",
             &[&key, &print, &lease_ms, &ttl_ms],
         )
@@ -154,7 +168,8 @@ async fn claim(
     }
     let row = conn
         .query_opt(
-            "SELECT fingerprint, status, headers, body FROM idempotency_keys WHERE key = $1",
+            "SELECT fingerprint, status, headers, body, locked_until < now()
+             FROM idempotency_keys WHERE key = $1",
             &[&key],
         )
         .await
@@ -172,6 +187,22 @@ async fn claim(
         ));
     }
     let Some(status) = row.get::<_, Option<i16>>(1) else {
+        if row.get::<_, bool>(4) {
+            // The first request's api died mid-request: whether it took
+            // effect is unknown, so it is not run again.
+            let mut response = ApiError::OutcomeUnknown {
+                detail: "the first request with this Idempotency-Key was interrupted; it may or \
+                         may not have been applied: read the state before sending it again \
+                         under a new Idempotency-Key"
+                    .into(),
+                cause: None,
+            }
+            .into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return Ok(Claim::Replay(response));
+        }
         return Err(ApiError::Conflict(
             "a request with this Idempotency-Key is still being processed".into(),
         ));
@@ -255,6 +286,11 @@ mod tests {
         assert!(parse_key("\"\"").is_err());
         assert!(parse_key(&"k".repeat(256)).is_err());
         assert!(parse_key(&"k".repeat(255)).is_ok());
+        // Printable ASCII only (space included, as Stripe's keys).
+        assert!(parse_key("a b~").is_ok());
+        assert!(parse_key("a\tb").is_err());
+        assert!(parse_key("a\u{7f}b").is_err());
+        assert!(parse_key("é").is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Serves the standard endpoints by calling the services over NATS
 //! request/reply, plus the operations endpoints.
 
+pub mod backlog;
 pub mod body;
 pub mod checkout;
 pub mod config;
@@ -69,6 +70,7 @@ pub fn router(state: AppState, ops: Router) -> Router {
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(state::bound_request_id))
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
@@ -122,6 +124,12 @@ pub async fn run(
     let mut tasks = common::tasks::Tasks::new();
     let webhooks = config.webhooks;
     let webhook_wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let backlog = backlog::Backlog::start(
+        js.clone(),
+        &deps.topology,
+        deps.subjects.prefix(),
+        &mut tasks,
+    );
     let (requests, outcomes) = requests::Requests::start(
         deps.pool.clone(),
         js,
@@ -162,6 +170,7 @@ pub async fn run(
         requests,
         settings,
         webhooks,
+        backlog,
     });
     let draining = state.requests.draining();
     // Stopped last, so /ready and /metrics answer during the drain.

@@ -241,14 +241,17 @@ fn add_idempotency_key(op: &mut Operation) {
         .description(Some(
             "Makes the POST safe to repeat: a repeat with the same key replays the first \
              answer and changes nothing; the same key with a different request is 422, while \
-             the first is still running 409. 1 to 255 characters, a token or a quoted \
-             structured-field string. Remembered 24 h by default.",
+             the first is still running 409. 1 to 255 printable ASCII characters, a token or \
+             a quoted structured-field string; anything else is 400. A 503 whose outcome is \
+             unknown (`code: outcome-unknown`) is replayed too, never run again. Remembered \
+             24 h by default.",
         ))
         .schema(Some(
             utoipa::openapi::schema::ObjectBuilder::new()
                 .schema_type(Type::String)
                 .min_length(Some(1))
-                .max_length(Some(255)),
+                .max_length(Some(255))
+                .pattern(Some("^[\\x20-\\x7E]+$")),
         ))
         .build();
     op.parameters.get_or_insert_with(Vec::new).push(param);

@@ -36,6 +36,16 @@ pub enum ApiError {
         #[source]
         cause: Option<Cause>,
     },
+    /// A call whose outcome is unknown: it timed out or broke after it may
+    /// have reached the service, so the change may or may not have been
+    /// applied. Answered 503 and marked [`OutcomeUnknown`], so that an
+    /// `Idempotency-Key` is kept (and this answer replayed), never released.
+    #[error("{detail}")]
+    OutcomeUnknown {
+        detail: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     #[error("{detail}")]
     Internal {
         detail: String,
@@ -45,6 +55,11 @@ pub enum ApiError {
 }
 
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Response extension: this answer is a fault after which the request may
+/// or may not have taken effect (see [`ApiError::OutcomeUnknown`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OutcomeUnknown;
 
 impl ApiError {
     /// A dependency failed; `cause` is logged, `detail` shown.
@@ -77,7 +92,9 @@ impl ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::OutcomeUnknown { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,15 +121,26 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if matches!(
             self,
-            ApiError::Internal { .. } | ApiError::Unavailable { .. }
+            ApiError::Internal { .. }
+                | ApiError::Unavailable { .. }
+                | ApiError::OutcomeUnknown { .. }
         ) {
             tracing::warn!(error = %chain(&self), "request failed");
         }
-        problem(
+        let unknown = matches!(self, ApiError::OutcomeUnknown { .. });
+        let mut response = problem(
             self.status(),
-            common::problem::code_of(self.status()),
+            if unknown {
+                "outcome-unknown"
+            } else {
+                common::problem::code_of(self.status())
+            },
             &self.to_string(),
-        )
+        );
+        if unknown {
+            response.extensions_mut().insert(OutcomeUnknown);
+        }
+        response
     }
 }
 
@@ -139,10 +167,18 @@ impl From<CallError> for ApiError {
     fn from(e: CallError) -> Self {
         match e {
             CallError::Rejected(r) => r.into(),
-            CallError::Unavailable(_) | CallError::Timeout(_) | CallError::Transport { .. } => {
-                ApiError::unavailable(e.to_string(), e)
+            // Nobody took the request: nothing happened.
+            CallError::Unavailable(_) => ApiError::unavailable(e.to_string(), e),
+            // The request may have been applied before the answer was lost.
+            CallError::Timeout(_) | CallError::Transport { .. } | CallError::Protocol { .. } => {
+                ApiError::OutcomeUnknown {
+                    detail: format!(
+                        "{e}; the change may or may not have been applied: read the state \
+                         before sending it again under a new Idempotency-Key"
+                    ),
+                    cause: Some(Box::new(e)),
+                }
             }
-            CallError::Protocol { .. } => ApiError::internal(e.to_string(), e),
         }
     }
 }
@@ -164,6 +200,16 @@ mod tests {
         assert_eq!(e.to_string(), "database unavailable");
         assert_eq!(chain(&e), "database unavailable: connection refused");
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_lost_answer_is_marked_outcome_unknown() {
+        let e = ApiError::from(CallError::Timeout("payment"));
+        let r = e.into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.extensions().get::<OutcomeUnknown>().is_some());
+        let r = ApiError::from(CallError::Unavailable("payment")).into_response();
+        assert!(r.extensions().get::<OutcomeUnknown>().is_none());
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Shared {
     pub requests: Requests,
     pub settings: Settings,
     pub webhooks: crate::webhooks::Settings,
+    /// Whether the streams have room for new checkouts.
+    pub backlog: crate::backlog::Backlog,
 }
 
 /// Tunables of the checkout flow (loaded at start-up, see the README).
@@ -72,6 +74,28 @@ impl Settings {
             retention,
         })
     }
+}
+
+/// Longest `x-request-id` a client may choose; it travels in every NATS hop.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Middleware: a client's `x-request-id` that is longer than
+/// [`MAX_REQUEST_ID`] or not printable ASCII is dropped (and a fresh one
+/// made), so no client can put a large or odd value into every NATS hop.
+pub async fn bound_request_id(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let ok = |v: &axum::http::HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| (0x21..0x7f).contains(c))
+    };
+    let headers = req.headers_mut();
+    let values: Vec<_> = headers.get_all("x-request-id").iter().collect();
+    if values.len() > 1 || values.first().is_some_and(|v| !ok(v)) {
+        headers.remove("x-request-id");
+    }
+    next.run(req).await
 }
 
 /// The request's ID (`x-request-id`, set by the middleware when the client

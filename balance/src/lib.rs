@@ -10,10 +10,12 @@
 //! - [`plan`]: decides a batch of saga steps in memory (pure);
 //! - [`store`]: every SQL statement, the saga batch's transaction included;
 //! - [`handlers`]: the request/reply endpoints;
+//! - [`retention`]: the ledger's purge, of final sagas' rows only;
 //! - [`service`]: the saga-step consumer and the wiring of it all.
 
 pub mod handlers;
 pub mod plan;
+pub mod retention;
 pub mod service;
 pub mod store;
 

@@ -45,16 +45,14 @@ pub async fn run<A: Accounts>(
     let readiness = deps.readiness().with_consumers([consumer]);
     let retention = deps.config.retention;
     let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
+    let order = common::rpc::RpcClient::new(
+        deps.nats.clone(),
+        deps.subjects.clone(),
+        crate::retention::ASK_TIMEOUT,
+    );
+    let ledger = crate::retention::ledger(spec.tables.ledger);
     tasks.spawn("retention", async move {
-        // A ledger row is a step's idempotency key: kept for the retention,
-        // far longer than any redelivery can come late.
-        let ledger = common::retention::Table {
-            name: spec.tables.ledger,
-            key: "saga_id",
-            only: "true",
-            age: common::retention::Age::V7Key,
-        };
-        common::retention::run(pool, vec![ledger], retention, stop).await;
+        crate::retention::run(pool, ledger, retention, order, stop).await;
         Ok::<_, std::convert::Infallible>(())
     });
     deps.serve(server, tasks, readiness, listener, shutdown)

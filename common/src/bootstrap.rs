@@ -83,7 +83,9 @@ impl Deps {
         tokio::spawn(crate::metrics::report_pool(pool.clone()));
         let nats = crate::nats::connect(&config.nats_url, binary).await?;
         let subjects = Subjects::new(config.nats_prefix.clone());
-        let topology = Topology::new(&subjects, config.stream_replicas)?;
+        let topology = Topology::new(&subjects, config.stream_replicas)?
+            .with_startup_deadline(config.jetstream_startup_deadline)
+            .with_max_bytes(config.stream_max_bytes);
         tracing::info!(
             prefix = subjects.prefix(),
             "connected to PostgreSQL and NATS"

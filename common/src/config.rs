@@ -191,8 +191,15 @@ pub struct Config {
     /// Replicas of every JetStream stream (`NATS_STREAM_REPLICAS`); `None`
     /// keeps `nats/jetstream.json`'s.
     pub stream_replicas: Option<usize>,
+    /// Bytes each JetStream stream may hold (`NATS_STREAM_MAX_BYTES`);
+    /// `None` keeps `nats/jetstream.json`'s.
+    pub stream_max_bytes: Option<i64>,
     /// How long finished work is kept (`RETENTION_HOURS`).
     pub retention: Duration,
+    /// How long start-up waits for JetStream to become ready (no peers, no
+    /// leader, timeouts, no responders) before the binary exits
+    /// (`JETSTREAM_STARTUP_DEADLINE_SECS`).
+    pub jetstream_startup_deadline: Duration,
     pub log: LogConfig,
 }
 
@@ -240,6 +247,11 @@ impl Config {
                     })?,
             ),
         };
+        let stream_max_bytes = match vars.get("NATS_STREAM_MAX_BYTES")? {
+            None => None,
+            // At least a few messages of the largest size (1 MiB).
+            Some(_) => Some(vars.at_least("NATS_STREAM_MAX_BYTES", 1i64 << 26, 1 << 16)?),
+        };
         let hours = vars.at_least("RETENTION_HOURS", 168u64, 1)?;
         Ok(Self {
             service: service.to_string(),
@@ -258,7 +270,13 @@ impl Config {
             nats_url,
             nats_prefix,
             stream_replicas,
+            stream_max_bytes,
             retention: Duration::from_secs(hours.saturating_mul(3600)),
+            jetstream_startup_deadline: Duration::from_secs(vars.at_least(
+                "JETSTREAM_STARTUP_DEADLINE_SECS",
+                crate::jetstream::STARTUP_DEADLINE.as_secs(),
+                1,
+            )?),
             log: LogConfig::load(vars)?,
         })
     }
@@ -275,7 +293,9 @@ mod tests {
             "NATS_PREFIX",
             "NATS_URL",
             "NATS_STREAM_REPLICAS",
+            "NATS_STREAM_MAX_BYTES",
             "RETENTION_HOURS",
+            "JETSTREAM_STARTUP_DEADLINE_SECS",
             "LISTEN_ADDR",
             "LISTEN_ADDR_FILE",
             "OPS_LISTEN_ADDR",
@@ -310,7 +330,9 @@ mod tests {
         assert_eq!(c.nats_url, "nats://127.0.0.1:14222");
         assert_eq!(c.nats_prefix, "checkout");
         assert_eq!(c.stream_replicas, None);
+        assert_eq!(c.stream_max_bytes, None);
         assert_eq!(c.retention, Duration::from_secs(168 * 3600));
+        assert_eq!(c.jetstream_startup_deadline, Duration::from_secs(120));
         assert_eq!(
             c.log,
             LogConfig {

@@ -41,24 +41,32 @@ pub enum JetStreamError {
 }
 
 impl JetStreamError {
-    /// Worth retrying at start-up: JetStream did not answer in time or is
-    /// not available yet, as happens in a cluster right after it formed or
-    /// while a stream leader is being elected.
+    /// Worth retrying at start-up: JetStream is not ready yet, as happens in
+    /// a cluster right after it formed, while a node is down or while a
+    /// stream's leader is being elected. Every such answer is transient (no
+    /// responders, a timeout, a broken request, no peers for placement, no
+    /// leader, cluster not available); a definition JetStream refuses is not.
     pub fn is_transient(&self) -> bool {
         use jetstream::{context::CreateStreamErrorKind as S, stream::ConsumerErrorKind as C};
         match self {
-            Self::Stream { source, .. } => {
-                matches!(source.kind(), S::TimedOut | S::JetStreamUnavailable)
-            }
-            Self::Consumer { source, .. } => matches!(source.kind(), C::TimedOut | C::Request),
+            Self::Stream { source, .. } => match source.kind() {
+                S::TimedOut | S::JetStreamUnavailable | S::Response => true,
+                S::JetStream(e) => not_ready(&e),
+                _ => false,
+            },
+            Self::Consumer { source, .. } => match source.kind() {
+                C::TimedOut | C::Request => true,
+                C::JetStream(e) => not_ready(&e),
+                _ => false,
+            },
             // Only a message too large for the server can never be stored;
-            // anything else (timeouts, no stream yet, a broken connection)
-            // passes with time.
+            // anything else (timeouts, no stream yet, a full stream, a
+            // broken connection) passes with time.
             Self::Publish(e) => !matches!(
                 e.kind(),
                 jetstream::context::PublishErrorKind::MaxPayloadExceeded
             ),
-            Self::Definitions(_) | Self::UnknownConsumer(_) => false,
+            _ => false,
         }
     }
 }
@@ -67,6 +75,24 @@ impl crate::consumer::Fault for JetStreamError {
     fn is_transient(&self) -> bool {
         JetStreamError::is_transient(self)
     }
+}
+
+/// JetStream's API answers that mean "not ready yet, ask again".
+fn not_ready(e: &jetstream::Error) -> bool {
+    use jetstream::ErrorCode as E;
+    // 503 is JetStream's "temporarily unavailable", whatever the code.
+    e.code() == 503
+        || [
+            E::CLUSTER_INCOMPLETE,
+            E::CLUSTER_NO_PEERS,
+            E::CLUSTER_NOT_ACTIVE,
+            E::CLUSTER_NOT_ASSIGNED,
+            E::CLUSTER_NOT_AVAILABLE,
+            E::CLUSTER_NOT_LEADER,
+            E::RAFT_GENERAL,
+            E::JETSTREAM_NOT_ENABLED,
+        ]
+        .contains(&e.error_code())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,7 +110,11 @@ struct ConsumerDefinition {
 /// The streams and consumers of `nats/jetstream.json` for one deployment:
 /// read once at start-up, then used for every (re)creation.
 #[derive(Debug, Clone)]
-pub struct Topology(std::sync::Arc<Definitions>);
+pub struct Topology(std::sync::Arc<Definitions>, Duration);
+
+/// How long start-up waits for JetStream by default
+/// (`JETSTREAM_STARTUP_DEADLINE_SECS`).
+pub const STARTUP_DEADLINE: Duration = Duration::from_secs(120);
 
 impl Topology {
     /// The definitions under `subjects`' prefix; `replicas` (from
@@ -99,7 +129,7 @@ impl Topology {
                 s.num_replicas = replicas;
             }
         }
-        Ok(Self(std::sync::Arc::new(defs)))
+        Ok(Self(std::sync::Arc::new(defs), STARTUP_DEADLINE))
     }
 
     /// How often the durable's messages are delivered at most (`max_deliver`;
@@ -112,6 +142,42 @@ impl Topology {
             .and_then(|c| u64::try_from(c.config.max_deliver).ok())
             .filter(|&n| n > 0)
     }
+
+    /// Overrides every stream's `max_bytes` (`NATS_STREAM_MAX_BYTES`).
+    pub fn with_max_bytes(mut self, max_bytes: Option<i64>) -> Self {
+        if let Some(max_bytes) = max_bytes {
+            for s in &mut std::sync::Arc::make_mut(&mut self.0).streams {
+                s.max_bytes = max_bytes;
+            }
+        }
+        self
+    }
+
+    /// The streams' names, e.g. `checkout_ORDER`.
+    pub fn stream_names(&self) -> impl Iterator<Item = &str> {
+        self.0.streams.iter().map(|s| s.name.as_str())
+    }
+
+    /// How long creating the streams and consumers keeps retrying while
+    /// JetStream is not ready (`JETSTREAM_STARTUP_DEADLINE_SECS`).
+    pub fn with_startup_deadline(mut self, deadline: Duration) -> Self {
+        self.1 = deadline;
+        self
+    }
+}
+
+/// Runs `op` again while it fails with a transient error and `deadline`
+/// has not passed since the first attempt.
+async fn until_ready<T, F, Fut>(deadline: Duration, op: F) -> Result<T, JetStreamError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, JetStreamError>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    op.retry(crate::retry::until(deadline))
+        .when(|e| e.is_transient() && tokio::time::Instant::now() < until)
+        .notify(|e, after| tracing::warn!(error = %e, ?after, "JetStream not ready yet"))
+        .await
 }
 
 /// Creates or updates every stream.
@@ -145,11 +211,7 @@ pub async fn consumer(
                 source,
             })
     };
-    create
-        .retry(crate::retry::startup())
-        .when(JetStreamError::is_transient)
-        .notify(|e, after| tracing::warn!(error = %e, ?after, "JetStream not ready yet"))
-        .await
+    until_ready(topology.1, create).await
 }
 
 /// Connects the JetStream context and makes sure the streams exist.
@@ -160,11 +222,7 @@ pub async fn setup(
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(10))
         .build(nats.clone());
-    (|| ensure_streams(&js, topology))
-        .retry(crate::retry::startup())
-        .when(JetStreamError::is_transient)
-        .notify(|e, after| tracing::warn!(error = %e, ?after, "JetStream not ready yet"))
-        .await?;
+    until_ready(topology.1, || ensure_streams(&js, topology)).await?;
     Ok(js)
 }
 
@@ -253,5 +311,98 @@ pub async fn publish_retrying(
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jetstream::{context::CreateStreamErrorKind as S, stream::ConsumerErrorKind as C};
+
+    fn api_error(code: u16, err_code: u64) -> jetstream::Error {
+        serde_json::from_value(serde_json::json!({
+            "code": code, "err_code": err_code, "description": "from the server"
+        }))
+        .expect("an API error")
+    }
+
+    fn stream(kind: S) -> JetStreamError {
+        JetStreamError::Stream {
+            name: "X_API".into(),
+            source: jetstream::context::CreateStreamError::new(kind),
+        }
+    }
+
+    fn consumer(kind: C) -> JetStreamError {
+        JetStreamError::Consumer {
+            name: "api-outcomes".into(),
+            source: jetstream::stream::ConsumerError::new(kind),
+        }
+    }
+
+    #[test]
+    fn every_stream_is_bounded_and_refuses_when_full() {
+        let t = Topology::new(&Subjects::new("t"), None).expect("definitions");
+        assert_eq!(t.0.streams.len(), 4);
+        for s in &t.0.streams {
+            assert!(s.max_bytes > 0, "{}", s.name);
+            assert_eq!(s.discard, stream::DiscardPolicy::New, "{}", s.name);
+            assert_eq!(
+                s.max_age,
+                Duration::ZERO,
+                "{}: work is never aged out",
+                s.name
+            );
+        }
+        let t = t.with_max_bytes(Some(1 << 20));
+        assert!(t.0.streams.iter().all(|s| s.max_bytes == 1 << 20));
+    }
+
+    #[test]
+    fn not_ready_yet_is_transient() {
+        // "no suitable peers for placement, peer offline" (a node down).
+        assert!(stream(S::JetStream(api_error(400, 10005))).is_transient());
+        // No leader yet, cluster not available, JetStream temporarily unavailable.
+        assert!(stream(S::JetStream(api_error(500, 10009))).is_transient());
+        assert!(stream(S::JetStream(api_error(503, 10008))).is_transient());
+        assert!(stream(S::JetStream(api_error(503, 1))).is_transient());
+        assert!(stream(S::TimedOut).is_transient());
+        assert!(
+            stream(S::JetStreamUnavailable).is_transient(),
+            "no responders"
+        );
+        assert!(stream(S::Response).is_transient());
+        assert!(consumer(C::JetStream(api_error(400, 10005))).is_transient());
+        assert!(consumer(C::JetStream(api_error(503, 10008))).is_transient());
+        assert!(consumer(C::TimedOut).is_transient());
+        assert!(consumer(C::Request).is_transient());
+    }
+
+    #[test]
+    fn a_refused_definition_is_not() {
+        // Subjects overlap another stream's, invalid configuration.
+        assert!(!stream(S::JetStream(api_error(400, 10065))).is_transient());
+        assert!(!stream(S::JetStream(api_error(400, 10052))).is_transient());
+        assert!(!stream(S::InvalidStreamName).is_transient());
+        assert!(!consumer(C::JetStream(api_error(400, 10012))).is_transient());
+        assert!(!consumer(C::InvalidName).is_transient());
+        assert!(!JetStreamError::UnknownConsumer("x".into()).is_transient());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn start_up_gives_up_at_its_deadline() {
+        let started = tokio::time::Instant::now();
+        let mut attempts = 0;
+        let result: Result<(), _> = until_ready(Duration::from_secs(30), || {
+            attempts += 1;
+            async { Err(stream(S::TimedOut)) }
+        })
+        .await;
+        assert!(result.is_err());
+        let waited = started.elapsed();
+        // Up to the deadline, less at most one (jittered) delay of 2 to 4 s.
+        assert!(waited >= Duration::from_secs(26), "{waited:?}");
+        assert!(waited <= Duration::from_secs(30), "{waited:?}");
+        assert!(attempts > 10, "{attempts}");
     }
 }

@@ -199,6 +199,21 @@ pub mod order {
     }
     endpoint!(BatchInit => BatchInitDone, "order", "batch_init", idempotent: false,
               min_timeout: BATCH_INIT_TIMEOUT);
+
+    /// Which of these sagas are not final yet (queued, running or
+    /// compensating). stock-svc and payment-svc ask before purging old
+    /// ledger rows: a row of an unfinished saga stays, whatever its age. At
+    /// most [`crate::retention::ASK_CHUNK`] IDs per request.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct UnfinishedSagas {
+        pub saga_ids: Vec<uuid::Uuid>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Unfinished {
+        pub saga_ids: Vec<uuid::Uuid>,
+    }
+    endpoint!(UnfinishedSagas => Unfinished, "order", "unfinished_sagas", idempotent: true);
 }
 
 /// The checkout saga's JetStream messages.

@@ -96,6 +96,78 @@ pub async fn purge(
     }
 }
 
+/// Why [`purge_finished`] purged nothing more.
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    /// Whether the rows' work is final could not be learnt: keep them.
+    #[error("cannot tell which sagas are final")]
+    Unknown(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Most keys asked about at once (one NATS request).
+pub const ASK_CHUNK: i64 = 1_000;
+
+/// Like [`purge`], for a table keyed by UUIDv7 whose rows belong to a saga
+/// another service owns: of the rows past the retention, those whose saga
+/// `unfinished` names (not final yet, whatever its age) stay. When
+/// `unfinished` fails, nothing more is purged this time.
+pub async fn purge_finished<F, Fut>(
+    pool: &Pool,
+    table: &Table,
+    retention: Duration,
+    unfinished: F,
+) -> Result<u64, PurgeError>
+where
+    F: Fn(Vec<Uuid>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Uuid>, Box<dyn std::error::Error + Send + Sync>>>,
+{
+    let cutoff = v7_floor(SystemTime::now() - retention);
+    let select = format!(
+        "SELECT {key} FROM {name} WHERE {key} < $1 AND {key} > $2 AND ({only})
+         ORDER BY {key} LIMIT $3",
+        name = table.name,
+        key = table.key,
+        only = table.only,
+    );
+    let delete = format!(
+        "DELETE FROM {name} WHERE {key} = ANY($1) AND {key} < $2",
+        name = table.name,
+        key = table.key,
+    );
+    let conn = crate::db::get(pool).await?;
+    let (mut after, mut total) = (Uuid::nil(), 0);
+    loop {
+        let old: Vec<Uuid> = crate::db::query(&conn, &select, &[&cutoff, &after, &ASK_CHUNK])
+            .await
+            .map_err(crate::db::DbError::from)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let Some(last) = old.last().copied() else {
+            return Ok(total);
+        };
+        let full = old.len() as i64 == ASK_CHUNK;
+        let keep: std::collections::HashSet<Uuid> = unfinished(old.clone())
+            .await
+            .map_err(PurgeError::Unknown)?
+            .into_iter()
+            .collect();
+        let gone: Vec<Uuid> = old.into_iter().filter(|id| !keep.contains(id)).collect();
+        if !gone.is_empty() {
+            total += crate::db::execute(&conn, &delete, &[&gone, &cutoff])
+                .await
+                .map_err(crate::db::DbError::from)?;
+        }
+        if !full {
+            return Ok(total);
+        }
+        // Keyset: the rows kept are not read again this time.
+        after = last;
+    }
+}
+
 /// Purges `tables` every [`EVERY`] until `stop`.
 pub async fn run(pool: Pool, tables: Vec<Table>, retention: Duration, stop: CancellationToken) {
     loop {

@@ -14,3 +14,14 @@ pub fn startup() -> ExponentialBuilder {
         .with_max_times(40)
         .with_jitter()
 }
+
+/// Waiting at start-up for up to `deadline` in all: 100 ms doubling to 2 s,
+/// with jitter, as many attempts as fit.
+pub fn until(deadline: Duration) -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .without_max_times()
+        .with_total_delay(Some(deadline))
+        .with_jitter()
+}

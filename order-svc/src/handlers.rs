@@ -64,3 +64,17 @@ pub async fn batch_init(store: Store, req: BatchInit) -> Result<BatchInitDone, R
         msg: format!("Batch init for {n} orders successful"),
     })
 }
+
+/// The sagas among `req.saga_ids` that are not final (for the ledgers'
+/// retention in stock-svc and payment-svc).
+pub async fn unfinished_sagas(store: Store, req: UnfinishedSagas) -> Result<Unfinished, Rejection> {
+    if req.saga_ids.len() > common::retention::ASK_CHUNK as usize {
+        return Err(Rejection::invalid(format!(
+            "at most {} saga IDs per request",
+            common::retention::ASK_CHUNK
+        )));
+    }
+    Ok(Unfinished {
+        saga_ids: store.unfinished(&req.saga_ids).await?,
+    })
+}

@@ -74,6 +74,9 @@ pub async fn run(
     server
         .add::<BatchInit, _, _, _>(store.clone(), handlers::batch_init)
         .await?;
+    server
+        .add::<UnfinishedSagas, _, _, _>(store.clone(), handlers::unfinished_sagas)
+        .await?;
     let js = common::jetstream::setup(&deps.nats, &deps.topology).await?;
     let mut tasks = Tasks::new();
     let checkout = checkout::Checkout::new(

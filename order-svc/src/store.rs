@@ -49,6 +49,20 @@ impl Store {
         load(&conn, id).await
     }
 
+    /// Which of `ids` are sagas not final yet. A saga not found is final:
+    /// only final sagas are ever purged, and a saga exists before any of
+    /// its steps is sent.
+    pub async fn unfinished(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, OrderError> {
+        let conn = common::db::get(&self.pool).await?;
+        let rows = common::db::query(
+            &conn,
+            "SELECT id FROM sagas WHERE id = ANY($1) AND state NOT IN ('succeeded', 'failed')",
+            &[&ids],
+        )
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Appends a line and adds `quantity × unit_price` to the total, in one
     /// transaction. The multiplication happens in SQL so that an overflow is
     /// an out-of-range error, not a wrapped number.

@@ -125,3 +125,82 @@ async fn a_stored_but_unpublished_request_is_swept() {
     assert_eq!(c.stock(&item).await, 0);
     sys.shutdown().await;
 }
+
+/// The sweeper's arithmetic is bounded: a record re-published a huge number
+/// of times (which once overflowed the backoff interval and failed every
+/// sweep, this row always being the oldest due one) does not stop the others
+/// from being swept, and what has failed too often is counted as parked.
+#[tokio::test]
+async fn a_huge_publish_count_does_not_stop_the_sweep() {
+    let sys = System::builder()
+        .in_process()
+        .env("REPUBLISH_AFTER_MS", "500")
+        .env("SWEEP_INTERVAL_MS", "200")
+        .start()
+        .await;
+    let c = &sys.client;
+    let user = c.create_user(5).await;
+    let item = c.create_item(5).await;
+    c.add_stock(&item, 1).await;
+    let order = c.create_order(&user).await;
+    c.add_item(&order, &item, 1).await;
+
+    let (huge, normal, parked) = (
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+    );
+    let db = sys.db(Binary::Api).client().await;
+    db.execute(
+        "INSERT INTO requests (id, order_id, next_publish_at, publish_attempts) VALUES
+             ($1, 'no-such-order', now() - interval '1 hour', 2147483647),
+             ($2, $3, now(), 1),
+             ($4, 'no-such-order', now() + interval '1 day', 40)",
+        &[&huge, &normal, &order, &parked],
+    )
+    .await
+    .expect("insert");
+    let done = tokio::time::timeout(
+        Duration::from_secs(60),
+        workload::final_record(c, &normal.to_string()),
+    )
+    .await
+    .expect("the ordinary record is swept");
+    assert_eq!(done.body["status"], "succeeded", "{done:?}");
+    assert_eq!(c.credit(&user).await, 0);
+    let huge = tokio::time::timeout(
+        Duration::from_secs(60),
+        workload::final_record(c, &huge.to_string()),
+    )
+    .await
+    .expect("the huge one is swept too");
+    assert_eq!(huge.body["reason"], "order_not_found", "{huge:?}");
+
+    // The one still pending after 40 publishes shows in the parked gauge.
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = c
+            .raw()
+            .get(format!("{}/metrics", c.base()))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        if metrics.contains("checkout_requests_parked 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        metrics.contains("checkout_requests_parked 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("checkout_requests"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    sys.shutdown().await;
+}

@@ -121,3 +121,54 @@ async fn a_repeat_while_the_first_runs_is_409() {
     sys.restart(Binary::Stock).await;
     sys.shutdown().await;
 }
+
+/// An ambiguous failure keeps the key: payment-svc is frozen (SIGSTOP) so
+/// the call times out while the request sits in its socket; once thawed it
+/// applies it. A retry with the same key replays the ambiguous answer and
+/// never applies the change a second time.
+#[tokio::test]
+async fn a_retry_after_an_unknown_outcome_never_applies_twice() {
+    let sys = System::builder()
+        .env("RPC_TIMEOUT_MS", "1000")
+        .start()
+        .await;
+    let c = sys.client.clone();
+    let user = c.create_user(0).await;
+    let pid: i32 = sys
+        .pids()
+        .iter()
+        .find_map(|p| p.strip_prefix("payment-svc="))
+        .expect("payment-svc runs")
+        .parse()
+        .expect("a pid");
+    let add = || {
+        c.send(
+            c.raw()
+                .post(format!("{}/payment/add_funds/{user}/5", c.base()))
+                .header("Idempotency-Key", "ambiguous-1"),
+        )
+    };
+    // SAFETY: plain signals to a child process this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let first = add().await;
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_eq!(first.status, 503, "{first:?}");
+    assert_eq!(first.body["code"], "outcome-unknown", "{first:?}");
+    // The thawed service applies what it had received.
+    let mut credit = 0;
+    for _ in 0..50 {
+        credit = c.credit(&user).await;
+        if credit == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(credit, 5, "the frozen call was applied after all");
+    // The retry replays the ambiguous answer instead of running again.
+    let again = add().await;
+    assert_eq!(again.status, 503, "{again:?}");
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(c.credit(&user).await, 5, "applied once");
+    sys.shutdown().await;
+}

@@ -250,3 +250,74 @@ async fn a_deleted_consumer_comes_back() {
     assert_eq!(ready.status, 200, "{ready:?}");
     sys.shutdown().await;
 }
+
+/// Streams are bounded and a full one is back-pressure, never a drop: with
+/// order-svc down, checkouts pile up in the ORDER stream until the api
+/// refuses new ones with a 503 and `Retry-After` before accepting them;
+/// every checkout that was accepted reaches a final status once order-svc
+/// is back, and new checkouts are accepted again.
+#[tokio::test]
+async fn a_full_stream_refuses_before_acceptance_and_loses_nothing() {
+    let mut sys = System::builder()
+        .env("NATS_STREAM_MAX_BYTES", "65536")
+        .start()
+        .await;
+    let c = sys.client.clone();
+    sys.kill(Binary::Order).await;
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for i in 0..5_000 {
+        let r = c
+            .send(
+                c.raw()
+                    .post(format!("{}/orders/checkout/no-such-order-{i}", c.base()))
+                    .header("Prefer", "respond-async"),
+            )
+            .await;
+        match r.status {
+            202 => accepted.push(r.body["request_id"].as_str().expect("id").to_owned()),
+            503 => {
+                refused = Some(r);
+                break;
+            }
+            other => panic!("checkout {i}: {other} {r:?}"),
+        }
+    }
+    let refused = refused.expect("a full stream refuses new checkouts");
+    assert!(refused.headers.contains_key("retry-after"), "{refused:?}");
+    assert!(refused.body.get("request_id").is_none(), "nothing accepted");
+    assert!(accepted.len() > 50, "only {} accepted", accepted.len());
+    let metrics = c
+        .raw()
+        .get(format!("{}/metrics", c.base()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("jetstream_stream_max_bytes{stream=\"ORDER\"} 65536"),
+        "the backlog is exported"
+    );
+    assert!(metrics.contains("checkout_backlog_refused_total 1"));
+
+    sys.restart(Binary::Order).await;
+    for id in &accepted {
+        let done = tokio::time::timeout(Duration::from_secs(60), workload::final_record(&c, id))
+            .await
+            .expect("an accepted checkout completes");
+        assert_eq!(done.body["reason"], "order_not_found", "{done:?}");
+    }
+    // Drained: new work is accepted again.
+    let mut again = 0;
+    for _ in 0..50 {
+        again = c.checkout_async("no-such-order-again").await.status;
+        if again == 202 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(again, 202);
+    sys.shutdown().await;
+}

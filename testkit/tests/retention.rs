@@ -1,6 +1,7 @@
-//! Bounded tables: the purge deletes finished sagas and dead letters past
-//! the retention, and idempotency keys past their expiry; it keeps younger
-//! rows and sagas still running, whatever their age.
+//! Bounded tables: the purge deletes finished sagas, their ledger rows and
+//! dead letters past the retention, and idempotency keys past their expiry;
+//! it keeps younger rows, and sagas still running and their ledger rows,
+//! whatever their age.
 
 use std::time::{Duration, SystemTime};
 
@@ -74,6 +75,58 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
         .get(0);
     assert_eq!(letters, 1, "the young dead letter stays");
     drop(pool);
+
+    // Ledger rows go with their saga: an old row whose saga is final (or
+    // purged) goes, an old row of a running saga stays, whatever its age
+    // (order-svc is asked which sagas are not final).
+    let old_gone = v7_floor(hours_ago(201));
+    let nats = async_nats::connect(testkit::nats_url())
+        .await
+        .expect("nats");
+    let order = common::rpc::RpcClient::new(
+        nats,
+        common::nats::Subjects::new(sys.name.clone()),
+        balance::retention::ASK_TIMEOUT,
+    );
+    for (binary, ledger) in [
+        (Binary::Stock, "reservations"),
+        (Binary::Payment, "charges"),
+    ] {
+        let db = sys.db(binary);
+        let client = db.client().await;
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {ledger} (saga_id, lines, outcome) VALUES
+                         ($1, '[]', 'done'), ($2, '[]', 'done'), ($3, '[]', 'done'), ($4, '[]', 'done')"
+                ),
+                &[&old_gone, &old_done, &old_running, &young_done],
+            )
+            .await
+            .expect("ledger rows inserted");
+        let pool = common::db::pool(&db.url, 2).expect("pool");
+        let table = balance::retention::ledger(ledger);
+        let purged = balance::retention::purge(&pool, &table, RETENTION, &order)
+            .await
+            .expect("purge");
+        assert_eq!(purged, 2, "{ledger}: the old rows of final sagas");
+        let left: Vec<uuid::Uuid> = client
+            .query(
+                &format!("SELECT saga_id FROM {ledger} ORDER BY saga_id"),
+                &[],
+            )
+            .await
+            .expect("ledger")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            left,
+            vec![old_running, young_done],
+            "{ledger}: a running saga's row stays"
+        );
+        drop(pool);
+    }
 
     // Idempotency keys go once past their own expiry, whatever the retention.
     let api_db = sys.db(Binary::Api);

@@ -148,34 +148,63 @@ pub const RETAINED: common::retention::Table = common::retention::Table {
            WHERE w.request_id = requests.id AND w.status IN ('waiting', 'pending'))",
 };
 
+/// After this many publishes a record still pending is *parked*: something
+/// is wrong beyond an outage (counted in `checkout_requests_parked`), and it
+/// is re-published only every [`PARKED_EVERY`], never given up.
+pub const PARK_AFTER: i32 = 30;
+/// How often a parked record is still re-published.
+pub const PARKED_EVERY: Duration = Duration::from_secs(3600);
+
+/// A record the sweeper claimed for a re-publish.
+pub struct Stuck {
+    pub request_id: Uuid,
+    pub order_id: String,
+    /// Publishes before this one.
+    pub attempts: i32,
+}
+
 /// Claims up to `limit` pending records whose re-publish time has come and
-/// moves their next time back exponentially (10 s, 20 s, ... at most 5 min).
-/// `SKIP LOCKED` lets several api replicas sweep without doubling up.
-pub async fn claim_stuck(pool: &Pool, limit: i64) -> Result<Vec<(Uuid, String)>> {
+/// moves their next time back exponentially (10 s, 20 s, ... at most 5 min;
+/// [`PARKED_EVERY`] once parked). `SKIP LOCKED` lets several api replicas
+/// sweep without doubling up. Every expression is bounded (the exponent,
+/// the count), so no row's value can make the statement fail for the others.
+pub async fn claim_stuck(pool: &Pool, limit: i64) -> Result<Vec<Stuck>> {
+    let parked_secs = PARKED_EVERY.as_secs_f64();
     let conn = common::db::get(pool).await?;
     let rows = conn
         .query(
-            "UPDATE requests SET publish_attempts = publish_attempts + 1,
-                    next_publish_at = now() + least(interval '10 seconds' * power(2, publish_attempts - 1),
-                                                    interval '5 minutes')
-             WHERE id IN (SELECT id FROM requests
-                          WHERE status = 'pending' AND next_publish_at <= now()
-                          ORDER BY next_publish_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-             RETURNING id, order_id",
-            &[&limit],
+            "UPDATE requests r SET publish_attempts = least(r.publish_attempts::bigint + 1, 2147483647)::int,
+                    next_publish_at = now() + CASE
+                        WHEN r.publish_attempts >= $2 THEN $3::float8 * interval '1 second'
+                        ELSE least(interval '10 seconds' * power(2, least(greatest(r.publish_attempts - 1, 0), 5)),
+                                   interval '5 minutes') END
+             FROM (SELECT id, publish_attempts FROM requests
+                   WHERE status = 'pending' AND next_publish_at <= now()
+                   ORDER BY next_publish_at LIMIT $1 FOR UPDATE SKIP LOCKED) old
+             WHERE r.id = old.id
+             RETURNING r.id, r.order_id, old.publish_attempts",
+            &[&limit, &PARK_AFTER, &parked_secs],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| Stuck {
+            request_id: r.get(0),
+            order_id: r.get(1),
+            attempts: r.get(2),
+        })
+        .collect())
 }
 
-/// Records not yet final (for the pending gauge).
-pub async fn count_pending(pool: &Pool) -> Result<i64> {
+/// Records not yet final, and how many of them are parked (for the gauges).
+pub async fn count_pending(pool: &Pool) -> Result<(i64, i64)> {
     let conn = common::db::get(pool).await?;
-    Ok(conn
+    let row = conn
         .query_one(
-            "SELECT count(*) FROM requests WHERE status = 'pending'",
-            &[],
+            "SELECT count(*), count(*) FILTER (WHERE publish_attempts >= $1)
+             FROM requests WHERE status = 'pending'",
+            &[&PARK_AFTER],
         )
-        .await?
-        .get(0))
+        .await?;
+    Ok((row.get(0), row.get(1)))
 }

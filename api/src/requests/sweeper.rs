@@ -29,7 +29,7 @@ pub(super) fn start(requests: &Requests, tasks: &mut Tasks) {
 }
 
 async fn sweep(s: &Inner, stop: CancellationToken) {
-    let pending = PENDING.clone();
+    let (pending, parked) = (PENDING.clone(), PARKED.clone());
     let mut tick = tokio::time::interval(s.settings.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_count = None::<Instant>;
@@ -40,8 +40,9 @@ async fn sweep(s: &Inner, stop: CancellationToken) {
         }
         if last_count.is_none_or(|t| t.elapsed() >= GAUGE_EVERY) {
             last_count = Some(Instant::now());
-            if let Ok(n) = store::count_pending(&s.pool).await {
+            if let Ok((n, p)) = store::count_pending(&s.pool).await {
                 pending.set(n);
+                parked.set(p);
             }
         }
         republish_stuck(s).await;
@@ -60,12 +61,23 @@ async fn republish_stuck(s: &Inner) {
     if stuck.is_empty() {
         return;
     }
+    let parked = stuck
+        .iter()
+        .filter(|s| s.attempts >= store::PARK_AFTER)
+        .count();
+    if parked > 0 {
+        tracing::warn!(
+            parked,
+            after = store::PARK_AFTER,
+            "re-publishing parked checkouts (pending after this many publishes)"
+        );
+    }
     tracing::info!(count = stuck.len(), "re-publishing pending checkouts");
     let requests: Vec<CheckoutRequested> = stuck
         .into_iter()
-        .map(|(request_id, order_id)| CheckoutRequested {
-            request_id,
-            order_id,
+        .map(|s| CheckoutRequested {
+            request_id: s.request_id,
+            order_id: s.order_id,
         })
         .collect();
     // A fresh message ID per attempt: JetStream must not drop a
@@ -79,4 +91,13 @@ async fn republish_stuck(s: &Inner) {
 static PENDING: std::sync::LazyLock<prometheus::IntGauge> = std::sync::LazyLock::new(|| {
     prometheus::register_int_gauge!("checkout_requests_pending", "Request records not yet final")
         .expect("metric registers once")
+});
+
+static PARKED: std::sync::LazyLock<prometheus::IntGauge> = std::sync::LazyLock::new(|| {
+    prometheus::register_int_gauge!(
+        "checkout_requests_parked",
+        "Request records still pending after PARK_AFTER (30) publishes: re-published hourly; \
+         alert on any"
+    )
+    .expect("metric registers once")
 });

@@ -7,6 +7,10 @@
 //! ordinary checkouts sent at the same time ([`testkit::Probe`]) complete
 //! with normal latency. One module per kind of attack.
 
+mod bounds;
+mod poison;
+mod webhooks;
+
 /// The probe itself: with nothing hostile going on, bystanders pass, and
 /// the bound it checks is one a stalled pipeline cannot meet.
 #[tokio::test]
@@ -18,5 +22,3 @@ async fn the_probe_passes_on_a_quiet_system() {
     assert!(report.max() < testkit::Probe::BOUND);
     sys.shutdown().await;
 }
-mod webhooks;
-mod poison;

@@ -1,0 +1,70 @@
+//! The ledger's retention. A ledger row is a saga step's idempotency key
+//! and what its compensation undoes, so it goes only once past the
+//! retention *and* its saga is final: order-svc, which owns the sagas, is
+//! asked which of the old rows' sagas are not (`order.unfinished_sagas`);
+//! when it cannot say, nothing is purged.
+
+use std::time::Duration;
+
+use common::{
+    messages::order::UnfinishedSagas,
+    retention::{PurgeError, Table},
+    rpc::RpcClient,
+};
+use deadpool_postgres::Pool;
+use tokio_util::sync::CancellationToken;
+
+/// How long the question to order-svc may take.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The ledger `table` (keyed by saga ID, a UUIDv7) as a retained table.
+pub fn ledger(table: &'static str) -> Table {
+    Table {
+        name: table,
+        key: "saga_id",
+        only: "true",
+        age: common::retention::Age::V7Key,
+    }
+}
+
+/// Deletes the ledger rows past `retention` whose saga is final.
+pub async fn purge(
+    pool: &Pool,
+    ledger: &Table,
+    retention: Duration,
+    order: &RpcClient,
+) -> Result<u64, PurgeError> {
+    common::retention::purge_finished(pool, ledger, retention, |saga_ids| async move {
+        order
+            .call(&UnfinishedSagas { saga_ids }, "")
+            .await
+            .map(|u| u.saga_ids)
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+    })
+    .await
+}
+
+/// Purges every [`common::retention::EVERY`] until `stop`.
+pub async fn run(
+    pool: Pool,
+    ledger: Table,
+    retention: Duration,
+    order: RpcClient,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(common::retention::EVERY) => {}
+        }
+        match purge(&pool, &ledger, retention, &order).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                table = ledger.name,
+                rows = n,
+                "purged rows past their retention"
+            ),
+            Err(e) => tracing::warn!(table = ledger.name, error = %e, "cannot purge old rows"),
+        }
+    }
+}
