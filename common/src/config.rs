@@ -164,6 +164,59 @@ impl LogConfig {
     }
 }
 
+/// The NATS user a binary connects as (`NATS_USER`, `NATS_PASSWORD`): each
+/// service has its own, whose permissions (`nats/auth.conf`) cover only its
+/// own subjects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsAuth {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password: configurations end up in logs and panics.
+        f.debug_struct("NatsAuth")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl NatsAuth {
+    /// Both or neither: a user without a password (or the reverse) is a
+    /// mistake, not a request for anonymous access.
+    pub fn load(vars: &Vars) -> Result<Option<Self>, ConfigError> {
+        match (vars.get("NATS_USER")?, vars.get("NATS_PASSWORD")?) {
+            (None, None) => Ok(None),
+            (Some(user), Some(password)) => {
+                // The user names the inbox prefix (`_INBOX_<user>`): one token.
+                if !user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    return Err(ConfigError::invalid(
+                        "NATS_USER",
+                        user,
+                        "use letters, digits, '-' and '_' only",
+                    ));
+                }
+                Ok(Some(Self { user, password }))
+            }
+            (Some(user), None) => Err(ConfigError::invalid(
+                "NATS_PASSWORD",
+                "",
+                format!("required with NATS_USER={user}"),
+            )),
+            (None, Some(_)) => Err(ConfigError::invalid(
+                "NATS_USER",
+                "",
+                "required with NATS_PASSWORD",
+            )),
+        }
+    }
+}
+
 /// Settings shared by every binary.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -178,6 +231,9 @@ pub struct Config {
     pub database_pool_size: usize,
     /// One server URL, or the comma-separated URLs of a cluster's nodes.
     pub nats_url: String,
+    /// Who to connect to NATS as; `None`: anonymously (a server without
+    /// authentication).
+    pub nats_auth: Option<NatsAuth>,
     /// Prefix of every NATS subject and stream this deployment uses, so that
     /// several deployments (or parallel tests) can share one nats-server.
     pub nats_prefix: String,
@@ -244,6 +300,7 @@ impl Config {
             database_url: vars.string("DATABASE_URL", local_database_url(service))?,
             database_pool_size: vars.at_least("DATABASE_POOL_SIZE", 16, 1)?,
             nats_url,
+            nats_auth: NatsAuth::load(vars)?,
             nats_prefix,
             stream_replicas,
             retention: Duration::from_secs(hours.saturating_mul(3600)),
@@ -262,6 +319,8 @@ mod tests {
         let mut all: Vec<(&str, &str)> = [
             "NATS_PREFIX",
             "NATS_URL",
+            "NATS_USER",
+            "NATS_PASSWORD",
             "NATS_STREAM_REPLICAS",
             "RETENTION_HOURS",
             "LISTEN_ADDR",
@@ -294,6 +353,7 @@ mod tests {
         assert_eq!(c.database_pool_size, 16);
         assert_eq!(c.nats_url, "nats://127.0.0.1:14222");
         assert_eq!(c.nats_prefix, "checkout");
+        assert_eq!(c.nats_auth, None);
         assert_eq!(c.stream_replicas, None);
         assert_eq!(c.retention, Duration::from_secs(168 * 3600));
         assert_eq!(
@@ -349,6 +409,25 @@ mod tests {
             assert!(e.contains(name), "{pairs:?}: {e}");
             assert!(e.contains(pairs[0].1.trim()), "{pairs:?}: {e}");
         }
+    }
+
+    #[test]
+    fn nats_user_and_password_go_together_and_the_password_is_not_shown() {
+        let c = Config::load(
+            &vars(&[("NATS_USER", "stock"), ("NATS_PASSWORD", "s3cret-pw")]),
+            "stock",
+            8002,
+        )
+        .expect("valid");
+        let auth = c.nats_auth.as_ref().expect("a user");
+        assert_eq!(
+            (auth.user.as_str(), auth.password.as_str()),
+            ("stock", "s3cret-pw")
+        );
+        assert!(!format!("{c:?}").contains("s3cret-pw"), "{c:?}");
+        assert!(refused(&[("NATS_USER", "stock")]).contains("NATS_PASSWORD"));
+        assert!(refused(&[("NATS_PASSWORD", "pw")]).contains("NATS_USER"));
+        assert!(refused(&[("NATS_USER", "a.b"), ("NATS_PASSWORD", "pw")]).contains("NATS_USER"));
     }
 
     #[test]
