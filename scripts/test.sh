@@ -106,6 +106,8 @@ fi
 
 if command -v docker-compose >/dev/null 2>&1; then
     log "docker-compose -f docker-compose.yml config -q"
+    # The credentials it requires (no defaults): this installation's.
+    eval "$("$ROOT/scripts/compose-secrets.sh")"
     docker-compose -f docker-compose.yml config -q || {
         warn "docker-compose.yml is invalid"
         rc=1
