@@ -14,9 +14,12 @@ pub const LOCAL_PG_PORT: u16 = 15432;
 /// Port of the project-local nats-server (`scripts/infra.sh`).
 pub const LOCAL_NATS_PORT: u16 = 14222;
 
-/// `DATABASE_URL`'s default: database `name` on the project-local PostgreSQL.
+/// `DATABASE_URL`'s default: database `name` on the project-local PostgreSQL,
+/// as its owner role of the same name. It has no password: the server asks
+/// for one (`scripts/infra.sh` generates them; `make up` passes the URL with
+/// it), so the default alone never gets in.
 pub fn local_database_url(name: &str) -> String {
-    format!("postgres://postgres@127.0.0.1:{LOCAL_PG_PORT}/{name}")
+    format!("postgres://{name}@127.0.0.1:{LOCAL_PG_PORT}/{name}")
 }
 
 /// `NATS_URL`'s default: the project-local nats-server.
@@ -349,7 +352,7 @@ mod tests {
         let c = Config::load(&vars(&[]), "stock", 8002).expect("defaults are valid");
         assert_eq!(c.listen_addr, "127.0.0.1:8002".parse().unwrap());
         assert_eq!(c.listen_addr_file, None);
-        assert_eq!(c.database_url, "postgres://postgres@127.0.0.1:15432/stock");
+        assert_eq!(c.database_url, "postgres://stock@127.0.0.1:15432/stock");
         assert_eq!(c.database_pool_size, 16);
         assert_eq!(c.nats_url, "nats://127.0.0.1:14222");
         assert_eq!(c.nats_prefix, "checkout");

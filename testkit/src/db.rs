@@ -2,10 +2,16 @@
 
 use tokio_postgres::NoTls;
 
-/// `DATABASE_ADMIN_URL`, defaulting to the project-local server.
+/// `DATABASE_ADMIN_URL`, defaulting to the project-local server as
+/// `postgres` with the password `scripts/infra.sh` generated.
 pub fn admin_url() -> String {
-    std::env::var("DATABASE_ADMIN_URL")
-        .unwrap_or_else(|_| common::config::local_database_url("postgres"))
+    std::env::var("DATABASE_ADMIN_URL").unwrap_or_else(|_| {
+        let password = crate::secrets::secret("pg-admin").unwrap_or_default();
+        format!(
+            "postgres://postgres:{password}@127.0.0.1:{}/postgres",
+            common::config::LOCAL_PG_PORT
+        )
+    })
 }
 
 /// A database created for one test, owned by a role of the same name made

@@ -16,13 +16,18 @@ pub fn secrets_dir() -> PathBuf {
         .unwrap_or_else(|| crate::system::workspace_root().join(".local/secrets"))
 }
 
+/// The generated secret `name` (a file in [`secrets_dir`]), if there is one.
+pub fn secret(name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(secrets_dir().join(name)).ok()?;
+    let value = text.trim();
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
 /// The password of NATS user `user` (`nats/auth.conf`), if this
 /// installation generated one; `None` means a nats-server without
 /// authentication (then everyone connects anonymously).
 pub fn nats_password(user: &str) -> Option<String> {
-    let text = std::fs::read_to_string(secrets_dir().join(format!("nats-{user}"))).ok()?;
-    let password = text.trim();
-    (!password.is_empty()).then(|| password.to_owned())
+    secret(&format!("nats-{user}"))
 }
 
 /// `user` with its password, when there is one.
