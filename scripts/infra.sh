@@ -388,6 +388,11 @@ nats_up() {
     local pid health="http://$LOCAL_HOST:$NATS_MONITOR_PORT/healthz"
     if pid="$(running_pid "$NATS_PID" nats-server)"; then
         debug "nats-server already running (pid $pid)"
+        # One started by an older version of this script admits anyone until restarted.
+        if ! curl -fsS --max-time 2 "http://$LOCAL_HOST:$NATS_MONITOR_PORT/varz" 2>/dev/null |
+            grep -q '"auth_required": *true'; then
+            warn "the running nats-server (pid $pid) does not require authentication: restart it (scripts/infra.sh down, then up) to load nats/auth.conf"
+        fi
     else
         local port
         for port in "$NATS_PORT" "$NATS_MONITOR_PORT"; do
