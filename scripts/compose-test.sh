@@ -23,6 +23,8 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
+# The credentials docker-compose.yml requires: this installation's (.local/secrets).
+eval "$("$ROOT/scripts/compose-secrets.sh")"
 
 CT_DIR="$STATE/compose-test"
 DOCKER_DIR="$CT_DIR/docker"

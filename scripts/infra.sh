@@ -18,8 +18,14 @@
 #      nats-server; node k listens on NATS_PORT+k-1 (clients), NATS_MONITOR_PORT+k-1 and
 #      NATS_CLUSTER_PORT+k-1 (16222, routes); NATS_URL= lists all three.
 #      CHECKOUT_STATE_DIR (.local) with other ports runs a second, independent pair
-#      (testkit/tests/faults.rs does, to kill them).
-# Everything lives under .local/: pg/data, pg/run (socket), nats/ (JetStream store),
+#      (testkit/tests/faults.rs does, to kill them); CHECKOUT_SECRETS_DIR ($CHECKOUT_STATE_DIR/secrets)
+#      where the generated credentials are.
+# Access: PostgreSQL wants a SCRAM password over TCP: `postgres` (the admin, for scripts and
+# tests; password in secrets/pg-admin) and one role per service owning its database (api, order,
+# stock, payment; secrets/pg-<db>); the OS user reaches it over the unix socket. nats-server
+# admits the users of nats/auth.conf only (secrets/nats-<user>). Every secret is generated on
+# the first `up` (mode 600); an existing data directory made by an older version is upgraded.
+# Everything lives under .local/: secrets/, pg/data, pg/run (socket), nats/ (JetStream store),
 # run/nats.pid, log/postgres.log, log/nats.log; a cluster node k: nats-<k>/, run/nats-<k>.pid,
 # log/nats-<k>.log. `down`, `wipe` and `status` cover whichever of the two exist.
 set -euo pipefail
@@ -144,6 +150,8 @@ synchronous_commit = on
 full_page_writes = on
 # Fewer forced checkpoints under benchmark load (does not weaken durability).
 max_wal_size = 2GB
+# Passwords are stored and checked as SCRAM verifiers (pg_hba.conf: pg_write_hba).
+password_encryption = 'scram-sha-256'
 EOF
     )"
     if pg_syncfs_supported; then
@@ -158,6 +166,30 @@ EOF
         printf "\n# Project settings (scripts/infra.sh)\ninclude_if_exists = 'checkout.conf'\n" \
             >>"$PG_DATA/postgresql.conf"
     fi
+    pg_write_hba || true
+}
+
+# Who may connect how. TCP: a SCRAM password, for everyone (the services' roles, and the admin
+# `postgres` whose password is .local/secrets/pg-admin). The unix socket: the OS user running
+# PostgreSQL without a password, as only that user (and root) can enter the socket directory
+# (700): the scripts' way in to set the passwords. Returns 0 when the file changed.
+pg_write_hba() {
+    local hba
+    hba="$(
+        cat <<'EOF'
+# Written by scripts/infra.sh on every start; change the script, not this file.
+# TYPE  DATABASE  USER  ADDRESS       METHOD
+local   all       all                 trust
+host    all       all   127.0.0.1/32  scram-sha-256
+host    all       all   ::1/128       scram-sha-256
+EOF
+    )"
+    if [[ "$(cat "$PG_DATA/pg_hba.conf" 2>/dev/null)" == "$hba" ]]; then
+        return 1
+    fi
+    printf '%s\n' "$hba" >"$PG_DATA/pg_hba.conf"
+    [[ $EUID -ne 0 ]] || chown "$PG_OS_USER:" "$PG_DATA/pg_hba.conf"
+    chmod 600 "$PG_DATA/pg_hba.conf"
 }
 
 pg_init() {
@@ -192,11 +224,19 @@ pg_up() {
         ensure_traversable "$PG_DIR"
     fi
     pg_as_owner mkdir -p "$PG_SOCK"
+    # The socket directory is the admin's way in (pg_hba.conf: trust): the OS user's only.
+    pg_as_owner chmod 700 "$PG_SOCK"
 
     if pg_running; then
         debug "postgres already running (pid $(pg_pid))"
         port_open "$LOCAL_HOST" "$PG_PORT" ||
             die "postgres already runs (pid $(pg_pid)) but not on port $PG_PORT (changed PG_PORT? run scripts/infra.sh down first)"
+        # A server started by an older script (trust for everyone): lock it down now.
+        if pg_write_hba; then
+            pg_as_owner "$PG_BIN/pg_ctl" reload -D "$PG_DATA" -s >/dev/null ||
+                die "cannot reload PostgreSQL's pg_hba.conf"
+            log "postgres: pg_hba.conf now requires SCRAM passwords over TCP (reloaded)"
+        fi
     else
         if port_open "$LOCAL_HOST" "$PG_PORT"; then
             die "port $PG_PORT is in use by another process; stop it or set PG_PORT"
@@ -216,51 +256,105 @@ pg_up() {
         show_log_tail "$PG_LOG"
         die "PostgreSQL runs but does not listen on $LOCAL_HOST:$PG_PORT"
     }
-    ensure_databases "$(local_admin_url)" local
+    # Over the socket: the admin password may not be set yet (a new or an older data directory).
+    local tries=0
+    until pg_as_owner "$PG_BIN/psql" -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres -X -q -w \
+        -tAc 'select 1' >/dev/null 2>"$LOG_DIR/psql.err"; do
+        tries=$((tries + 1))
+        if ((tries >= 20)); then
+            cat "$LOG_DIR/psql.err" >&2
+            show_log_tail "$PG_LOG"
+            die "cannot connect to PostgreSQL over $PG_SOCK"
+        fi
+        sleep 0.5
+    done
+    provision_roles "$PG_BIN/psql" -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres ||
+        die "cannot set up the roles and databases"
 }
 
-# ensure_databases ADMIN_URL local|external: create api, order, stock, payment if missing.
+# The SQL that makes the installation's roles and databases what they should be, whatever they
+# were: the admin `postgres` gets .local/secrets/pg-admin as password (ADMIN=1); each service a
+# role of its own (LOGIN, no superuser, no CREATEDB, no CREATEROLE) with .local/secrets/pg-<db>
+# as password, owning its database and everything in it (an older installation made them as
+# `postgres`). Run on every `up`: changing a secrets file and running `up` rotates a password.
+provision_sql() {
+    local admin="$1" db role pw
+    if [[ "$admin" == 1 ]]; then
+        printf "ALTER ROLE postgres PASSWORD '%s';\n" "$(ensure_secret pg-admin)"
+    fi
+    for db in "${DATABASES[@]}"; do
+        role="$db" pw="$(ensure_secret "pg-$db")"
+        cat <<EOF
+SELECT format('CREATE ROLE %I', '$role') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$role') \\gexec
+ALTER ROLE "$role" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '$pw';
+SELECT format('CREATE DATABASE %I OWNER %I', '$db', '$role') WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$db') \\gexec
+ALTER DATABASE "$db" OWNER TO "$role";
+REVOKE ALL ON DATABASE "$db" FROM PUBLIC;
+\\connect "$db"
+DO \$do\$
+DECLARE r record;
+BEGIN
+    -- Tables, views and sequences made by postgres (an older installation) go to the owner;
+    -- a sequence owned by a column follows its table.
+    FOR r IN
+        SELECT c.oid::regclass AS rel,
+               CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                              WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+          AND c.relowner <> '"$role"'::regrole
+          AND NOT (c.relkind = 'S' AND EXISTS (
+              SELECT 1 FROM pg_depend d
+              WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
+    LOOP
+        EXECUTE format('ALTER %s %s OWNER TO %I', r.kind, r.rel, '$role');
+    END LOOP;
+END
+\$do\$;
+\\connect postgres
+EOF
+    done
+}
+
+# provision_roles PSQL ARGS...: runs provision_sql through `PSQL ARGS...` (an admin connection;
+# over the socket as the OS user owning the cluster). On someone else's server
+# (DATABASE_ADMIN_URL) the admin's password is theirs: left alone.
+provision_roles() {
+    local admin=1 run=()
+    [[ -z "${DATABASE_ADMIN_URL:-}" ]] || admin=0
+    [[ " $* " == *" -h $PG_SOCK "* ]] && run=(pg_as_owner)
+    provision_sql "$admin" | "${run[@]}" "$@" -X -q -w -v ON_ERROR_STOP=1 \
+        >/dev/null 2>"$LOG_DIR/psql.err" || {
+        cat "$LOG_DIR/psql.err" >&2
+        return 1
+    }
+}
+
+# ensure_databases ADMIN_URL external: the roles and databases (provision_sql) on the server of
+# DATABASE_ADMIN_URL, if psql is there and the server reachable (else a warning: whoever runs
+# that server makes them).
 ensure_databases() {
-    local url="$1" kind="$2" psql existing db
+    local url="$1" psql
     if [[ -n "${PG_BIN:-}" && -x "$PG_BIN/psql" ]]; then
         psql="$PG_BIN/psql"
     elif command -v psql >/dev/null 2>&1; then
         psql=psql
     else
-        warn "no psql found: not creating the databases ${DATABASES[*]} on $url"
+        warn "no psql found: not creating the roles and databases ${DATABASES[*]} on $url"
         return 0
     fi
-    local args=(-X -q -w -v ON_ERROR_STOP=1 -d "$url")
     local tries=0
-    until existing="$(PGCONNECT_TIMEOUT=5 "$psql" "${args[@]}" -tA -c 'select datname from pg_database' 2>"$LOG_DIR/psql.err")"; do
+    until PGCONNECT_TIMEOUT=5 "$psql" -X -q -w -d "$url" -tAc 'select 1' >/dev/null 2>"$LOG_DIR/psql.err"; do
         tries=$((tries + 1))
         if ((tries >= 20)); then
             cat "$LOG_DIR/psql.err" >&2
-            if [[ $kind == external ]]; then
-                warn "cannot reach $url to create the databases ${DATABASES[*]}"
-                return 0
-            fi
-            show_log_tail "$PG_LOG"
-            die "cannot connect to $url"
+            warn "cannot reach $url to create the roles and databases ${DATABASES[*]}"
+            return 0
         fi
         sleep 0.5
     done
-    for db in "${DATABASES[@]}"; do
-        if ! grep -qx -- "$db" <<<"$existing"; then
-            "$psql" "${args[@]}" -c "CREATE DATABASE \"$db\"" >/dev/null 2>"$LOG_DIR/psql.err" || {
-                # A concurrent `up` may have created it in the meantime.
-                if ! "$psql" "${args[@]}" -tA -c "select 1 from pg_database where datname = '$db'" 2>/dev/null | grep -q 1; then
-                    cat "$LOG_DIR/psql.err" >&2
-                    [[ $kind == external ]] && {
-                        warn "could not create database $db on $url"
-                        continue
-                    }
-                    die "could not create database $db"
-                fi
-            }
-            debug "created database $db"
-        fi
-    done
+    provision_roles "$psql" -d "$url" ||
+        warn "could not create the roles and databases ${DATABASES[*]} on $url"
 }
 
 pg_down() {
@@ -294,6 +388,11 @@ nats_up() {
     local pid health="http://$LOCAL_HOST:$NATS_MONITOR_PORT/healthz"
     if pid="$(running_pid "$NATS_PID" nats-server)"; then
         debug "nats-server already running (pid $pid)"
+        # One started by an older version of this script admits anyone until restarted.
+        if ! curl -fsS --max-time 2 "http://$LOCAL_HOST:$NATS_MONITOR_PORT/varz" 2>/dev/null |
+            grep -q '"auth_required": *true'; then
+            warn "the running nats-server (pid $pid) does not require authentication: restart it (scripts/infra.sh down, then up) to load nats/auth.conf"
+        fi
     else
         local port
         for port in "$NATS_PORT" "$NATS_MONITOR_PORT"; do
@@ -304,6 +403,8 @@ nats_up() {
         mkdir -p "$NATS_STORE"
         rm -f "$NATS_PID"
         local args=() store_args=(-sd "$NATS_STORE")
+        # nats/auth.conf reads the users' passwords from the environment.
+        export_nats_passwords
         # The config file may refer to these ($NATS_STORE_DIR etc.).
         export NATS_STORE_DIR="$NATS_STORE" NATS_PORT NATS_MONITOR_PORT NATS_SERVER_NAME \
             NATS_LOG_FILE="$NATS_LOG"
@@ -380,6 +481,8 @@ node_route_port() { printf '%s\n' $((NATS_CLUSTER_PORT + $1 - 1)); }
 cluster_up() {
     ensure_nats_installed
     ensure_curl_installed
+    # nats/auth.conf (included by node.conf) reads the users' passwords from the environment.
+    export_nats_passwords
     local k pid port pidfile log started=()
     for ((k = 1; k <= 3; k++)); do
         pidfile="$RUN_DIR/nats-$k.pid" log="$LOG_DIR/nats-$k.log"
@@ -465,6 +568,8 @@ cluster_status() {
 print_urls() {
     printf 'DATABASE_ADMIN_URL=%s\n' "$(admin_url)"
     printf 'NATS_URL=%s\n' "$(nats_url)"
+    # The NATS users' passwords (nats-<user>) and the services' database passwords (pg-<db>).
+    printf 'CHECKOUT_SECRETS_DIR=%s\n' "$SECRETS_DIR"
 }
 
 status() {

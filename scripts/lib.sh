@@ -12,7 +12,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="${CHECKOUT_STATE_DIR:-$ROOT/.local}"
 LOG_DIR="$STATE/log"
 RUN_DIR="$STATE/run"
-export ROOT STATE LOG_DIR RUN_DIR
+# Generated credentials (ensure_secret); CHECKOUT_SECRETS_DIR lets a second state directory
+# (testkit's LocalInfra) share the installation's.
+SECRETS_DIR="${CHECKOUT_SECRETS_DIR:-$STATE/secrets}"
+export ROOT STATE LOG_DIR RUN_DIR SECRETS_DIR
 
 # Ports and addresses of the project-local servers (env overrides).
 PG_PORT="${PG_PORT:-15432}"
@@ -79,17 +82,17 @@ ensure_state_dirs() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Webhook signing secret
+# Secrets: generated once per installation, never a public default
 
 # A fresh Standard Webhooks secret: whsec_ and 32 random bytes in base64.
 new_webhook_secret() {
     printf 'whsec_%s\n' "$(head -c 32 /dev/urandom | base64 -w0)"
 }
 
-# This installation's secret, made once (mode 600) and reused: $STATE/secrets/webhook_secret.
+# This installation's secret, made once (mode 600) and reused: $SECRETS_DIR/webhook_secret.
 # Receivers verify deliveries with it; replace the file (and restart the api) to rotate.
 webhook_secret() {
-    local dir="$STATE/secrets" file="$STATE/secrets/webhook_secret"
+    local dir="$SECRETS_DIR" file="$SECRETS_DIR/webhook_secret"
     if [[ ! -s "$file" ]]; then
         (
             umask 077
@@ -101,6 +104,58 @@ webhook_secret() {
     fi
     chmod 600 "$file"
     head -n 1 "$file"
+}
+
+# ensure_secret NAME: prints the secret $SECRETS_DIR/NAME, generating it first if missing
+# (32 random letters and digits, starting with a letter: nats-server reads a password from the
+# environment as a config value, and one that looks like a number would not be a string).
+# The directory is 700, the file 600; a concurrent caller never sees half a file, and two
+# callers racing agree on the first one written.
+ensure_secret() {
+    local name="$1" file="$SECRETS_DIR/$1" tmp value
+    [[ "$name" =~ ^[A-Za-z0-9_.-]+$ ]] || die "bad secret name '$name'"
+    if [[ ! -s "$file" ]]; then
+        (umask 077 && mkdir -p "$SECRETS_DIR")
+        tmp="$(mktemp "$SECRETS_DIR/.$name.XXXXXX")"
+        value="$(random_chars 1 'A-Za-z')$(random_chars 31 'A-Za-z0-9')"
+        printf '%s\n' "$value" >"$tmp"
+        chmod 600 "$tmp"
+        # link(2) never replaces: whoever links first wins, the others read theirs.
+        ln "$tmp" "$file" 2>/dev/null || true
+        rm -f "$tmp"
+    fi
+    read_secret "$name"
+}
+
+# random_chars N SET: N random characters of the tr(1) set SET (no pipe cut short, so no
+# SIGPIPE under pipefail).
+random_chars() {
+    local out=""
+    while ((${#out} < $1)); do
+        out+="$(head -c 256 /dev/urandom | LC_ALL=C tr -dc "$2")"
+    done
+    printf '%s' "${out:0:$1}"
+}
+
+# read_secret NAME: prints $SECRETS_DIR/NAME (fails if it does not exist).
+read_secret() {
+    local value
+    [[ -s "$SECRETS_DIR/$1" ]] || die "missing secret $SECRETS_DIR/$1"
+    read -r value <"$SECRETS_DIR/$1"
+    printf '%s\n' "$value"
+}
+
+# The NATS users of nats/auth.conf and the PostgreSQL roles of the services.
+NATS_USERS=(admin api order stock payment)
+
+# Exports NATS_<USER>_PASSWORD for every user of nats/auth.conf (what nats-server reads).
+export_nats_passwords() {
+    local user var
+    for user in "${NATS_USERS[@]}"; do
+        var="NATS_${user^^}_PASSWORD"
+        printf -v "$var" '%s' "$(ensure_secret "nats-$user")"
+        export "${var?}"
+    done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -436,7 +491,11 @@ ensure_prometheus_installed() {
 # ---------------------------------------------------------------------------------------------
 # URLs
 
-local_admin_url() { printf 'postgres://postgres@%s:%s/postgres\n' "$LOCAL_HOST" "$PG_PORT"; }
+# The admin (superuser) is for the scripts and the tests only; the services connect as their own
+# roles (service_db_url).
+local_admin_url() {
+    printf 'postgres://postgres:%s@%s:%s/postgres\n' "$(ensure_secret pg-admin)" "$LOCAL_HOST" "$PG_PORT"
+}
 # One URL, or with NATS_NODES=3 the comma-separated URLs of every node (the binaries accept both).
 local_nats_url() {
     if [[ "$NATS_NODES" == 1 ]]; then
@@ -483,6 +542,17 @@ db_url() {
         url="${url%/*}"
     fi
     printf '%s/%s%s\n' "$url" "$db" "$query"
+}
+
+# service_db_url ADMIN_URL DB: the URL of service database DB on the admin URL's server, as the
+# service's own role (named as the database) with its password (.local/secrets/pg-DB).
+# postgres://u:p@h:5432/postgres?sslmode=x  ->  postgres://DB:<password>@h:5432/DB?sslmode=x
+service_db_url() {
+    local url scheme rest
+    url="$(db_url "$1" "$2")"
+    scheme="${url%%://*}" rest="${url#*://}"
+    [[ "${rest%%/*}" == *@* ]] && rest="${rest#*@}"
+    printf '%s://%s:%s@%s\n' "$scheme" "$2" "$(ensure_secret "pg-$2")" "$rest"
 }
 
 # schemathesis, the OpenAPI fuzzer of testkit/tests/schemathesis.rs: the version pinned here, in

@@ -41,9 +41,11 @@ log "scripts/infra.sh up"
 urls="$("$ROOT/scripts/infra.sh" up)" || die "scripts/infra.sh up failed"
 DATABASE_ADMIN_URL="$(sed -n 's/^DATABASE_ADMIN_URL=//p' <<<"$urls")"
 NATS_URL="$(sed -n 's/^NATS_URL=//p' <<<"$urls")"
+# testkit reads the NATS users' passwords there (nats-<user>).
+CHECKOUT_SECRETS_DIR="$(sed -n 's/^CHECKOUT_SECRETS_DIR=//p' <<<"$urls")"
 CHECKOUT_BIN_DIR="$ROOT/target/debug"
-export DATABASE_ADMIN_URL NATS_URL CHECKOUT_BIN_DIR
-# Tests drop their databases when they pass; a failed or killed run leaves
+export DATABASE_ADMIN_URL NATS_URL CHECKOUT_SECRETS_DIR CHECKOUT_BIN_DIR
+# Tests drop their databases and roles when they pass; a failed or killed run leaves
 # them behind. They are all named t<12 hex digits>_<service> (testkit).
 if pg_bin="$(find_pg_bin_dir)" && [[ -n "$pg_bin" ]]; then
     stale="$("$pg_bin/psql" "$DATABASE_ADMIN_URL" -Atc \
@@ -52,6 +54,11 @@ if pg_bin="$(find_pg_bin_dir)" && [[ -n "$pg_bin" ]]; then
     for db in $stale; do
         "$pg_bin/psql" "$DATABASE_ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" \
             >/dev/null 2>&1 || true
+    done
+    for role in $("$pg_bin/psql" "$DATABASE_ADMIN_URL" -Atc \
+        "SELECT rolname FROM pg_roles WHERE rolname ~ '^t[0-9a-f]{12}_(api|order|stock|payment)\$'" \
+        2>/dev/null || true); do
+        "$pg_bin/psql" "$DATABASE_ADMIN_URL" -qc "DROP ROLE IF EXISTS \"$role\"" >/dev/null 2>&1 || true
     done
     [[ -z "$stale" ]] || debug "dropped $(wc -w <<<"$stale") stale test databases"
 fi
@@ -99,9 +106,9 @@ fi
 
 if command -v docker-compose >/dev/null 2>&1; then
     log "docker-compose -f docker-compose.yml config -q"
-    # The compose file requires a webhook secret; any valid one checks the file.
-    WEBHOOK_SECRET="${WEBHOOK_SECRET:-whsec_Y29tcG9zZS1jb25maWctY2hlY2s=}" \
-        docker-compose -f docker-compose.yml config -q || {
+    # The credentials it requires (no defaults): this installation's.
+    eval "$("$ROOT/scripts/compose-secrets.sh")"
+    docker-compose -f docker-compose.yml config -q || {
         warn "docker-compose.yml is invalid"
         rc=1
     }

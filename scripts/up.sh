@@ -5,7 +5,11 @@
 # Env:
 #   REPLICAS=n            copies of each binary (default 1); copy k listens on base port + 10*(k-1)
 #   API_DATABASE_URL, ORDER_DATABASE_URL, STOCK_DATABASE_URL, PAYMENT_DATABASE_URL
-#                         per-service database (default: <admin server>/api|order|stock|payment)
+#                         per-service database (default: <admin server>/api|order|stock|payment as
+#                         the service's own role api|order|stock|payment, password from
+#                         .local/secrets/pg-<db>)
+# NATS: each binary connects as its own user of nats/auth.conf (NATS_USER=api|order|stock|payment,
+# NATS_PASSWORD from .local/secrets/nats-<user>).
 #   API_LISTEN_ADDR, ORDER_LISTEN_ADDR, STOCK_LISTEN_ADDR, PAYMENT_LISTEN_ADDR
 #                         base listen address (default 127.0.0.1:8000|8001|8002|8003)
 #   DATABASE_ADMIN_URL, NATS_URL   use these servers instead of starting local ones
@@ -68,7 +72,9 @@ for bin in "${BINS[@]}"; do
     prefix="${BIN_ENV_PREFIX[$bin]}"
     db_var="${prefix}_DATABASE_URL"
     listen_var="${prefix}_LISTEN_ADDR"
-    database_url="${!db_var:-$(db_url "$ADMIN_URL" "${BIN_DB[$bin]}")}"
+    database_url="${!db_var:-$(service_db_url "$ADMIN_URL" "${BIN_DB[$bin]}")}"
+    nats_user="${BIN_DB[$bin]}"
+    nats_password="$(ensure_secret "nats-$nats_user")"
     base="${!listen_var:-$LOCAL_HOST:${BIN_PORT[$bin]}}"
     host="${base%:*}" base_port="${base##*:}"
     [[ "$base_port" =~ ^[0-9]+$ ]] || die "$listen_var must be host:port (got '$base')"
@@ -98,7 +104,8 @@ for bin in "${BINS[@]}"; do
         secret=()
         [[ "$bin" == api ]] && secret=(WEBHOOK_SECRET="$API_WEBHOOK_SECRET")
         DATABASE_URL="$database_url" LISTEN_ADDR="$addr" NATS_URL="$NATS" NO_COLOR="${NO_COLOR-1}" \
-            env "${secret[@]}" setsid -w bash -c 'echo $$ >"$1"; shift; exec nohup "$@"' _ "$pidfile" "$BIN_DIR/$bin" \
+            env "${secret[@]}" NATS_USER="$nats_user" NATS_PASSWORD="$nats_password" \
+            setsid -w bash -c 'echo $$ >"$1"; shift; exec nohup "$@"' _ "$pidfile" "$BIN_DIR/$bin" \
             </dev/null >>"$logfile" 2>&1 &
         disown 2>/dev/null || true
         debug "started $name on $addr"

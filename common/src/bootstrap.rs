@@ -81,7 +81,8 @@ impl Deps {
         )
         .await?;
         tokio::spawn(crate::metrics::report_pool(pool.clone()));
-        let nats = crate::nats::connect(&config.nats_url, binary).await?;
+        let nats =
+            crate::nats::connect(&config.nats_url, binary, config.nats_auth.as_ref()).await?;
         let subjects = Subjects::new(config.nats_prefix.clone());
         let topology = Topology::new(&subjects, config.stream_replicas)?
             .with_startup_deadline(config.jetstream_startup_deadline)

@@ -14,9 +14,12 @@ pub const LOCAL_PG_PORT: u16 = 15432;
 /// Port of the project-local nats-server (`scripts/infra.sh`).
 pub const LOCAL_NATS_PORT: u16 = 14222;
 
-/// `DATABASE_URL`'s default: database `name` on the project-local PostgreSQL.
+/// `DATABASE_URL`'s default: database `name` on the project-local PostgreSQL,
+/// as its owner role of the same name. It has no password: the server asks
+/// for one (`scripts/infra.sh` generates them; `make up` passes the URL with
+/// it), so the default alone never gets in.
 pub fn local_database_url(name: &str) -> String {
-    format!("postgres://postgres@127.0.0.1:{LOCAL_PG_PORT}/{name}")
+    format!("postgres://{name}@127.0.0.1:{LOCAL_PG_PORT}/{name}")
 }
 
 /// `NATS_URL`'s default: the project-local nats-server.
@@ -166,6 +169,59 @@ impl LogConfig {
     }
 }
 
+/// The NATS user a binary connects as (`NATS_USER`, `NATS_PASSWORD`): each
+/// service has its own, whose permissions (`nats/auth.conf`) cover only its
+/// own subjects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsAuth {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password: configurations end up in logs and panics.
+        f.debug_struct("NatsAuth")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl NatsAuth {
+    /// Both or neither: a user without a password (or the reverse) is a
+    /// mistake, not a request for anonymous access.
+    pub fn load(vars: &Vars) -> Result<Option<Self>, ConfigError> {
+        match (vars.get("NATS_USER")?, vars.get("NATS_PASSWORD")?) {
+            (None, None) => Ok(None),
+            (Some(user), Some(password)) => {
+                // The user names the inbox prefix (`_INBOX_<user>`): one token.
+                if !user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    return Err(ConfigError::invalid(
+                        "NATS_USER",
+                        user,
+                        "use letters, digits, '-' and '_' only",
+                    ));
+                }
+                Ok(Some(Self { user, password }))
+            }
+            (Some(user), None) => Err(ConfigError::invalid(
+                "NATS_PASSWORD",
+                "",
+                format!("required with NATS_USER={user}"),
+            )),
+            (None, Some(_)) => Err(ConfigError::invalid(
+                "NATS_USER",
+                "",
+                "required with NATS_PASSWORD",
+            )),
+        }
+    }
+}
+
 /// Settings shared by every binary.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -185,6 +241,9 @@ pub struct Config {
     pub database_pool_size: usize,
     /// One server URL, or the comma-separated URLs of a cluster's nodes.
     pub nats_url: String,
+    /// Who to connect to NATS as; `None`: anonymously (a server without
+    /// authentication).
+    pub nats_auth: Option<NatsAuth>,
     /// Prefix of every NATS subject and stream this deployment uses, so that
     /// several deployments (or parallel tests) can share one nats-server.
     pub nats_prefix: String,
@@ -268,6 +327,7 @@ impl Config {
             database_url: vars.string("DATABASE_URL", local_database_url(service))?,
             database_pool_size: vars.at_least("DATABASE_POOL_SIZE", 16, 1)?,
             nats_url,
+            nats_auth: NatsAuth::load(vars)?,
             nats_prefix,
             stream_replicas,
             stream_max_bytes,
@@ -292,6 +352,8 @@ mod tests {
         let mut all: Vec<(&str, &str)> = [
             "NATS_PREFIX",
             "NATS_URL",
+            "NATS_USER",
+            "NATS_PASSWORD",
             "NATS_STREAM_REPLICAS",
             "NATS_STREAM_MAX_BYTES",
             "RETENTION_HOURS",
@@ -325,10 +387,11 @@ mod tests {
         assert_eq!(c.listen_addr, "127.0.0.1:8002".parse().unwrap());
         assert_eq!(c.listen_addr_file, None);
         assert_eq!(c.ops_listen_addr, None, "operations on the main listener");
-        assert_eq!(c.database_url, "postgres://postgres@127.0.0.1:15432/stock");
+        assert_eq!(c.database_url, "postgres://stock@127.0.0.1:15432/stock");
         assert_eq!(c.database_pool_size, 16);
         assert_eq!(c.nats_url, "nats://127.0.0.1:14222");
         assert_eq!(c.nats_prefix, "checkout");
+        assert_eq!(c.nats_auth, None);
         assert_eq!(c.stream_replicas, None);
         assert_eq!(c.stream_max_bytes, None);
         assert_eq!(c.retention, Duration::from_secs(168 * 3600));
@@ -389,6 +452,25 @@ mod tests {
             assert!(e.contains(name), "{pairs:?}: {e}");
             assert!(e.contains(pairs[0].1.trim()), "{pairs:?}: {e}");
         }
+    }
+
+    #[test]
+    fn nats_user_and_password_go_together_and_the_password_is_not_shown() {
+        let c = Config::load(
+            &vars(&[("NATS_USER", "stock"), ("NATS_PASSWORD", "s3cret-pw")]),
+            "stock",
+            8002,
+        )
+        .expect("valid");
+        let auth = c.nats_auth.as_ref().expect("a user");
+        assert_eq!(
+            (auth.user.as_str(), auth.password.as_str()),
+            ("stock", "s3cret-pw")
+        );
+        assert!(!format!("{c:?}").contains("s3cret-pw"), "{c:?}");
+        assert!(refused(&[("NATS_USER", "stock")]).contains("NATS_PASSWORD"));
+        assert!(refused(&[("NATS_PASSWORD", "pw")]).contains("NATS_USER"));
+        assert!(refused(&[("NATS_USER", "a.b"), ("NATS_PASSWORD", "pw")]).contains("NATS_USER"));
     }
 
     #[test]

@@ -30,6 +30,15 @@ pub enum JetStreamError {
         #[source]
         source: jetstream::context::CreateStreamError,
     },
+    #[error(
+        "stream {name} differs from nats/jetstream.json and cannot be updated (this NATS user may \
+         not update streams: start one binary with NATS_USER=admin once): {source}"
+    )]
+    StreamUpdate {
+        name: String,
+        #[source]
+        source: jetstream::context::CreateStreamError,
+    },
     #[error("cannot create or update consumer {name}: {source}")]
     Consumer {
         name: String,
@@ -180,13 +189,34 @@ where
         .await
 }
 
-/// Creates or updates every stream.
+/// Creates every stream that does not exist, and updates one whose
+/// definition changed.
+///
+/// Creating first: creating a stream that exists with the same definition
+/// changes nothing, and it is all a service's NATS user may do
+/// (`nats/auth.conf`); updating (which could shrink or re-route a stream) is
+/// left to users allowed to, such as `admin`. A service whose definitions
+/// differ from the server's therefore fails its start-up, saying so.
 pub async fn ensure_streams(js: &Context, topology: &Topology) -> Result<(), JetStreamError> {
+    use jetstream::{context::CreateStreamErrorKind, ErrorCode};
     for config in &topology.0.streams {
         let name = config.name.clone();
-        js.create_or_update_stream(config.clone())
-            .await
-            .map_err(|source| JetStreamError::Stream { name, source })?;
+        match js.create_stream(config.clone()).await {
+            Ok(_) => {}
+            Err(e)
+                if matches!(e.kind(), CreateStreamErrorKind::JetStream(ref j)
+                    if j.error_code() == ErrorCode::STREAM_NAME_EXIST) =>
+            {
+                tracing::info!(stream = %name, "stream definition changed: updating it");
+                js.update_stream(config.clone()).await.map_err(|source| {
+                    JetStreamError::StreamUpdate {
+                        name: name.clone(),
+                        source,
+                    }
+                })?;
+            }
+            Err(source) => return Err(JetStreamError::Stream { name, source }),
+        }
     }
     Ok(())
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use backon::Retryable;
 
+use crate::config::NatsAuth;
+
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
     #[error("invalid NATS_URL {url:?}: {source}")]
@@ -43,16 +45,29 @@ pub fn server_addrs(url: &str) -> std::io::Result<Vec<async_nats::ServerAddr>> {
     Ok(addrs)
 }
 
-/// Connects to the servers of `url` (see [`server_addrs`]), retrying with
-/// backoff for about a minute so that a service started before nats-server
-/// waits for it instead of failing.
-pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, NatsError> {
+/// Connects to the servers of `url` (see [`server_addrs`]) as `auth`'s user,
+/// retrying with backoff for about a minute so that a service started before
+/// nats-server waits for it instead of failing.
+///
+/// With a user, replies come to the inbox prefix `_INBOX_<user>`, the only
+/// one `nats/auth.conf` lets that user subscribe to: no one else's replies.
+pub async fn connect(
+    url: &str,
+    name: &str,
+    auth: Option<&NatsAuth>,
+) -> Result<async_nats::Client, NatsError> {
     let addrs = server_addrs(url).map_err(|source| NatsError::InvalidUrl {
         url: url.to_string(),
         source,
     })?;
     let attempt = || async {
-        async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some(auth) = auth {
+            options = options
+                .user_and_password(auth.user.clone(), auth.password.clone())
+                .custom_inbox_prefix(format!("_INBOX_{}", auth.user));
+        }
+        options
             .name(name)
             .connection_timeout(Duration::from_secs(3))
             // The default 10 s is too short for a request that waits on a
@@ -67,6 +82,10 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, NatsEr
     };
     attempt
         .retry(crate::retry::startup())
+        // Wrong credentials stay wrong: say so at once.
+        .when(|e: &async_nats::ConnectError| {
+            e.kind() != async_nats::ConnectErrorKind::AuthorizationViolation
+        })
         .notify(|e, after| tracing::warn!(error = %e, ?after, "NATS not reachable yet"))
         .await
         .map_err(|source| NatsError::Connect {

@@ -16,11 +16,22 @@ fi
 if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
     user="${POSTGRES_USER:-postgres}"
     auth="${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}"
-    [[ $auth == trust ]] || {
-        echo "this stand-in only supports POSTGRES_HOST_AUTH_METHOD=trust" >&2
+    # Like the official image: the socket (inside the container) trusts, TCP asks for $auth.
+    init=(initdb --username="$user" --auth-local=trust --auth-host="$auth" --encoding=UTF8)
+    case "$auth" in
+    trust) "${init[@]}" >/dev/null ;;
+    scram-sha-256)
+        [[ -n "${POSTGRES_PASSWORD:-}" ]] || {
+            echo "POSTGRES_PASSWORD is required (POSTGRES_HOST_AUTH_METHOD=scram-sha-256)" >&2
+            exit 1
+        }
+        "${init[@]}" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") >/dev/null
+        ;;
+    *)
+        echo "this stand-in supports POSTGRES_HOST_AUTH_METHOD=trust or scram-sha-256" >&2
         exit 1
-    }
-    initdb --username="$user" --auth=trust --encoding=UTF8 >/dev/null
+        ;;
+    esac
     echo "host all all all $auth" >>"$PGDATA/pg_hba.conf"
     echo "listen_addresses = '*'" >>"$PGDATA/postgresql.conf"
     # Like the official image: the init scripts run against a server that listens on the
@@ -31,6 +42,10 @@ if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
         *.sql)
             echo "running $f"
             psql -v ON_ERROR_STOP=1 --username "$user" --no-password --dbname postgres -f "$f"
+            ;;
+        *.sh)
+            echo "running $f"
+            POSTGRES_USER="$user" bash "$f"
             ;;
         *) [[ -e "$f" ]] && echo "ignoring $f" ;;
         esac

@@ -1,6 +1,7 @@
 # Stand-in for postgres:15 (scripts/compose-test.sh; no image registry here): Debian's
 # PostgreSQL 15 with the same contract the compose file relies on: PGDATA, POSTGRES_USER,
-# POSTGRES_HOST_AUTH_METHOD, /docker-entrypoint-initdb.d/*.sql run once on an empty volume by a
+# POSTGRES_PASSWORD, POSTGRES_HOST_AUTH_METHOD (trust or scram-sha-256),
+# /docker-entrypoint-initdb.d/*.sql and *.sh run once on an empty volume by a
 # socket-only server, then `postgres ...` as the user postgres, listening on every address.
 FROM debian:bookworm-slim
 RUN printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \

@@ -117,6 +117,8 @@ impl NatsCluster {
         let mut cmd = Command::new(nats_server_bin());
         cmd.arg("-c")
             .arg(&conf)
+            // nats/auth.conf's users, with the installation's passwords.
+            .envs(crate::secrets::nats_server_env())
             .env("NATS_SERVER_NAME", &node.name)
             .env("NATS_LISTEN", format!("127.0.0.1:{}", node.client_port))
             .env("NATS_HTTP", format!("127.0.0.1:{}", node.monitor_port))

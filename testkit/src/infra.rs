@@ -183,6 +183,8 @@ impl LocalInfra {
             .env("NATS_PORT", self.nats_port.to_string())
             .env("NATS_MONITOR_PORT", self.monitor_port.to_string())
             .env("NATS_SERVER_NAME", "checkout-test")
+            // The installation's credentials, which the services of the test's System use.
+            .env("CHECKOUT_SECRETS_DIR", crate::secrets::secrets_dir())
             // Never the shared servers: these would make the script use them.
             .env_remove("DATABASE_ADMIN_URL")
             .env_remove("NATS_URL")

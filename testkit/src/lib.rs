@@ -16,6 +16,7 @@ pub mod invariants;
 pub mod probe;
 pub mod proxy;
 pub mod receiver;
+pub mod secrets;
 pub mod shop;
 pub mod system;
 pub mod workload;
@@ -25,6 +26,7 @@ pub use db::TestDb;
 pub use http::Client;
 pub use infra::{LocalInfra, Server};
 pub use probe::Probe;
+pub use secrets::{nats_admin, nats_auth};
 pub use system::{Binary, Dep, System, SystemBuilder};
 
 /// A short unique name for this test's resources, e.g. `t3f9a1c2d`.

@@ -34,6 +34,11 @@ impl Binary {
         }
     }
 
+    /// Its NATS user (`nats/auth.conf`), also its database's suffix.
+    pub fn nats_user(self) -> &'static str {
+        self.db_suffix()
+    }
+
     fn db_suffix(self) -> &'static str {
         match self {
             Binary::Api => "api",
@@ -296,6 +301,19 @@ impl System {
         (database_url, nats_url)
     }
 
+    /// `NATS_USER` and `NATS_PASSWORD` of process `i`: its binary's own
+    /// user, whose permissions the test then exercises; unset where the
+    /// installation has no NATS passwords (a server without authentication).
+    fn nats_credentials(&self, i: usize) -> Vec<(String, String)> {
+        match crate::secrets::nats_auth(self.procs[i].binary.nats_user()) {
+            Some(auth) => vec![
+                ("NATS_USER".into(), auth.user),
+                ("NATS_PASSWORD".into(), auth.password),
+            ],
+            None => Vec::new(),
+        }
+    }
+
     /// Starts service `i` on the in-process runtime, with the settings its
     /// process would get.
     fn spawn_in_process(&mut self, i: usize) {
@@ -312,6 +330,7 @@ impl System {
                 ("LISTEN_ADDR", addr.clone()),
                 ("OPS_LISTEN_ADDR_FILE", ops_addr_file.display().to_string()),
             ])
+            .with(self.nats_credentials(i))
             .with(self.env.iter().cloned());
         let runtime = self.runtime.as_ref().expect("an in-process system");
         let task = in_process::spawn(runtime, self.procs[i].binary, vars, listener);
@@ -345,8 +364,10 @@ impl System {
             .open(&log_path)
             .expect("log file");
         let (database_url, nats_url) = self.dependency_urls(i);
+        let credentials = self.nats_credentials(i);
         let mut cmd = Command::new(&exe);
-        cmd.env("DATABASE_URL", database_url)
+        cmd.envs(credentials)
+            .env("DATABASE_URL", database_url)
             .env("NATS_URL", nats_url)
             .env("NATS_PREFIX", &self.name)
             .env("LISTEN_ADDR", listen)
@@ -601,7 +622,8 @@ impl System {
                 self.kill(b).await;
             }
         }
-        if let Ok(nats) = async_nats::connect(&self.nats_url).await {
+        let admin = crate::secrets::nats_auth("admin");
+        if let Ok(nats) = crate::secrets::try_nats_as(&self.nats_url, admin.as_ref()).await {
             let js = async_nats::jetstream::new(nats);
             let prefix = format!("{}_", self.name);
             let names: Vec<String> = js

@@ -260,9 +260,7 @@ async fn node_kills_under_load(replicas: usize) {
         .start()
         .await;
     let prefix = sys.name.clone();
-    let nats = async_nats::connect(common::nats::server_addrs(&cluster.url()).expect("urls"))
-        .await
-        .expect("connect to the test cluster");
+    let nats = testkit::nats_admin(&cluster.url()).await;
     let js = async_nats::jetstream::new(nats);
     let c = sys.client.clone();
     let shop = Shop::build(

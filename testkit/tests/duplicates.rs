@@ -52,11 +52,7 @@ async fn reserve_release_charge_refund_apply_once() {
     let item = c.create_item(2).await;
     c.add_stock(&item, 10).await;
     let user = c.create_user(50).await;
-    let js = jetstream::new(
-        async_nats::connect(testkit::nats_url())
-            .await
-            .expect("nats"),
-    );
+    let js = jetstream::new(testkit::nats_admin(&testkit::nats_url()).await);
     let p = &sys.name;
     let saga = Uuid::now_v7();
     let cmd = |step, lines: Vec<(String, i64)>| StepCommand {

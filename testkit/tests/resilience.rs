@@ -153,11 +153,7 @@ async fn sigterm_under_load_drains() {
     let c = sys.client.clone();
     let w = workload::scarce(&c, 120, 80, 16).await;
     let orders: Vec<String> = w.orders.iter().map(|(o, _)| o.clone()).collect();
-    let js = async_nats::jetstream::new(
-        async_nats::connect(testkit::nats_url())
-            .await
-            .expect("nats"),
-    );
+    let js = async_nats::jetstream::new(testkit::nats_admin(&testkit::nats_url()).await);
     let clients = vec![c.clone()];
     let all =
         tokio::spawn(async move { workload::checkout_all(&clients, &orders, Mode::Sync).await });
@@ -222,11 +218,7 @@ async fn sigterm_under_load_drains() {
 async fn a_deleted_consumer_comes_back() {
     let sys = System::start().await;
     let c = sys.client.clone();
-    let js = async_nats::jetstream::new(
-        async_nats::connect(testkit::nats_url())
-            .await
-            .expect("nats"),
-    );
+    let js = async_nats::jetstream::new(testkit::nats_admin(&testkit::nats_url()).await);
     let ready_url = format!("{}/ready", sys.urls(Binary::Order)[0]);
     let ready = c.send(c.raw().get(&ready_url)).await;
     assert_eq!(ready.body["consumers"]["order-checkout"], true, "{ready:?}");

@@ -306,9 +306,7 @@ async fn replicas_share_requests_and_are_discoverable() {
     let second = testkit::Client::new(sys.api_url(1));
     assert_eq!(second.stock(&item).await, 40);
 
-    let nats = async_nats::connect(testkit::nats_url())
-        .await
-        .expect("nats");
+    let nats = testkit::nats_admin(&testkit::nats_url()).await;
     let reply = nats.new_inbox();
     let mut inbox = nats.subscribe(reply.clone()).await.expect("subscribe");
     nats.publish_with_reply("$SRV.INFO.stock", reply, "".into())

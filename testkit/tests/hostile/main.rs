@@ -7,6 +7,7 @@
 //! ordinary checkouts sent at the same time ([`testkit::Probe`]) complete
 //! with normal latency. One module per kind of attack.
 
+mod auth;
 mod bounds;
 mod poison;
 mod webhooks;
