@@ -19,6 +19,8 @@ pub struct ApiSettings {
     pub rpc_timeout: Duration,
     pub checkout: crate::state::Settings,
     pub webhooks: crate::webhooks::Settings,
+    /// Who may call `batch_init` (`SETUP_ENDPOINTS`, `SETUP_TOKEN`).
+    pub setup: crate::setup::Access,
 }
 
 impl Config {
@@ -32,6 +34,7 @@ impl Config {
             rpc_timeout: vars.interval_ms("RPC_TIMEOUT_MS", Duration::from_secs(30))?,
             checkout: crate::state::Settings::load(vars, common.retention)?,
             webhooks: crate::webhooks::Settings::load(vars)?,
+            setup: crate::setup::Access::load(vars)?,
         };
         Ok(Self { common, api })
     }
@@ -59,6 +62,8 @@ mod tests {
             "WEBHOOK_ALLOW_HOSTS",
             "WEBHOOK_DENY_HOSTS",
             "WEBHOOK_BLOCK_PRIVATE",
+            "SETUP_ENDPOINTS",
+            "SETUP_TOKEN",
             "NATS_PREFIX",
             "NATS_URL",
             "NATS_STREAM_REPLICAS",
@@ -94,6 +99,7 @@ mod tests {
         assert_eq!(w.poll, Duration::from_millis(500));
         assert!(w.policy.allow.is_empty() && w.policy.deny.is_empty());
         assert!(!w.policy.block_private);
+        assert_eq!(c.api.setup, crate::setup::Access::Open);
     }
 
     #[test]
@@ -135,6 +141,7 @@ mod tests {
             ("WEBHOOK_POLL_MS", "0"),
             ("WEBHOOK_BLOCK_PRIVATE", "yes"),
             ("RETENTION_HOURS", "0"),
+            ("SETUP_ENDPOINTS", "token"),
         ] {
             let e = Config::load(&vars(&[(name, value)]))
                 .expect_err(&format!("{name}={value} accepted"))

@@ -12,6 +12,7 @@ pub mod params;
 pub mod problem;
 pub mod requests;
 pub mod routes;
+pub mod setup;
 pub mod state;
 pub mod webhooks;
 
@@ -60,6 +61,10 @@ pub fn router(state: AppState, readiness: common::ops::Readiness) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.setup.clone(),
+            setup::gate,
         ))
         .with_state(state);
     api.merge(common::ops::router(readiness))
@@ -159,6 +164,7 @@ pub async fn run(
         requests,
         settings,
         webhooks,
+        setup: std::sync::Arc::new(config.setup),
     });
     let draining = state.requests.draining();
     let app = router(state, readiness);

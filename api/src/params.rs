@@ -44,6 +44,12 @@ pub fn amount(name: &str, raw: &str) -> Result<i64, ApiError> {
     }
 }
 
+/// Parses a `batch_init` count: `min` to [`common::rpc::MAX_BATCH`].
+pub fn count(name: &str, raw: &str, min: i64) -> Result<i64, ApiError> {
+    let v = amount(name, raw)?;
+    Ok(common::rpc::batch_range(name, v, min)?)
+}
+
 /// An ID as given; only empty, absurdly long or control-character IDs are
 /// refused.
 pub fn id(name: &str, raw: &str) -> Result<String, ApiError> {
@@ -71,6 +77,18 @@ mod tests {
         for bad in ["-1", "9223372036854775808", "1.5", "abc", "", " 1", "1e3"] {
             assert!(
                 matches!(amount("a", bad), Err(ApiError::BadRequest(_))),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(count("n", "0", 0).ok(), Some(0));
+        assert_eq!(count("n", "10000000", 0).ok(), Some(10_000_000));
+        for (bad, min) in [("10000001", 0), ("0", 1), ("-1", 0), ("x", 0)] {
+            assert!(
+                matches!(count("n", bad, min), Err(ApiError::BadRequest(_))),
                 "{bad:?} must be refused"
             );
         }

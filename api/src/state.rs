@@ -25,6 +25,8 @@ pub struct Shared {
     pub requests: Requests,
     pub settings: Settings,
     pub webhooks: crate::webhooks::Settings,
+    /// Who may call the setup endpoints.
+    pub setup: Arc<crate::setup::Access>,
 }
 
 /// Tunables of the checkout flow (loaded at start-up, see the README).
