@@ -92,7 +92,7 @@ fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
         accepted `request_id`, `Location` and `Retry-After`, never a guess. `Prefer: wait=N` \
         bounds the wait instead and gets a 202 with the pending record. `Prefer: respond-async`, \
         `?mode=async` or a `callback_url`: 202 at once.",
-    params(("order_id" = String, Path, min_length = 1, max_length = 128),
+    params(("order_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"),
         ("mode" = Option<CheckoutMode>, Query),
         ("callback_url" = Option<String>, Query, format = "uri", max_length = 2048,
             description = "Webhook for the final record; implies async"),

@@ -51,9 +51,10 @@ pub fn count(name: &str, raw: &str, min: i64) -> Result<i64, ApiError> {
 }
 
 /// An ID as given; only empty, absurdly long or control-character IDs are
-/// refused.
+/// refused. The length counts characters, as the document's `maxLength`
+/// does; the document's `pattern` excludes the same control characters.
 pub fn id(name: &str, raw: &str) -> Result<String, ApiError> {
-    if raw.is_empty() || raw.len() > 128 {
+    if raw.is_empty() || raw.chars().count() > 128 {
         return Err(ApiError::BadRequest(format!(
             "{name} must be 1 to 128 characters"
         )));
@@ -98,6 +99,10 @@ mod tests {
     fn ids() {
         assert!(id("x", "").is_err());
         assert!(id("x", &"a".repeat(129)).is_err());
+        assert!(
+            id("x", &"µ".repeat(128)).is_ok(),
+            "128 characters, 256 bytes"
+        );
         assert!(id("x", "a\nb").is_err());
         assert!(id("x", "\u{11}").is_err());
         assert_eq!(id("x", "µ-1").ok().as_deref(), Some("µ-1"));

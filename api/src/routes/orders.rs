@@ -36,7 +36,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Creates an empty order for an existing user.
 #[utoipa::path(post, path = "/orders/create/{user_id}", tag = "orders", operation_id = "orders_create",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
     responses((status = 200, description = "Created", body = OrderCreated)))]
 pub async fn create(
     State(s): State<AppState>,
@@ -62,7 +62,7 @@ pub async fn create(
 
 /// An order with its lines.
 #[utoipa::path(get, path = "/orders/find/{order_id}", tag = "orders", operation_id = "orders_find",
-    params(("order_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
+    params(("order_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
     responses((status = 200, description = "The order", body = Order)))]
 pub async fn find(
     State(s): State<AppState>,
@@ -76,8 +76,8 @@ pub async fn find(
 /// Adds `quantity` of an item at its current price.
 #[utoipa::path(post, path = "/orders/addItem/{order_id}/{item_id}/{quantity}", tag = "orders",
     operation_id = "orders_add_item",
-    params(("order_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
-        ("item_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+    params(("order_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
+        ("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
         ("quantity" = i64, Path, minimum = 1, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "The order after the change", body = Order)))]
 pub async fn add_item(

@@ -54,7 +54,7 @@ pub async fn create_user(
 
 /// A user's credit.
 #[utoipa::path(get, path = "/payment/find_user/{user_id}", tag = "payment", operation_id = "payment_find_user",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
     responses((status = 200, description = "The user", body = User)))]
 pub async fn find_user(
     State(s): State<AppState>,
@@ -67,7 +67,7 @@ pub async fn find_user(
 
 /// Adds credit.
 #[utoipa::path(post, path = "/payment/add_funds/{user_id}/{amount}", tag = "payment", operation_id = "payment_add_funds",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
         ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "Done", body = FundsAdded)))]
 pub async fn add_funds(
@@ -88,7 +88,7 @@ pub async fn add_funds(
 
 /// Takes credit; refused (409) if it would go below zero.
 #[utoipa::path(post, path = "/payment/pay/{user_id}/{amount}", tag = "payment", operation_id = "payment_pay",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
         ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "The user after the change", body = User)))]
 pub async fn pay(

@@ -59,7 +59,7 @@ pub async fn create(
 
 /// An item's stock and price.
 #[utoipa::path(get, path = "/stock/find/{item_id}", tag = "stock", operation_id = "stock_find",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
+    params(("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
     responses((status = 200, description = "The item", body = StockView)))]
 pub async fn find(
     State(s): State<AppState>,
@@ -76,7 +76,7 @@ pub async fn find(
 
 /// Adds stock.
 #[utoipa::path(post, path = "/stock/add/{item_id}/{amount}", tag = "stock", operation_id = "stock_add",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+    params(("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
         ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "The item after the change", body = Item)))]
 pub async fn add(
@@ -93,7 +93,7 @@ pub async fn add(
 
 /// Removes stock; refused (409) if it would go below zero.
 #[utoipa::path(post, path = "/stock/subtract/{item_id}/{amount}", tag = "stock", operation_id = "stock_subtract",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+    params(("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
         ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "The item after the change", body = Item)))]
 pub async fn subtract(
