@@ -580,6 +580,34 @@ ensure_schemathesis_installed() {
         show_log_tail "$STATE/schemathesis-pip.log"
         return 1
     }
+
+# openapi-spec-validator, which api/tests/openapi.rs runs over api/openapi.json (a document that
+# is not valid OpenAPI breaks client generators): the version pinned here, in its own virtualenv
+# under $STATE/tools/openapi-spec-validator. Sets and exports OPENAPI_SPEC_VALIDATOR_BIN.
+OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
+ensure_openapi_spec_validator_installed() {
+    local venv="$STATE/tools/openapi-spec-validator"
+    OPENAPI_SPEC_VALIDATOR_BIN="$venv/bin/openapi-spec-validator"
+    if [[ -x "$OPENAPI_SPEC_VALIDATOR_BIN" && "$(cat "$venv/.pinned" 2>/dev/null)" == "$OPENAPI_SPEC_VALIDATOR_VERSION" ]]; then
+        export OPENAPI_SPEC_VALIDATOR_BIN
+        return 0
+    fi
+    ensure_state_dirs
+    mkdir -p "$STATE/tools"
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        apt_install python3 python3-venv
+    fi
+    log "pip install openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION (into $venv)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >"$STATE/openapi-spec-validator-pip.log" 2>&1 &&
+        "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input \
+            "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION" >>"$STATE/openapi-spec-validator-pip.log" 2>&1 || {
+        show_log_tail "$STATE/openapi-spec-validator-pip.log"
+        return 1
+    }
+    printf '%s\n' "$OPENAPI_SPEC_VALIDATOR_VERSION" >"$venv/.pinned"
+    export OPENAPI_SPEC_VALIDATOR_BIN
+}
     printf '%s\n' "$SCHEMATHESIS_VERSION" >"$venv/.pinned"
     export SCHEMATHESIS_BIN
 }

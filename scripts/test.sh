@@ -9,7 +9,8 @@
 #   6. cargo nextest run --workspace --no-fail-fast (or cargo test --workspace) with
 #      DATABASE_ADMIN_URL, NATS_URL, CHECKOUT_BIN_DIR, PROMETHEUS_BIN (Debian's prometheus,
 #      installed if missing, for the dashboard test), SCHEMATHESIS_BIN (schemathesis from PyPI,
-#      pinned in scripts/lib.sh, for the OpenAPI fuzz test) and NATS_SERVER_BIN exported;
+#      pinned in scripts/lib.sh, for the OpenAPI fuzz test), OPENAPI_SPEC_VALIDATOR_BIN
+#      (openapi-spec-validator from PyPI, pinned there too) and NATS_SERVER_BIN exported;
 #      extra arguments are passed on: scripts/test.sh -E 'test(checkout)'
 #   7. docker-compose -f docker-compose.yml config -q   (if docker-compose is installed)
 #   8. scripts/compose-test.sh   (the compose stack run for real) when COMPOSE_TEST=1, the default
@@ -84,6 +85,13 @@ if ensure_schemathesis_installed; then
 else
     unset SCHEMATHESIS_BIN
     warn "schemathesis could not be installed: the OpenAPI fuzz test will fail"
+fi
+# api/tests/openapi.rs validates the committed document with openapi-spec-validator.
+if ensure_openapi_spec_validator_installed; then
+    export OPENAPI_SPEC_VALIDATOR_BIN
+else
+    unset OPENAPI_SPEC_VALIDATOR_BIN
+    warn "openapi-spec-validator could not be installed: the OpenAPI validity test will fail"
 fi
 
 log "cargo build --workspace --bins"

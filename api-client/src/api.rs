@@ -73,6 +73,9 @@ fn snippet(body: &[u8]) -> String {
 pub struct Api {
     http: Client,
     base: Arc<str>,
+    /// `Authorization` of the setup calls (`batch_init`), when the deployment
+    /// puts them behind a token.
+    setup_auth: Option<Arc<str>>,
 }
 
 impl Api {
@@ -97,7 +100,14 @@ impl Api {
         Self {
             http,
             base: Arc::from(base_url.trim_end_matches('/')),
+            setup_auth: None,
         }
+    }
+
+    /// Sends `token` as a bearer token with every `batch_init` call.
+    pub fn with_setup_token(mut self, token: Option<&str>) -> Self {
+        self.setup_auth = token.map(|t| Arc::from(format!("Bearer {t}")));
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -158,8 +168,18 @@ impl Api {
         path: &str,
         timeout: Option<Duration>,
     ) -> Result<Bytes, ApiError> {
+        self.expect_ok_with(method, path, &[], timeout).await
+    }
+
+    async fn expect_ok_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        timeout: Option<Duration>,
+    ) -> Result<Bytes, ApiError> {
         let x = self
-            .exchange(method.clone(), path, &[], timeout)
+            .exchange(method.clone(), path, headers, timeout)
             .await
             .map_err(|e| ApiError::Transport {
                 method: method.clone(),
@@ -205,9 +225,7 @@ impl Api {
         timeout: Duration,
     ) -> Result<(), ApiError> {
         let p = format!("/stock/batch_init/{n}/{stock}/{price}");
-        self.expect_ok(Method::POST, &p, Some(timeout))
-            .await
-            .map(drop)
+        self.setup(&p, timeout).await
     }
 
     pub async fn batch_init_users(
@@ -217,9 +235,7 @@ impl Api {
         timeout: Duration,
     ) -> Result<(), ApiError> {
         let p = format!("/payment/batch_init/{n}/{money}");
-        self.expect_ok(Method::POST, &p, Some(timeout))
-            .await
-            .map(drop)
+        self.setup(&p, timeout).await
     }
 
     pub async fn batch_init_orders(
@@ -231,7 +247,14 @@ impl Api {
         timeout: Duration,
     ) -> Result<(), ApiError> {
         let p = format!("/orders/batch_init/{n}/{n_items}/{n_users}/{price}");
-        self.expect_ok(Method::POST, &p, Some(timeout))
+        self.setup(&p, timeout).await
+    }
+
+    /// A setup call, with the setup token if there is one.
+    async fn setup(&self, path: &str, timeout: Duration) -> Result<(), ApiError> {
+        let auth = self.setup_auth.as_deref().map(|a| ("authorization", a));
+        let headers: Vec<_> = auth.into_iter().collect();
+        self.expect_ok_with(Method::POST, path, &headers, Some(timeout))
             .await
             .map(drop)
     }

@@ -104,7 +104,7 @@ fn seconds(digits: &str) -> Option<Duration> {
         accepted `request_id`, `Location` and `Retry-After`, never a guess. `Prefer: wait=N` \
         bounds the wait instead and gets a 202 with the pending record. `Prefer: respond-async`, \
         `?mode=async` or a `callback_url`: 202 at once.",
-    params(("order_id" = String, Path, min_length = 1, max_length = 128),
+    params(("order_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"),
         ("mode" = Option<CheckoutMode>, Query),
         ("callback_url" = Option<String>, Query, format = "uri", max_length = 2048,
             description = "Webhook for the final record; implies async"),
@@ -268,8 +268,8 @@ pub struct RecordQuery {
 
 #[utoipa::path(get, path = "/requests/{request_id}", tag = "requests",
     params(("request_id" = uuid::Uuid, Path),
-        ("wait" = Option<u64>, Query, maximum = 30, description = "Long-poll up to this many \
-            seconds until the record is final")),
+        ("wait" = Option<u64>, Query, description = "Long-poll up to this many \
+            seconds until the record is final; more than 30 (any number of digits) is taken as 30")),
     responses((status = 200, description = "The record", body = RequestRecord,
         headers(("Retry-After" = u64, description = "While pending: seconds before polling again")))))]
 async fn get_request(

@@ -19,6 +19,8 @@ pub struct ApiSettings {
     pub rpc_timeout: Duration,
     pub checkout: crate::state::Settings,
     pub webhooks: crate::webhooks::Settings,
+    /// Who may call `batch_init` (`SETUP_ENDPOINTS`, `SETUP_TOKEN`).
+    pub setup: crate::setup::Access,
 }
 
 impl Config {
@@ -32,6 +34,7 @@ impl Config {
             rpc_timeout: vars.interval_ms("RPC_TIMEOUT_MS", Duration::from_secs(30))?,
             checkout: crate::state::Settings::load(vars, common.retention)?,
             webhooks: crate::webhooks::Settings::load(vars)?,
+            setup: crate::setup::Access::load(vars)?,
         };
         Ok(Self { common, api })
     }
@@ -63,6 +66,8 @@ mod tests {
             "WEBHOOK_ALLOW_PRIVATE",
             "WEBHOOK_DNS_TIMEOUT_MS",
             "WEBHOOK_SECRET_DEV",
+            "SETUP_ENDPOINTS",
+            "SETUP_TOKEN",
             "NATS_PREFIX",
             "NATS_URL",
             "NATS_STREAM_REPLICAS",
@@ -102,6 +107,7 @@ mod tests {
         assert_eq!(w.poll, Duration::from_millis(500));
         assert!(w.policy.allow.is_empty() && w.policy.deny.is_empty());
         assert!(w.policy.block_private, "the SSRF guard is on by default");
+        assert_eq!(c.api.setup, crate::setup::Access::Open);
         assert_eq!(w.policy.dns_timeout, Duration::from_secs(2));
     }
 
@@ -171,6 +177,7 @@ mod tests {
             // Gone: refused so that nobody believes it still switches anything.
             ("WEBHOOK_BLOCK_PRIVATE", "false"),
             ("RETENTION_HOURS", "0"),
+            ("SETUP_ENDPOINTS", "token"),
         ] {
             let e = Config::load(&vars(&[SECRET, (name, value)]))
                 .expect_err(&format!("{name}={value} accepted"))

@@ -13,6 +13,7 @@ pub mod params;
 pub mod problem;
 pub mod requests;
 pub mod routes;
+pub mod setup;
 pub mod state;
 pub mod webhooks;
 
@@ -63,6 +64,10 @@ pub fn router(state: AppState, ops: Router) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.setup.clone(),
+            setup::gate,
         ))
         .with_state(state);
     api.merge(ops)
@@ -171,6 +176,7 @@ pub async fn run(
         settings,
         webhooks,
         backlog,
+        setup: std::sync::Arc::new(config.setup),
     });
     let draining = state.requests.draining();
     // Stopped last, so /ready and /metrics answer during the drain.

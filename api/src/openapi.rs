@@ -22,6 +22,7 @@ use utoipa::{
         path::{HttpMethod, Operation, Parameter, ParameterBuilder, ParameterIn},
         response::{Response as ApiResponse, ResponseBuilder},
         schema::{Object, Type},
+        security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
         Content, HeaderBuilder, Ref, RefOr, Required,
     },
     Modify, OpenApi,
@@ -121,16 +122,23 @@ const ERRORS: &[(u16, &str, &str)] = &[
         header (`Idempotency-Key`, `Prefer`) or JSON body, a refused `callback_url`",
     ),
     (
+        401,
+        "Unauthorized",
+        "The setup endpoints are behind a token (`SETUP_ENDPOINTS=token`) and the request \
+        has none or a wrong one: send `Authorization: Bearer <SETUP_TOKEN>`",
+    ),
+    (
         404,
         "NotFound",
-        "Unknown ID (item, user, order, request), or no such endpoint",
+        "Unknown ID (item, user, order, request), or no such endpoint (also the setup \
+        endpoints where a deployment switched them off, `SETUP_ENDPOINTS=off`)",
     ),
     (
         409,
         "Conflict",
         "Refused by the current state: not enough stock or credit, a failed \
-        checkout (with `request_id` and `reason`), or a request with the same \
-        `Idempotency-Key` still running",
+        checkout (with `request_id` and `reason`), a `batch_init` while another runs on \
+        the same service, or a request with the same `Idempotency-Key` still running",
     ),
     (413, "PayloadTooLarge", "The body is larger than 64 KiB"),
     (
@@ -166,6 +174,18 @@ impl Modify for ErrorResponses {
                 .responses
                 .insert(name.to_owned(), RefOr::T(error_response(status, why)));
         }
+        components.security_schemes.insert(
+            SETUP_SCHEME.to_owned(),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "`SETUP_TOKEN`, needed by the setup endpoints where a deployment \
+                         set `SETUP_ENDPOINTS=token`",
+                    ))
+                    .build(),
+            ),
+        );
         for (path, item) in doc.paths.paths.iter_mut() {
             for method in [HttpMethod::Get, HttpMethod::Post] {
                 let op = match method {
@@ -176,6 +196,13 @@ impl Modify for ErrorResponses {
                 let is_post = matches!(method, HttpMethod::Post);
                 if is_post {
                     add_idempotency_key(op);
+                }
+                if is_setup(path) {
+                    // Open by default, or behind the token.
+                    op.security = Some(vec![
+                        SecurityRequirement::default(),
+                        SecurityRequirement::new(SETUP_SCHEME, Vec::<String>::new()),
+                    ]);
                 }
                 for status in statuses(path, is_post, op) {
                     let (_, name, _) = ERRORS
@@ -202,6 +229,9 @@ fn statuses(path: &str, is_post: bool, op: &Operation) -> Vec<u16> {
     if is_post || !params.is_empty() {
         out.push(400);
     }
+    if is_setup(path) {
+        out.push(401);
+    }
     if has(ParameterIn::Path) {
         out.push(404);
     }
@@ -214,6 +244,13 @@ fn statuses(path: &str, is_post: bool, op: &Operation) -> Vec<u16> {
         out.push(503);
     }
     out
+}
+
+/// The security scheme of the setup endpoints.
+const SETUP_SCHEME: &str = "setup_token";
+
+fn is_setup(path: &str) -> bool {
+    crate::setup::PATHS.iter().any(|p| path.starts_with(p))
 }
 
 fn error_response(status: u16, why: &str) -> ApiResponse {

@@ -44,10 +44,17 @@ pub fn amount(name: &str, raw: &str) -> Result<i64, ApiError> {
     }
 }
 
+/// Parses a `batch_init` count: `min` to [`common::rpc::MAX_BATCH`].
+pub fn count(name: &str, raw: &str, min: i64) -> Result<i64, ApiError> {
+    let v = amount(name, raw)?;
+    Ok(common::rpc::batch_range(name, v, min)?)
+}
+
 /// An ID as given; only empty, absurdly long or control-character IDs are
-/// refused.
+/// refused. The length counts characters, as the document's `maxLength`
+/// does; the document's `pattern` excludes the same control characters.
 pub fn id(name: &str, raw: &str) -> Result<String, ApiError> {
-    if raw.is_empty() || raw.len() > 128 {
+    if raw.is_empty() || raw.chars().count() > 128 {
         return Err(ApiError::BadRequest(format!(
             "{name} must be 1 to 128 characters"
         )));
@@ -77,9 +84,25 @@ mod tests {
     }
 
     #[test]
+    fn counts() {
+        assert_eq!(count("n", "0", 0).ok(), Some(0));
+        assert_eq!(count("n", "10000000", 0).ok(), Some(10_000_000));
+        for (bad, min) in [("10000001", 0), ("0", 1), ("-1", 0), ("x", 0)] {
+            assert!(
+                matches!(count("n", bad, min), Err(ApiError::BadRequest(_))),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
     fn ids() {
         assert!(id("x", "").is_err());
         assert!(id("x", &"a".repeat(129)).is_err());
+        assert!(
+            id("x", &"µ".repeat(128)).is_ok(),
+            "128 characters, 256 bytes"
+        );
         assert!(id("x", "a\nb").is_err());
         assert!(id("x", "\u{11}").is_err());
         assert_eq!(id("x", "µ-1").ok().as_deref(), Some("µ-1"));

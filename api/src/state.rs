@@ -27,6 +27,8 @@ pub struct Shared {
     pub webhooks: crate::webhooks::Settings,
     /// Whether the streams have room for new checkouts.
     pub backlog: crate::backlog::Backlog,
+    /// Who may call the setup endpoints.
+    pub setup: Arc<crate::setup::Access>,
 }
 
 /// Tunables of the checkout flow (loaded at start-up, see the README).

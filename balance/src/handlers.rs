@@ -6,6 +6,8 @@ use common::{
     rpc::{batch_size, non_negative, Rejection, Server},
 };
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{
     store::{AccountError, Store},
     Accounts, Field,
@@ -39,7 +41,7 @@ pub async fn register<A: Accounts>(
         .add::<A::Subtract, _, _, _>(store.clone(), subtract::<A>)
         .await?;
     server
-        .add::<A::BatchInit, _, _, _>(store.clone(), batch_init::<A>)
+        .add_cancellable::<A::BatchInit, _, _, _>(store.clone(), batch_init::<A>)
         .await
 }
 
@@ -75,16 +77,18 @@ pub async fn subtract<A: Accounts>(
     Ok(A::account(&row))
 }
 
+/// Stopped (rolled back) when `stop` is cancelled: its caller left.
 pub async fn batch_init<A: Accounts>(
     store: Store,
     req: A::BatchInit,
+    stop: CancellationToken,
 ) -> Result<BatchInitDone, Rejection> {
     let init = A::batch_init(&req);
     let n = batch_size(init.n)?;
     let (name, balance) = init.balance;
     let balance = non_negative(name, balance)?;
     let attributes = non_negatives(&init.attributes)?;
-    store.batch_init(n, balance, &attributes).await?;
+    store.batch_init(n, balance, &attributes, &stop).await?;
     Ok(BatchInitDone {
         msg: format!("Batch init for {n} {}s successful", store.noun()),
     })

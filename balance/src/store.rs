@@ -227,22 +227,24 @@ impl Store {
         }
     }
 
-    /// Creates or resets accounts `"0"`..`"n-1"` in one statement.
-    /// Concurrent inits run one after the other.
+    /// Creates or resets accounts `"0"`..`"n-1"` in one statement, under
+    /// the setup lock ([`common::setup::exclusive`]: refused while another
+    /// init runs, rolled back when `stop` is cancelled).
     pub async fn batch_init(
         &self,
         n: i64,
         balance: i64,
         attributes: &[i64],
-    ) -> Result<(), AccountError> {
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), common::setup::SetupError> {
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&n, &balance];
         params.extend(attributes.iter().map(|a| a as &(dyn ToSql + Sync)));
-        let mut conn = common::db::get(&self.pool).await?;
-        let tx = conn.transaction().await?;
-        common::db::lock_batch_init(&tx).await?;
-        tx.execute(self.sql.batch_init.as_str(), &params).await?;
-        tx.commit().await?;
-        Ok(())
+        let sql = self.sql.batch_init.as_str();
+        common::setup::exclusive(&self.pool, stop, async |tx| {
+            tx.execute(sql, &params).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Applies a batch of saga steps in one transaction and returns one

@@ -47,6 +47,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "BENCH_LABEL")]
     pub label: Option<String>,
 
+    /// Bearer token for the setup endpoints (`batch_init`) of a deployment that runs
+    /// them with `SETUP_ENDPOINTS=token`.
+    #[arg(long, global = true, env = "SETUP_TOKEN", hide_env_values = true)]
+    pub setup_token: Option<String>,
+
     /// Timeout of one request (set-up batch calls use --init-timeout).
     #[arg(long, global = true, default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,

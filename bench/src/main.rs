@@ -81,7 +81,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         &cli.base_url,
         cli.request_timeout,
         concat!("bench/", env!("CARGO_PKG_VERSION")),
-    )?;
+    )?
+    .with_setup_token(cli.setup_token.as_deref());
     let ui = Ui::new(!cli.no_progress);
     let started = chrono::Utc::now();
     let base = api.base_url().to_string();

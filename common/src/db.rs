@@ -202,17 +202,6 @@ pub fn time_transaction(operation: &str) -> prometheus::HistogramTimer {
         .start_timer()
 }
 
-/// Serialises the `batch_init` calls on one database, across replicas: the
-/// first statement of their transaction, released when it ends. Without it,
-/// two inits running at once interleave their deletes and inserts.
-pub async fn lock_batch_init(tx: &impl deadpool_postgres::GenericClient) -> Result<(), DbError> {
-    // Arbitrary constant: "batchini" in ASCII.
-    const LOCK_KEY: i64 = 0x6261_7463_6869_6e69;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
-        .await?;
-    Ok(())
-}
-
 /// True when the database answers a trivial query.
 pub async fn ping(pool: &Pool) -> bool {
     match pool.get().await {

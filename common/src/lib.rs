@@ -6,6 +6,7 @@
 //! operations endpoints (`/health`, `/ready`, `/metrics`).
 
 pub mod bootstrap;
+pub mod cancel;
 pub mod config;
 pub mod consumer;
 pub mod db;
@@ -18,6 +19,7 @@ pub mod problem;
 pub mod retention;
 pub mod retry;
 pub mod rpc;
+pub mod setup;
 pub mod shutdown;
 pub mod tasks;
 pub mod telemetry;

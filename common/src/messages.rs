@@ -19,21 +19,22 @@ macro_rules! endpoint {
         }
     };
     ($req:ty => $resp:ty, $service:literal, $name:literal, idempotent: $idem:literal,
-     min_timeout: $timeout:expr) => {
+     min_timeout: $timeout:expr, cancellable) => {
         impl Endpoint for $req {
             const SERVICE: &'static str = $service;
             const NAME: &'static str = $name;
             const IDEMPOTENT: bool = $idem;
             const MIN_TIMEOUT: std::time::Duration = $timeout;
+            const CANCELLABLE: bool = true;
             type Response = $resp;
         }
     };
 }
 
 /// How long a caller waits for a `batch_init`: up to [`crate::rpc::MAX_BATCH`]
-/// rows (about a minute), possibly behind another init it is serialised with.
-/// Never retried after a timeout: repeating is safe, but the first call may
-/// still be running, and a blind retry would double the work.
+/// rows (about a minute). Never retried after a timeout: the service stops
+/// the call when its caller stops waiting (see [`crate::cancel`]), and a
+/// second call while one runs is refused.
 const BATCH_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Answer of the `batch_init` endpoints.
@@ -86,7 +87,7 @@ pub mod stock {
         pub item_price: i64,
     }
     endpoint!(BatchInit => BatchInitDone, "stock", "batch_init", idempotent: false,
-              min_timeout: BATCH_INIT_TIMEOUT);
+              min_timeout: BATCH_INIT_TIMEOUT, cancellable);
 }
 
 pub mod payment {
@@ -129,7 +130,7 @@ pub mod payment {
         pub starting_money: i64,
     }
     endpoint!(BatchInit => BatchInitDone, "payment", "batch_init", idempotent: false,
-              min_timeout: BATCH_INIT_TIMEOUT);
+              min_timeout: BATCH_INIT_TIMEOUT, cancellable);
 }
 
 pub mod order {
@@ -198,7 +199,7 @@ pub mod order {
         pub item_price: i64,
     }
     endpoint!(BatchInit => BatchInitDone, "order", "batch_init", idempotent: false,
-              min_timeout: BATCH_INIT_TIMEOUT);
+              min_timeout: BATCH_INIT_TIMEOUT, cancellable);
 
     /// Which of these sagas are not final yet (queued, running or
     /// compensating). stock-svc and payment-svc ask before purging old

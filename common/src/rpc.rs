@@ -19,9 +19,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::nats::Subjects;
+use crate::{cancel::Calls, nats::Subjects};
 
 /// Header that carries the HTTP request ID into every hop.
 pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
@@ -38,6 +39,9 @@ pub trait Endpoint: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// timeout when that is longer): heavy setup calls such as `batch_init`
     /// get a timeout that fits their work instead of a read's.
     const MIN_TIMEOUT: Duration = Duration::ZERO;
+    /// True for long calls that the service stops when the caller stops
+    /// waiting (see [`crate::cancel`]); their handler gets a token.
+    const CANCELLABLE: bool = false;
     type Response: Serialize + DeserializeOwned + Send + 'static;
 }
 
@@ -139,10 +143,13 @@ impl From<deadpool_postgres::PoolError> for Rejection {
 
 /// Serves one endpoint until the subscription ends, running up to
 /// `concurrency` requests at once (more wait in the subscription buffer).
-pub async fn serve<E, H, Fut>(endpoint: NatsEndpoint, concurrency: usize, handler: H)
+/// A [cancellable](Endpoint::CANCELLABLE) call's token is cancelled by its
+/// caller's cancel message (through `calls`) or at its caller's deadline;
+/// the handler is then awaited to clean up.
+pub async fn serve<E, H, Fut>(endpoint: NatsEndpoint, concurrency: usize, calls: Calls, handler: H)
 where
     E: Endpoint,
-    H: Fn(E) -> Fut + Clone + Send + Sync + 'static,
+    H: Fn(E, CancellationToken) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<E::Response, Rejection>> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -151,18 +158,18 @@ where
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let handler = handler.clone();
+        let (handler, calls) = (handler.clone(), calls.clone());
         tokio::spawn(async move {
-            handle::<E, H, Fut>(request, handler).await;
+            handle::<E, H, Fut>(request, calls, handler).await;
             drop(permit);
         });
     }
 }
 
-async fn handle<E, H, Fut>(request: NatsRequest, handler: H)
+async fn handle<E, H, Fut>(request: NatsRequest, calls: Calls, handler: H)
 where
     E: Endpoint,
-    H: Fn(E) -> Fut,
+    H: Fn(E, CancellationToken) -> Fut,
     Fut: Future<Output = Result<E::Response, Rejection>>,
 {
     let request_id = request
@@ -179,7 +186,20 @@ where
             .with_label_values(&[E::NAME])
             .start_timer();
         let result = match serde_json::from_slice::<E>(&request.message.payload) {
-            Ok(req) => handler(req).await,
+            Ok(req) if E::CANCELLABLE => {
+                let call = calls.register(request.message.headers.as_ref(), E::MIN_TIMEOUT);
+                let work = handler(req, call.token.clone());
+                let mut work = std::pin::pin!(work);
+                tokio::select! {
+                    result = &mut work => result,
+                    _ = tokio::time::sleep(call.deadline) => {
+                        tracing::warn!(deadline = ?call.deadline, "caller's deadline passed: cancelling");
+                        call.token.cancel();
+                        work.await
+                    }
+                }
+            }
+            Ok(req) => handler(req, CancellationToken::new()).await,
             Err(e) => Err(Rejection::invalid(format!("malformed request: {e}"))),
         };
         let reply = match result {
@@ -294,6 +314,17 @@ impl RpcClient {
             headers.insert(REQUEST_ID_HEADER, request_id);
         }
         let timeout = self.timeout.max(E::MIN_TIMEOUT);
+        // Dropped before the answer (the caller left, or the wait ran out):
+        // the service is told to stop.
+        let guard = E::CANCELLABLE.then(|| {
+            crate::cancel::CallGuard::arm(
+                &self.nats,
+                &self.subjects,
+                E::SERVICE,
+                timeout,
+                &mut headers,
+            )
+        });
         let attempt = || {
             let request = async_nats::Request::new()
                 .payload(payload.clone())
@@ -331,6 +362,9 @@ impl RpcClient {
             })
             .notify(|e, after| tracing::warn!(error = %e, ?after, "retrying NATS request"))
             .await?;
+        if let Some(guard) = guard {
+            guard.answered();
+        }
 
         if let Some(headers) = &message.headers {
             if let Some(code) = headers.get(async_nats::service::NATS_SERVICE_ERROR_CODE) {
@@ -356,6 +390,7 @@ pub struct Server {
     group: async_nats::service::Group,
     tasks: tokio::task::JoinSet<()>,
     concurrency: usize,
+    calls: Calls,
 }
 
 impl Server {
@@ -375,11 +410,19 @@ impl Server {
             .start(name, env!("CARGO_PKG_VERSION"))
             .await?;
         let group = service.group(subjects.service_group(name));
+        let calls = Calls::default();
+        let mut tasks = tokio::task::JoinSet::new();
+        // Every replica hears every cancel (no queue group).
+        let cancels = nats
+            .subscribe(crate::cancel::subject(subjects, name))
+            .await?;
+        tasks.spawn(calls.clone().listen(cancels));
         Ok(Self {
             service,
             group,
-            tasks: tokio::task::JoinSet::new(),
+            tasks,
             concurrency,
+            calls,
         })
     }
 
@@ -391,10 +434,32 @@ impl Server {
         H: Fn(S, E) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<E::Response, Rejection>> + Send + 'static,
     {
+        self.add_cancellable::<E, _, _, _>(state, move |s, req, _| handler(s, req))
+            .await
+    }
+
+    /// Serves endpoint `E` with `handler(state.clone(), request, token)`;
+    /// for a [cancellable](Endpoint::CANCELLABLE) `E` the token is
+    /// cancelled when the caller stops waiting.
+    pub async fn add_cancellable<E, S, H, Fut>(
+        &mut self,
+        state: S,
+        handler: H,
+    ) -> Result<(), async_nats::Error>
+    where
+        E: Endpoint,
+        S: Clone + Send + Sync + 'static,
+        H: Fn(S, E, CancellationToken) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<E::Response, Rejection>> + Send + 'static,
+    {
         let endpoint = self.group.endpoint(E::NAME).await?;
-        let handler = move |req: E| handler(state.clone(), req);
-        self.tasks
-            .spawn(serve::<E, _, _>(endpoint, self.concurrency, handler));
+        let handler = move |req: E, stop| handler(state.clone(), req, stop);
+        self.tasks.spawn(serve::<E, _, _>(
+            endpoint,
+            self.concurrency,
+            self.calls.clone(),
+            handler,
+        ));
         Ok(())
     }
 
@@ -423,17 +488,24 @@ impl Server {
     }
 }
 
-/// Upper bound for the `batch_init` endpoints, so one request cannot fill
-/// the disk.
+/// Upper bound for the `batch_init` endpoints' `n`, `n_items` and
+/// `n_users`, so one request cannot fill the disk.
 pub const MAX_BATCH: i64 = 10_000_000;
 
 /// Validates the `n` of a `batch_init`: not negative, at most [`MAX_BATCH`].
 pub fn batch_size(n: i64) -> Result<i64, Rejection> {
-    let n = non_negative("n", n)?;
-    if n > MAX_BATCH {
-        return Err(Rejection::invalid(format!("n must be at most {MAX_BATCH}")));
+    batch_range("n", n, 0)
+}
+
+/// Validates a `batch_init` count `name`: `min` to [`MAX_BATCH`].
+pub fn batch_range(name: &str, v: i64, min: i64) -> Result<i64, Rejection> {
+    if (min..=MAX_BATCH).contains(&v) {
+        Ok(v)
+    } else {
+        Err(Rejection::invalid(format!(
+            "{name} must be {min} to {MAX_BATCH}, got {v}"
+        )))
     }
-    Ok(n)
 }
 
 /// Refuses negative amounts (the API layer already does; services do not

@@ -2,8 +2,9 @@
 //! benchmark scale (a million orders in a few seconds), and safe to repeat or
 //! to run concurrently.
 //!
-//! Everything happens in one transaction, serialised by an advisory lock:
-//! the tables are locked, the rows outside the range are set aside, both
+//! Everything happens in one transaction holding the database's setup lock
+//! ([`common::setup::exclusive`]: a second init is refused while one runs,
+//! and a caller that leaves cancels it): the tables are locked, the rows outside the range are set aside, both
 //! tables are emptied with `TRUNCATE` (no million-row `DELETE`, no dead rows
 //! left behind), their keys and indexes are dropped, the rows are streamed in
 //! with `COPY … FREEZE`, and the keys and indexes are rebuilt from their own
@@ -15,9 +16,11 @@ use std::fmt::Write as _;
 
 use bytes::BytesMut;
 use common::db::DbError;
+use common::setup::SetupError;
 use deadpool_postgres::{Pool, Transaction};
 use futures::SinkExt;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
 
 /// What one init makes (validated by the handler).
 #[derive(Debug, Clone, Copy)]
@@ -63,17 +66,18 @@ const KEYS_AND_INDEXES: &str = "
 const TABLES: [&str; 2] = ["orders", "order_lines"];
 
 /// Replaces orders `"0"`..`"n-1"` and their lines; returns the number of
-/// orders made.
-pub async fn run(pool: &Pool, spec: Spec) -> Result<u64, DbError> {
-    let mut conn = common::db::get(pool).await?;
-    let tx = conn.transaction().await?;
-    common::db::lock_batch_init(&tx).await?;
+/// orders made. Stops, changing nothing, when `stop` is cancelled.
+pub async fn run(pool: &Pool, spec: Spec, stop: &CancellationToken) -> Result<u64, SetupError> {
+    common::setup::exclusive(pool, stop, async |tx| init(tx, spec).await).await
+}
+
+async fn init(tx: &Transaction<'_>, spec: Spec) -> Result<u64, DbError> {
     tx.batch_execute(INDEX_BUILD_MEMORY).await?;
     // In the order every other transaction takes them (orders, then lines),
     // so that waiting for a checkout in flight cannot deadlock.
     tx.batch_execute("LOCK TABLE orders, order_lines IN ACCESS EXCLUSIVE MODE")
         .await?;
-    let kept = set_aside(&tx, spec.n).await?;
+    let kept = set_aside(tx, spec.n).await?;
 
     let ddl: Vec<(String, String)> = tx
         .query(KEYS_AND_INDEXES, &[&TABLES.as_slice()])
@@ -96,7 +100,7 @@ pub async fn run(pool: &Pool, spec: Spec) -> Result<u64, DbError> {
     let mut rng = SmallRng::from_rng(&mut rand::rng());
     let total = 2 * spec.item_price;
     let made = copy_rows(
-        &tx,
+        tx,
         "COPY orders (id, user_id, paid, total_cost) FROM STDIN (FREEZE)",
         spec.n,
         |buf, g| {
@@ -116,7 +120,7 @@ pub async fn run(pool: &Pool, spec: Spec) -> Result<u64, DbError> {
         .await?
         .get(0);
     copy_rows(
-        &tx,
+        tx,
         "COPY order_lines (id, order_id, item_id, quantity, unit_price) FROM STDIN (FREEZE)",
         spec.n,
         |buf, g| {
@@ -149,7 +153,6 @@ pub async fn run(pool: &Pool, spec: Spec) -> Result<u64, DbError> {
     // matches a tenth of the lines and scans them all (measured: 560
     // sequential scans of two million lines in a 30 s benchmark).
     tx.batch_execute("ANALYZE orders, order_lines").await?;
-    tx.commit().await?;
     Ok(made)
 }
 

@@ -2,8 +2,9 @@
 
 use common::{
     messages::{order::*, BatchInitDone},
-    rpc::{batch_size, non_negative, Rejection},
+    rpc::{batch_range, batch_size, non_negative, Rejection},
 };
+use tokio_util::sync::CancellationToken;
 
 use crate::store::{OrderError, Store};
 
@@ -41,11 +42,15 @@ pub async fn add_item(store: Store, req: AddItem) -> Result<Order, Rejection> {
         .await?)
 }
 
-pub async fn batch_init(store: Store, req: BatchInit) -> Result<BatchInitDone, Rejection> {
+/// Stopped (rolled back) when `stop` is cancelled: its caller left.
+pub async fn batch_init(
+    store: Store,
+    req: BatchInit,
+    stop: CancellationToken,
+) -> Result<BatchInitDone, Rejection> {
     let n = batch_size(req.n)?;
-    if n > 0 && (req.n_items < 1 || req.n_users < 1) {
-        return Err(Rejection::invalid("n_items and n_users must be at least 1"));
-    }
+    let n_items = batch_range("n_items", req.n_items, 1)?;
+    let n_users = batch_range("n_users", req.n_users, 1)?;
     let price = non_negative("item_price", req.item_price)?;
     if price.checked_mul(2).is_none() {
         return Err(Rejection::invalid(
@@ -53,12 +58,15 @@ pub async fn batch_init(store: Store, req: BatchInit) -> Result<BatchInitDone, R
         ));
     }
     store
-        .batch_init(crate::batch_init::Spec {
-            n,
-            n_items: req.n_items,
-            n_users: req.n_users,
-            item_price: price,
-        })
+        .batch_init(
+            crate::batch_init::Spec {
+                n,
+                n_items,
+                n_users,
+                item_price: price,
+            },
+            &stop,
+        )
         .await?;
     Ok(BatchInitDone {
         msg: format!("Batch init for {n} orders successful"),

@@ -72,7 +72,7 @@ pub async fn run(
         .add::<AddItem, _, _, _>(store.clone(), handlers::add_item)
         .await?;
     server
-        .add::<BatchInit, _, _, _>(store.clone(), handlers::batch_init)
+        .add_cancellable::<BatchInit, _, _, _>(store.clone(), handlers::batch_init)
         .await?;
     server
         .add::<UnfinishedSagas, _, _, _>(store.clone(), handlers::unfinished_sagas)

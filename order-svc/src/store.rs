@@ -106,8 +106,12 @@ impl Store {
     }
 
     /// Creates or resets orders `"0"`..`"n-1"` (see [`crate::batch_init`]).
-    pub async fn batch_init(&self, spec: crate::batch_init::Spec) -> Result<u64, OrderError> {
-        Ok(crate::batch_init::run(&self.pool, spec).await?)
+    pub async fn batch_init(
+        &self,
+        spec: crate::batch_init::Spec,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<u64, common::setup::SetupError> {
+        crate::batch_init::run(&self.pool, spec, stop).await
     }
 }
 

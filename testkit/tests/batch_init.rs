@@ -1,21 +1,66 @@
 //! End-to-end: `batch_init` repeated, concurrent, and slower than the api's
-//! call timeout leaves exactly the data one init makes (issue 9 §2).
+//! call timeout leaves exactly the data one init makes (issue 9 §2); a
+//! second call while one runs is refused at once, a call whose client left
+//! is rolled back, the endpoints can be switched off or put behind a token,
+//! and their sizes are bounded (issue 17 §3).
 //!
-//! Bounded: a few thousand rows per init, about 10 s per test.
+//! Bounded: a few thousand rows per init, about 10 s per test; the
+//! cancellation test starts inits of millions of rows and cancels them
+//! within a second or two.
+
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use testkit::{Binary, Client, System};
 
-/// Concurrent calls of one `batch_init` path; each must answer 200.
+/// Concurrent calls of one `batch_init` path: each answers 200, or 409 (a
+/// problem document) because another was running; at least one ran.
 async fn concurrently(sys: &System, path: &str, calls: usize) {
     let replicas = sys.urls(Binary::Api).len();
     let clients: Vec<_> = (0..calls)
         .map(|i| Client::new(sys.api_url(i % replicas)))
         .collect();
     let answers = join_all(clients.iter().map(|c| c.post(path))).await;
-    for a in answers {
-        assert_eq!(a.status, 200, "{path}: {a:?}");
+    for a in &answers {
+        assert!(matches!(a.status, 200 | 409), "{path}: {a:?}");
+        if a.status == 409 {
+            assert_eq!(
+                a.headers["content-type"], "application/problem+json",
+                "{a:?}"
+            );
+        }
     }
+    assert!(answers.iter().any(|a| a.status == 200), "{path}: none ran");
+}
+
+/// Whether a `batch_init` holds its database's setup lock (an advisory
+/// lock; nothing else in these databases takes one after start-up).
+async fn init_running(db: &tokio_postgres::Client) -> bool {
+    count(
+        db,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .await
+        > 0
+}
+
+/// Waits until `running(db)` is `want`, at most `bound`; returns how long.
+async fn until_running(db: &tokio_postgres::Client, want: bool, bound: Duration) -> Duration {
+    let t0 = Instant::now();
+    while init_running(db).await != want {
+        assert!(
+            t0.elapsed() < bound,
+            "batch_init {} within {bound:?}",
+            if want {
+                "did not start"
+            } else {
+                "still running"
+            }
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t0.elapsed()
 }
 
 /// One row per index and constraint of the order tables, with its definition.
@@ -217,5 +262,205 @@ async fn inits_outlast_the_call_timeout_and_are_not_retried() {
             "{b:?}: one handling per call"
         );
     }
+    sys.shutdown().await;
+}
+
+/// While one init runs, a second (through another api replica too) is
+/// refused at once with a 409 problem; the first completes.
+#[tokio::test]
+async fn a_second_init_while_one_runs_is_refused_at_once() {
+    let sys = System::builder().in_process().replicas(2).start().await;
+    let order_db = sys.db(Binary::Order).client().await;
+    let first = tokio::spawn({
+        let c = sys.client.clone();
+        async move { c.post("/orders/batch_init/1000000/100/100/1").await }
+    });
+    until_running(&order_db, true, Duration::from_secs(30)).await;
+    for replica in 0..2 {
+        let other = Client::new(sys.api_url(replica));
+        let t0 = Instant::now();
+        let second = other.post("/orders/batch_init/10/10/10/1").await;
+        assert_eq!(second.status, 409, "{second:?}");
+        assert_eq!(second.headers["content-type"], "application/problem+json");
+        assert!(
+            second.body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("batch_init")),
+            "{second:?}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "refused after {:?}",
+            t0.elapsed()
+        );
+        assert!(init_running(&order_db).await, "the first finished too soon");
+    }
+    let first = first.await.expect("first init");
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_batch_orders(&order_db, 999_990, 1_000_000, 1).await;
+    sys.shutdown().await;
+}
+
+/// A client that leaves mid-init cancels it: the transaction is rolled
+/// back (the data is what the previous init made), the setup lock is free
+/// within moments, and the next init runs at once. Both kinds of init: the
+/// orders' (COPY and index builds) and a balance service's (one statement).
+#[tokio::test]
+async fn an_init_whose_client_left_is_rolled_back() {
+    let sys = System::builder().in_process().start().await;
+    let c = &sys.client;
+    let order_db = sys.db(Binary::Order).client().await;
+    let stock_db = sys.db(Binary::Stock).client().await;
+    assert_eq!(c.post("/orders/batch_init/100/10/10/3").await.status, 200);
+    assert_eq!(c.post("/stock/batch_init/100/5/3").await.status, 200);
+
+    for (path, db) in [
+        ("/orders/batch_init/5000000/100/100/1", &order_db),
+        ("/stock/batch_init/10000000/1/1", &stock_db),
+    ] {
+        let leaving = tokio::spawn({
+            let c = c.clone();
+            async move { c.post(path).await }
+        });
+        until_running(db, true, Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The client goes away: its connection is closed.
+        leaving.abort();
+        let _ = leaving.await;
+        let stopped = until_running(db, false, Duration::from_secs(10)).await;
+        println!("{path}: stopped {stopped:?} after the client left");
+        let t0 = Instant::now();
+        let next = loop {
+            let next = c
+                .post(&path.replace("5000000", "200").replace("10000000", "200"))
+                .await;
+            if next.status != 409 || t0.elapsed() > Duration::from_secs(5) {
+                break next;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(next.status, 200, "{path}: the next init: {next:?}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+    // Only the small inits happened: nothing of the cancelled ones is left.
+    assert_eq!(count(&order_db, "SELECT count(*) FROM orders").await, 200);
+    assert_eq!(
+        count(&order_db, "SELECT count(*) FROM order_lines").await,
+        400
+    );
+    assert_batch_orders(&order_db, 0, 200, 1).await;
+    assert_eq!(count(&stock_db, "SELECT count(*) FROM items").await, 200);
+    sys.shutdown().await;
+}
+
+/// Out-of-range sizes are 400 at the api, and nothing changes.
+#[tokio::test]
+async fn init_sizes_are_bounded() {
+    let sys = System::builder().in_process().start().await;
+    let c = &sys.client;
+    let order_db = sys.db(Binary::Order).client().await;
+    assert_eq!(c.post("/orders/batch_init/10/10/10/3").await.status, 200);
+    for path in [
+        "/orders/batch_init/10000001/10/10/1",
+        "/orders/batch_init/10/0/10/1",
+        "/orders/batch_init/10/10/0/1",
+        "/orders/batch_init/10/10000001/10/1",
+        "/orders/batch_init/10/10/10000001/1",
+        "/orders/batch_init/10/10/10/4611686018427387904",
+        "/stock/batch_init/10000001/1/1",
+        "/payment/batch_init/10000001/1",
+        "/payment/batch_init/-1/1",
+    ] {
+        let a = c.post(path).await;
+        assert_eq!(a.status, 400, "{path}: {a:?}");
+        assert_eq!(a.headers["content-type"], "application/problem+json");
+    }
+    assert_eq!(count(&order_db, "SELECT count(*) FROM orders").await, 10);
+    assert_batch_orders(&order_db, 0, 10, 3).await;
+    sys.shutdown().await;
+}
+
+const TOKEN: &str = "test-setup-token-0123456789";
+
+/// `SETUP_ENDPOINTS=off`: every setup endpoint answers 404 and changes
+/// nothing; the rest of the API works.
+#[tokio::test]
+async fn switched_off_setup_endpoints_are_not_found() {
+    let sys = System::builder()
+        .in_process()
+        .env("SETUP_ENDPOINTS", "off")
+        .start()
+        .await;
+    let c = &sys.client;
+    for path in [
+        "/stock/batch_init/10/1/1",
+        "/payment/batch_init/10/1",
+        "/orders/batch_init/10/10/10/1",
+    ] {
+        let with_token = c
+            .send(
+                c.raw()
+                    .post(format!("{}{path}", c.base()))
+                    .bearer_auth(TOKEN),
+            )
+            .await;
+        for a in [c.post(path).await, with_token] {
+            assert_eq!(a.status, 404, "{path}: {a:?}");
+            assert_eq!(a.headers["content-type"], "application/problem+json");
+        }
+    }
+    assert_eq!(c.get("/stock/find/0").await.status, 404, "no item was made");
+    let item = c.create_item(5).await;
+    assert_eq!(c.get(&format!("/stock/find/{item}")).await.status, 200);
+    sys.shutdown().await;
+}
+
+/// `SETUP_ENDPOINTS=token`: 401 (with `WWW-Authenticate`) without the
+/// token or with a wrong one, and nothing changes; the right one works.
+#[tokio::test]
+async fn setup_endpoints_behind_a_token() {
+    let sys = System::builder()
+        .in_process()
+        .env("SETUP_ENDPOINTS", "token")
+        .env("SETUP_TOKEN", TOKEN)
+        .start()
+        .await;
+    let c = &sys.client;
+    let post = |path: &str, token: Option<&str>| {
+        let req = c.raw().post(format!("{}{path}", c.base()));
+        c.send(match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        })
+    };
+    for path in [
+        "/stock/batch_init/10/1/1",
+        "/payment/batch_init/10/1",
+        "/orders/batch_init/10/10/10/1",
+    ] {
+        for token in [None, Some("wrong-token-0123456789"), Some(&TOKEN[1..])] {
+            let a = post(path, token).await;
+            assert_eq!(a.status, 401, "{path} with {token:?}: {a:?}");
+            assert_eq!(a.headers["content-type"], "application/problem+json");
+            assert!(a.headers.contains_key("www-authenticate"), "{a:?}");
+        }
+    }
+    assert_eq!(c.get("/stock/find/0").await.status, 404, "nothing was made");
+    assert_eq!(
+        c.get("/orders/find/0").await.status,
+        404,
+        "nothing was made"
+    );
+    for path in [
+        "/stock/batch_init/10/1/1",
+        "/payment/batch_init/10/1",
+        "/orders/batch_init/10/10/10/1",
+    ] {
+        let a = post(path, Some(TOKEN)).await;
+        assert_eq!(a.status, 200, "{path}: {a:?}");
+    }
+    assert_eq!(c.get("/orders/find/9").await.status, 200);
+    // The other endpoints need no token.
+    assert_eq!(c.post("/orders/checkout/0").await.status, 409);
     sys.shutdown().await;
 }

@@ -139,6 +139,10 @@ async fn async_checkout_and_polling() {
         c.get(&format!("/requests/{id}?wait=soon")).await.status,
         400
     );
+    // Past the documented maximum (30) is refused, not shortened.
+    // Past the maximum is clamped to it (the record is final: no wait at all).
+    assert_eq!(c.get(&format!("/requests/{id}?wait=31")).await.status, 200);
+    assert_eq!(c.get(&format!("/requests/{id}?wait=30")).await.status, 200);
     assert_eq!(
         c.post(&format!("/orders/checkout/{order}?mode=later"))
             .await

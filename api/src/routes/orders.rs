@@ -9,7 +9,7 @@ use common::messages::{order::*, payment::FindUser, stock::FindItem, BatchInitDo
 use serde::Serialize;
 
 use crate::{
-    params::{amount, id, Path},
+    params::{amount, count, id, Path},
     problem::ApiError,
     state::{AppState, RequestId},
 };
@@ -35,8 +35,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Creates an empty order for an existing user.
-#[utoipa::path(post, path = "/orders/create/{user_id}", tag = "orders",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
+#[utoipa::path(post, path = "/orders/create/{user_id}", tag = "orders", operation_id = "orders_create",
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
     responses((status = 200, description = "Created", body = OrderCreated)))]
 pub async fn create(
     State(s): State<AppState>,
@@ -61,8 +61,8 @@ pub async fn create(
 }
 
 /// An order with its lines.
-#[utoipa::path(get, path = "/orders/find/{order_id}", tag = "orders",
-    params(("order_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
+#[utoipa::path(get, path = "/orders/find/{order_id}", tag = "orders", operation_id = "orders_find",
+    params(("order_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
     responses((status = 200, description = "The order", body = Order)))]
 pub async fn find(
     State(s): State<AppState>,
@@ -75,8 +75,9 @@ pub async fn find(
 
 /// Adds `quantity` of an item at its current price.
 #[utoipa::path(post, path = "/orders/addItem/{order_id}/{item_id}/{quantity}", tag = "orders",
-    params(("order_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
-        ("item_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+    operation_id = "orders_add_item",
+    params(("order_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
+        ("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
         ("quantity" = i64, Path, minimum = 1, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "The order after the change", body = Order)))]
 pub async fn add_item(
@@ -105,9 +106,10 @@ pub async fn add_item(
 /// among `"0"`..`"n_items-1"`, a random user among `"0"`..`"n_users-1"`,
 /// unpaid.
 #[utoipa::path(post, path = "/orders/batch_init/{n}/{n_items}/{n_users}/{item_price}",
-    tag = "orders",
+    tag = "orders", operation_id = "orders_batch_init",
     params(("n" = i64, Path, minimum = 0, maximum = 10_000_000),
-        ("n_items" = i64, Path, minimum = 1, maximum = 9_223_372_036_854_775_807_i64), ("n_users" = i64, Path, minimum = 1, maximum = 9_223_372_036_854_775_807_i64),
+        ("n_items" = i64, Path, minimum = 1, maximum = 10_000_000),
+        ("n_users" = i64, Path, minimum = 1, maximum = 10_000_000),
         ("item_price" = i64, Path, minimum = 0, maximum = 4_611_686_018_427_387_903_i64,
             description = "At most half of 2^63-1, as `total_cost` is twice it")),
     responses((status = 200, description = "Done", body = BatchInitDone)))]
@@ -117,10 +119,16 @@ pub async fn batch_init(
     Path((n, n_items, n_users, price)): Path<(String, String, String, String)>,
 ) -> Result<Json<BatchInitDone>, ApiError> {
     let req = BatchInit {
-        n: amount("n", &n)?,
-        n_items: amount("n_items", &n_items)?,
-        n_users: amount("n_users", &n_users)?,
+        n: count("n", &n, 0)?,
+        n_items: count("n_items", &n_items, 1)?,
+        n_users: count("n_users", &n_users, 1)?,
         item_price: amount("item_price", &price)?,
     };
+    if req.item_price > i64::MAX / 2 {
+        return Err(ApiError::BadRequest(format!(
+            "item_price must be at most {} (total_cost is twice it)",
+            i64::MAX / 2
+        )));
+    }
     Ok(Json(s.rpc.call(&req, &rid).await?))
 }

@@ -9,7 +9,7 @@ use common::messages::{payment::*, BatchInitDone};
 use serde::Serialize;
 
 use crate::{
-    params::{amount, id, Path},
+    params::{amount, count, id, Path},
     problem::ApiError,
     state::{AppState, RequestId},
 };
@@ -40,7 +40,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Creates a user with no credit.
-#[utoipa::path(post, path = "/payment/create_user", tag = "payment",
+#[utoipa::path(post, path = "/payment/create_user", tag = "payment", operation_id = "payment_create_user",
     responses((status = 200, description = "Created", body = UserCreated)))]
 pub async fn create_user(
     State(s): State<AppState>,
@@ -53,8 +53,8 @@ pub async fn create_user(
 }
 
 /// A user's credit.
-#[utoipa::path(get, path = "/payment/find_user/{user_id}", tag = "payment",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
+#[utoipa::path(get, path = "/payment/find_user/{user_id}", tag = "payment", operation_id = "payment_find_user",
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
     responses((status = 200, description = "The user", body = User)))]
 pub async fn find_user(
     State(s): State<AppState>,
@@ -66,8 +66,8 @@ pub async fn find_user(
 }
 
 /// Adds credit.
-#[utoipa::path(post, path = "/payment/add_funds/{user_id}/{amount}", tag = "payment",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+#[utoipa::path(post, path = "/payment/add_funds/{user_id}/{amount}", tag = "payment", operation_id = "payment_add_funds",
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
         ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "Done", body = FundsAdded)))]
 pub async fn add_funds(
@@ -87,8 +87,8 @@ pub async fn add_funds(
 }
 
 /// Takes credit; refused (409) if it would go below zero.
-#[utoipa::path(post, path = "/payment/pay/{user_id}/{amount}", tag = "payment",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+#[utoipa::path(post, path = "/payment/pay/{user_id}/{amount}", tag = "payment", operation_id = "payment_pay",
+    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
         ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "The user after the change", body = User)))]
 pub async fn pay(
@@ -104,7 +104,7 @@ pub async fn pay(
 }
 
 /// Creates or resets users `"0"`..`"n-1"` with this credit.
-#[utoipa::path(post, path = "/payment/batch_init/{n}/{starting_money}", tag = "payment",
+#[utoipa::path(post, path = "/payment/batch_init/{n}/{starting_money}", tag = "payment", operation_id = "payment_batch_init",
     params(("n" = i64, Path, minimum = 0, maximum = 10_000_000),
         ("starting_money" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "Done", body = BatchInitDone)))]
@@ -114,7 +114,7 @@ pub async fn batch_init(
     Path((n, money)): Path<(String, String)>,
 ) -> Result<Json<BatchInitDone>, ApiError> {
     let req = BatchInit {
-        n: amount("n", &n)?,
+        n: count("n", &n, 0)?,
         starting_money: amount("starting_money", &money)?,
     };
     Ok(Json(s.rpc.call(&req, &rid).await?))

@@ -9,7 +9,7 @@ use common::messages::{stock::*, BatchInitDone};
 use serde::Serialize;
 
 use crate::{
-    params::{amount, id, Path},
+    params::{amount, count, id, Path},
     problem::ApiError,
     state::{AppState, RequestId},
 };
@@ -42,7 +42,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Creates an item with this price and no stock.
-#[utoipa::path(post, path = "/stock/item/create/{price}", tag = "stock",
+#[utoipa::path(post, path = "/stock/item/create/{price}", tag = "stock", operation_id = "stock_create_item",
     params(("price" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64, description = "Unit price")),
     responses((status = 200, description = "Created", body = ItemCreated)))]
 pub async fn create(
@@ -58,8 +58,8 @@ pub async fn create(
 }
 
 /// An item's stock and price.
-#[utoipa::path(get, path = "/stock/find/{item_id}", tag = "stock",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128, example = "0")),
+#[utoipa::path(get, path = "/stock/find/{item_id}", tag = "stock", operation_id = "stock_find",
+    params(("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
     responses((status = 200, description = "The item", body = StockView)))]
 pub async fn find(
     State(s): State<AppState>,
@@ -75,8 +75,8 @@ pub async fn find(
 }
 
 /// Adds stock.
-#[utoipa::path(post, path = "/stock/add/{item_id}/{amount}", tag = "stock",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+#[utoipa::path(post, path = "/stock/add/{item_id}/{amount}", tag = "stock", operation_id = "stock_add",
+    params(("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
         ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "The item after the change", body = Item)))]
 pub async fn add(
@@ -92,8 +92,8 @@ pub async fn add(
 }
 
 /// Removes stock; refused (409) if it would go below zero.
-#[utoipa::path(post, path = "/stock/subtract/{item_id}/{amount}", tag = "stock",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128, example = "0"),
+#[utoipa::path(post, path = "/stock/subtract/{item_id}/{amount}", tag = "stock", operation_id = "stock_subtract",
+    params(("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
         ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "The item after the change", body = Item)))]
 pub async fn subtract(
@@ -109,7 +109,7 @@ pub async fn subtract(
 }
 
 /// Creates or resets items `"0"`..`"n-1"` with this stock and price.
-#[utoipa::path(post, path = "/stock/batch_init/{n}/{starting_stock}/{item_price}", tag = "stock",
+#[utoipa::path(post, path = "/stock/batch_init/{n}/{starting_stock}/{item_price}", tag = "stock", operation_id = "stock_batch_init",
     params(("n" = i64, Path, minimum = 0, maximum = 10_000_000),
         ("starting_stock" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64), ("item_price" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
     responses((status = 200, description = "Done", body = BatchInitDone)))]
@@ -119,7 +119,7 @@ pub async fn batch_init(
     Path((n, stock, price)): Path<(String, String, String)>,
 ) -> Result<Json<BatchInitDone>, ApiError> {
     let req = BatchInit {
-        n: amount("n", &n)?,
+        n: count("n", &n, 0)?,
         starting_stock: amount("starting_stock", &stock)?,
         item_price: amount("item_price", &price)?,
     };

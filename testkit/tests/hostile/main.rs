@@ -10,6 +10,7 @@
 mod auth;
 mod bounds;
 mod poison;
+mod setup;
 mod webhooks;
 
 /// The probe itself: with nothing hostile going on, bystanders pass, and
