@@ -39,7 +39,15 @@ pub async fn run<A: Accounts>(
 
     let js = jetstream::setup(&deps.nats, &deps.topology).await?;
     let mut tasks = Tasks::new();
-    let consumer = spawn_steps(&mut tasks, store, js, &deps.subjects, &deps.topology, spec);
+    let consumer = spawn_steps(
+        &mut tasks,
+        store,
+        js,
+        &deps.subjects,
+        &deps.topology,
+        spec,
+        deps.config.max_message_bytes,
+    );
     let readiness = deps.readiness().with_consumers([consumer]);
     let retention = deps.config.retention;
     let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
@@ -74,6 +82,8 @@ struct Steps {
     js: Context,
     subjects: Subjects,
     spec: Spec,
+    /// Largest result message published (`NATS_MAX_MESSAGE_BYTES`).
+    max_message_bytes: usize,
     stop: CancellationToken,
 }
 
@@ -86,6 +96,7 @@ fn spawn_steps(
     subjects: &Subjects,
     topology: &Topology,
     spec: Spec,
+    max_message_bytes: usize,
 ) -> Liveness {
     let consumer = Consumer::new(
         js.clone(),
@@ -100,6 +111,7 @@ fn spawn_steps(
         js,
         subjects: subjects.clone(),
         spec,
+        max_message_bytes,
         stop: stop.clone(),
     });
     tasks.spawn("step consumer", async move {
@@ -158,8 +170,13 @@ impl Steps {
         if results.is_empty() {
             return Ok(());
         }
-        // Every result goes to order-svc's one subject: one message.
-        let messages = [Outgoing::batch(self.subjects.step_results(), &results)];
+        // Every result goes to order-svc's one subject: one message, or
+        // several when they do not fit one.
+        let messages = Outgoing::batch(
+            self.subjects.step_results(),
+            &results,
+            self.max_message_bytes,
+        )?;
         jetstream::publish_retrying(&self.js, &messages, &self.stop).await?;
         Ok(())
     }

@@ -352,6 +352,52 @@ pub mod saga {
         }
     }
 
+    /// The largest one saga item can be when encoded, plus the brackets of
+    /// the array around it: a step command for an order of `max_lines`
+    /// distinct items, or a request or outcome naming the longest order ID.
+    /// `NATS_MAX_MESSAGE_BYTES` must be at least this, so that every
+    /// checkout fits a message (checked at start-up).
+    pub fn largest_item_bytes(max_lines: usize) -> usize {
+        use crate::limits::{MAX_AMOUNT, MAX_ID_BYTES};
+        // Worst cases: an order ID from a client with every character
+        // escaped (`"` becomes two bytes); item and user IDs, which the
+        // services make themselves and never need escaping, at the longest;
+        // the longest numbers and variants.
+        let id = "\"".repeat(MAX_ID_BYTES);
+        let saga_id = Uuid::max();
+        let command = StepCommand {
+            saga_id,
+            step: Step::Reserve,
+            lines: vec![("x".repeat(MAX_ID_BYTES), MAX_AMOUNT); max_lines.max(1)],
+        };
+        let request = CheckoutRequested {
+            request_id: saga_id,
+            order_id: id.clone(),
+        };
+        let outcome = CheckoutOutcome {
+            request_id: saga_id,
+            order_id: id,
+            succeeded: false,
+            reason: Some(FailureReason::InsufficientCredit),
+        };
+        let result = StepResult {
+            saga_id,
+            step: Step::Reserve,
+            outcome: StepOutcome::Insufficient,
+        };
+        let len = |v: Result<Vec<u8>, serde_json::Error>| v.map_or(0, |v| v.len());
+        [
+            len(serde_json::to_vec(&command)),
+            len(serde_json::to_vec(&request)),
+            len(serde_json::to_vec(&outcome)),
+            len(serde_json::to_vec(&result)),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+            + 2
+    }
+
     /// order-svc → `api`: the saga is over. `reason` is set when it failed.
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
     pub struct CheckoutOutcome {

@@ -81,6 +81,7 @@ pub async fn run(
         js,
         deps.subjects.clone(),
         deps.topology.clone(),
+        deps.config.max_message_bytes,
     );
     let consumers = checkout.spawn(&mut tasks, MAX_MESSAGES);
     let (pool, stop) = (deps.pool.clone(), tasks.stop_token());

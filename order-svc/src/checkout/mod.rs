@@ -51,15 +51,24 @@ pub struct Checkout {
     js: Context,
     subjects: Subjects,
     topology: Topology,
+    /// Largest message published (`NATS_MAX_MESSAGE_BYTES`).
+    max_message_bytes: usize,
 }
 
 impl Checkout {
-    pub fn new(pool: Pool, js: Context, subjects: Subjects, topology: Topology) -> Self {
+    pub fn new(
+        pool: Pool,
+        js: Context,
+        subjects: Subjects,
+        topology: Topology,
+        max_message_bytes: usize,
+    ) -> Self {
         Self {
             pool,
             js,
             subjects,
             topology,
+            max_message_bytes,
         }
     }
 
@@ -245,8 +254,8 @@ impl Checkout {
     }
 
     /// One message per destination (a batch of step commands for each
-    /// service, a batch of outcomes for `api`), published with retries while
-    /// NATS is down.
+    /// service, a batch of outcomes for `api`), split where it would exceed
+    /// the message bound, published with retries while NATS is down.
     async fn publish(
         &self,
         outgoing: Vec<Outgoing>,
@@ -260,8 +269,11 @@ impl Checkout {
                 Outgoing::Outcome(o) => outcomes.push((self.subjects.checkout_outcomes(), o)),
             }
         }
-        let mut messages = jetstream::Outgoing::batches(commands);
-        messages.extend(jetstream::Outgoing::batches(outcomes));
+        let mut messages = jetstream::Outgoing::batches(commands, self.max_message_bytes)?;
+        messages.extend(jetstream::Outgoing::batches(
+            outcomes,
+            self.max_message_bytes,
+        )?);
         jetstream::publish_retrying(&self.js, &messages, stop).await?;
         Ok(())
     }
