@@ -44,6 +44,16 @@ pub fn amount(name: &str, raw: &str) -> Result<i64, ApiError> {
     }
 }
 
+/// Parses a number and checks it against its documented bound (see
+/// `common::limits`): `new` is the bounded type's constructor.
+pub fn bounded<T>(
+    name: &'static str,
+    raw: &str,
+    new: fn(&'static str, i64) -> Result<T, common::limits::OutOfBounds>,
+) -> Result<T, ApiError> {
+    new(name, amount(name, raw)?).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
 /// An ID as given; only empty, absurdly long or control-character IDs are
 /// refused.
 pub fn id(name: &str, raw: &str) -> Result<String, ApiError> {
@@ -74,6 +84,24 @@ mod tests {
                 "{bad:?} must be refused"
             );
         }
+    }
+
+    #[test]
+    fn bounds() {
+        use common::limits::{Price, Quantity};
+        assert_eq!(
+            bounded("quantity", "1000000000", Quantity::new)
+                .map(Quantity::get)
+                .ok(),
+            Some(1_000_000_000)
+        );
+        for bad in ["0", "1000000001", "9223372036854775807", "-1", "x"] {
+            match bounded("quantity", bad, Quantity::new) {
+                Err(ApiError::BadRequest(m)) => assert!(m.contains("quantity"), "{bad}: {m}"),
+                _ => panic!("{bad:?} must be refused"),
+            }
+        }
+        assert!(bounded("price", "0", Price::new).is_ok());
     }
 
     #[test]

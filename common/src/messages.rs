@@ -179,7 +179,7 @@ pub mod order {
     endpoint!(FindOrder => Order, "order", "find_order", idempotent: true);
 
     /// Adds a line; `unit_price` is the item's price looked up by `api` in
-    /// stock-svc just before.
+    /// stock-svc just before. Bounds: `common::limits`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct AddItem {
         pub order_id: String,
@@ -187,7 +187,18 @@ pub mod order {
         pub quantity: i64,
         pub unit_price: i64,
     }
-    endpoint!(AddItem => Order, "order", "add_item", idempotent: false);
+    endpoint!(AddItem => LineAdded, "order", "add_item", idempotent: false);
+
+    /// The answer to [`AddItem`]: the order's figures after the change,
+    /// without its lines, so that adding a line costs the same however many
+    /// the order has (`/orders/find` lists them).
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+    pub struct LineAdded {
+        pub order_id: String,
+        /// Lines the order holds now (at most `ORDER_MAX_LINES`).
+        pub lines: i64,
+        pub total_cost: i64,
+    }
 
     /// Resets orders `"0"`..`"n-1"`, each with two random items of quantity 1.
     #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -334,6 +345,11 @@ pub mod saga {
         OrderNotFound,
         ItemNotFound,
         UserNotFound,
+        /// The order is past a bound of `common::limits` (more lines than
+        /// `ORDER_MAX_LINES`, or more units or cost than an order may hold):
+        /// only an order stored before the bounds, or before the line limit
+        /// was lowered, can be. Nothing was reserved or charged.
+        OrderTooLarge,
     }
 
     impl FailureReason {
@@ -344,6 +360,7 @@ pub mod saga {
                 FailureReason::OrderNotFound => "order_not_found",
                 FailureReason::ItemNotFound => "item_not_found",
                 FailureReason::UserNotFound => "user_not_found",
+                FailureReason::OrderTooLarge => "order_too_large",
             }
         }
 

@@ -53,6 +53,8 @@ pub struct Checkout {
     topology: Topology,
     /// Largest message published (`NATS_MAX_MESSAGE_BYTES`).
     max_message_bytes: usize,
+    /// Most lines per order (`ORDER_MAX_LINES`).
+    max_lines: usize,
 }
 
 impl Checkout {
@@ -62,6 +64,7 @@ impl Checkout {
         subjects: Subjects,
         topology: Topology,
         max_message_bytes: usize,
+        max_lines: usize,
     ) -> Self {
         Self {
             pool,
@@ -69,6 +72,7 @@ impl Checkout {
             subjects,
             topology,
             max_message_bytes,
+            max_lines,
         }
     }
 
@@ -150,6 +154,11 @@ impl Checkout {
                 checkout_in_flight: o.checkout_saga.is_some(),
             }));
             let saga = match (admission, order) {
+                // Its step command might not fit a message, or its sums
+                // BIGINT: it fails alone, before anything is moved.
+                (Admission::Start, Some(order)) if !order.within_bounds(self.max_lines) => {
+                    Saga::finished(id, &request.order_id, Some(FailureReason::OrderTooLarge))
+                }
                 (Admission::Start, Some(order)) => {
                     order.checkout_saga = Some(id);
                     Saga::start(
@@ -243,7 +252,8 @@ impl Checkout {
             .collect();
         finish_orders(&tx, &finished).await?;
         let ended: BTreeSet<String> = finished.into_iter().map(|(o, _, _)| o).collect();
-        let started = next_in_queue(&tx, &ended.into_iter().collect::<Vec<_>>()).await?;
+        let started =
+            next_in_queue(&tx, &ended.into_iter().collect::<Vec<_>>(), self.max_lines).await?;
         outgoing.extend(started.iter().flat_map(Saga::outgoing));
         update_sagas(&tx, &advanced, &started).await?;
         // Queued sagas that started here take their order.

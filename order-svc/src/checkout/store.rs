@@ -23,6 +23,18 @@ pub(super) struct OrderRow {
     pub(super) items: Vec<(String, i64)>,
 }
 
+impl OrderRow {
+    /// Inside the bounds a checkout needs (`common::limits`): its step
+    /// command fits a message and its sums fit BIGINT. Orders stored since
+    /// the bounds always are.
+    pub(super) fn within_bounds(&self, max_lines: usize) -> bool {
+        use common::limits::{MAX_AMOUNT, MAX_QUANTITY};
+        self.items.len() <= max_lines
+            && self.total_cost <= MAX_AMOUNT
+            && self.items.iter().all(|(_, q)| *q <= MAX_QUANTITY)
+    }
+}
+
 const SAGA_COLUMNS: &str = "id, order_id, user_id, amount, items, state, reserve, charge, released, refunded, reason, created_at";
 
 fn saga_from_row(row: &Row) -> Saga {
@@ -91,7 +103,10 @@ pub(super) async fn load_orders(
         ),
         db::query(
             tx,
-            "SELECT order_id, item_id, sum(quantity)::bigint FROM order_lines
+            // Clamped: a sum past BIGINT (an order from before the bounds)
+            // must fail its own checkout (`within_bounds`), not the batch.
+            "SELECT order_id, item_id, least(sum(quantity), 9223372036854775807)::bigint
+             FROM order_lines
              WHERE order_id = ANY($1) GROUP BY order_id, item_id ORDER BY order_id, min(id)",
             &params,
         ),
@@ -161,6 +176,7 @@ pub(super) async fn finish_orders(
 pub(super) async fn next_in_queue(
     tx: &impl GenericClient,
     order_ids: &[String],
+    max_lines: usize,
 ) -> Result<Vec<Saga>, CheckoutError> {
     if order_ids.is_empty() {
         return Ok(Vec::new());
@@ -194,6 +210,15 @@ pub(super) async fn next_in_queue(
                 for mut saga in sagas {
                     saga.finish_queued_as_paid();
                     next.push(saga);
+                }
+            }
+            Some(order) if order.checkout_saga.is_none() && !order.within_bounds(max_lines) => {
+                // Each fails alone: none could ever start.
+                for saga in sagas {
+                    next.push(Saga {
+                        created_at: saga.created_at,
+                        ..Saga::finished(saga.id, &order_id, Some(FailureReason::OrderTooLarge))
+                    });
                 }
             }
             Some(order) if order.checkout_saga.is_none() => {

@@ -7,6 +7,8 @@
 //! ordinary checkouts sent at the same time ([`testkit::Probe`]) complete
 //! with normal latency. One module per kind of attack.
 
+mod limits;
+
 /// The probe itself: with nothing hostile going on, bystanders pass, and
 /// the bound it checks is one a stalled pipeline cannot meet.
 #[tokio::test]
