@@ -416,6 +416,8 @@ mod tests {
         .expect("10 lines fit 4 KiB");
         assert_eq!((c.max_lines_per_order, c.max_message_bytes), (10, 4096));
         let least = crate::messages::saga::largest_item_bytes(1000);
+        // About 150 KiB (the README says so): the default leaves room.
+        assert!((140_000..160_000).contains(&least), "{least}");
         assert!(least < DEFAULT_MAX_MESSAGE_BYTES, "{least}");
         let e = refused(&[("NATS_MAX_MESSAGE_BYTES", &(least - 1).to_string())]);
         assert!(e.contains(&format!("at least {least}")), "{e}");

@@ -187,6 +187,61 @@ async fn an_order_at_the_line_limit_checks_out_and_one_more_line_is_refused() {
     sys.shutdown().await;
 }
 
+/// An order past the bounds can only have been stored before them (or
+/// before `ORDER_MAX_LINES` was lowered): here 11 lines written straight
+/// into order-svc's database under a limit of 10, and a line whose
+/// quantity sum left BIGINT. Each checkout fails alone (`order_too_large`,
+/// 409), nothing is reserved or charged, and bystanders pass.
+#[tokio::test]
+async fn an_order_stored_past_the_bounds_fails_its_checkout_alone() {
+    let sys = System::builder()
+        .in_process()
+        .env("ORDER_MAX_LINES", "10")
+        .start()
+        .await;
+    let c = &sys.client;
+    let probe = testkit::Probe::start(c, 10).await;
+    assert!(c.post("/stock/batch_init/11/10/1").await.ok());
+    assert!(c.post("/payment/batch_init/1/1000").await.ok());
+    let wide = c.create_order("0").await;
+    let deep = c.create_order("0").await;
+    let db = sys.db(Binary::Order).client().await;
+    db.execute(
+        "INSERT INTO order_lines (order_id, item_id, quantity, unit_price)
+         SELECT $1, g::text, 1, 1 FROM generate_series(0, 10) AS g",
+        &[&wide],
+    )
+    .await
+    .unwrap();
+    db.execute("UPDATE orders SET total_cost = 11 WHERE id = $1", &[&wide])
+        .await
+        .unwrap();
+    // As the finding stored it: two lines of 2^63-1 units at price 0. The
+    // quantity CHECK holds new lines; it is put back NOT VALID, as an
+    // upgraded database with such rows has it.
+    db.batch_execute(&format!(
+        "ALTER TABLE order_lines DROP CONSTRAINT order_lines_quantity_bound;
+         INSERT INTO order_lines (order_id, item_id, quantity, unit_price)
+         VALUES ('{deep}', '0', 9223372036854775807, 0), ('{deep}', '0', 9223372036854775807, 0);
+         ALTER TABLE order_lines ADD CONSTRAINT order_lines_quantity_bound
+             CHECK (quantity <= 1000000000) NOT VALID;"
+    ))
+    .await
+    .unwrap();
+
+    for order in [&wide, &deep] {
+        let answer = c.post(&format!("/orders/checkout/{order}")).await;
+        assert_eq!(answer.status, 409, "{answer:?}");
+        assert_eq!(answer.body["reason"], "order_too_large", "{answer:?}");
+    }
+    assert_eq!(c.credit("0").await, 1000);
+    for item in 0..11 {
+        assert_eq!(c.stock(&item.to_string()).await, 10);
+    }
+    probe.finish().await;
+    sys.shutdown().await;
+}
+
 /// A nats-server of the test's own whose `max_payload` is 16 KiB: any
 /// message over it is refused by the client, as 1 MiB ones are in
 /// production. Killed when dropped.
