@@ -21,7 +21,7 @@ FROM chef AS builder
 COPY --from=planner /app/recipe.json recipe.json
 RUN cargo chef cook --release --workspace --recipe-path recipe.json
 COPY . .
-# The build context has no .git: common/build.rs stamps GIT_COMMIT into build_info instead
+# The build context has no .git: the binaries' main.rs read GIT_COMMIT (option_env!) for build_info
 # ("unknown" when empty). Declared after `cook` so a new commit keeps the dependency layer.
 ARG GIT_COMMIT=""
 RUN GIT_COMMIT="${GIT_COMMIT}" \

@@ -5,7 +5,9 @@
 #
 # Env: BENCH_BASE_URL, BENCH_BIN (prebuilt harness; default: cargo build -p bench),
 #      BENCH_OUT_DIR (default: a fresh bench/results/smoke-<timestamp>),
-#      BENCH_SMOKE_WEBHOOK=1 to also run `async --webhook` (needs webhooks in the API),
+#      BENCH_SMOKE_WEBHOOK=1 to also run `async --webhook` (the API must allow the harness's
+#      loopback receiver: WEBHOOK_ALLOW_PRIVATE=true; signatures are verified with
+#      BENCH_WEBHOOK_SECRET, default: the secret `make up` keeps in .local/secrets/webhook_secret),
 #      BENCH_SOAK_PIDS (api=PID,order-svc=PID,…) and BENCH_SOAK_LOG_DIR for `soak` (default:
 #      the PID files in .local/run and the logs in .local/log, as `make up` leaves them).
 set -euo pipefail
@@ -46,6 +48,10 @@ step stress-open stress "${SMALL[@]}" --skip-init --duration 3s --rate 100 \
     --mix checkout=8,read=1,add=1
 step async async "${SMALL[@]}" --skip-init --duration 3s --clients 8 --final-timeout 20s
 if [[ "${BENCH_SMOKE_WEBHOOK:-0}" == 1 ]]; then
+    if [[ -z "${BENCH_WEBHOOK_SECRET:-}" && -r "$STATE/secrets/webhook_secret" ]]; then
+        BENCH_WEBHOOK_SECRET="$(head -n 1 "$STATE/secrets/webhook_secret")"
+        export BENCH_WEBHOOK_SECRET
+    fi
     step async-webhook async "${SMALL[@]}" --skip-init --duration 3s --clients 8 --webhook \
         --final-timeout 20s
 fi

@@ -61,9 +61,12 @@ export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
 
 # compose ARGS...: compose v2 (`docker compose`) if present, else Debian's docker-compose v1 (with
 # --compatibility, so that deploy.replicas is honoured).
+# docker-compose.yml requires a webhook secret: a throwaway one per run.
+COMPOSE_WEBHOOK_SECRET="$(new_webhook_secret)"
 compose() {
     local -a env=(
         COMPOSE_PROJECT_NAME="$PROJECT" CHECKOUT_IMAGE="$APP_IMAGE"
+        WEBHOOK_SECRET="$COMPOSE_WEBHOOK_SECRET"
         API_REPLICAS="$REPLICAS" ORDER_REPLICAS="$REPLICAS" STOCK_REPLICAS="$REPLICAS"
         PAYMENT_REPLICAS="$REPLICAS" API_BIND=127.0.0.1 API_PORT="$API_PORT_FIRST-$API_PORT_LAST"
         MONITORING_BIND=127.0.0.1 PROMETHEUS_PORT="$PROM_PORT"

@@ -79,6 +79,31 @@ ensure_state_dirs() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Webhook signing secret
+
+# A fresh Standard Webhooks secret: whsec_ and 32 random bytes in base64.
+new_webhook_secret() {
+    printf 'whsec_%s\n' "$(head -c 32 /dev/urandom | base64 -w0)"
+}
+
+# This installation's secret, made once (mode 600) and reused: $STATE/secrets/webhook_secret.
+# Receivers verify deliveries with it; replace the file (and restart the api) to rotate.
+webhook_secret() {
+    local dir="$STATE/secrets" file="$STATE/secrets/webhook_secret"
+    if [[ ! -s "$file" ]]; then
+        (
+            umask 077
+            mkdir -p "$dir"
+            new_webhook_secret >"$file.tmp"
+            mv "$file.tmp" "$file"
+        )
+        log "generated a webhook signing secret in $file"
+    fi
+    chmod 600 "$file"
+    head -n 1 "$file"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Processes and ports
 
 # True if something accepts TCP connections on host:port.

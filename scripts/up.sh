@@ -11,6 +11,8 @@
 #   DATABASE_ADMIN_URL, NATS_URL   use these servers instead of starting local ones
 #   NATS_NODES=3          a local three-node JetStream cluster (scripts/infra.sh): every binary
 #                         gets all three URLs and NATS_STREAM_REPLICAS=3 (R3 streams)
+#   WEBHOOK_SECRET        the api's webhook signing secret (default: this installation's, made once
+#                         in .local/secrets/webhook_secret, mode 600)
 #   RUST_LOG (default: each binary's own), SKIP_BUILD=1 (use the binaries already in target/release; UP_BIN_DIR
 #                         takes them from elsewhere),
 #   READY_TIMEOUT (60 seconds)
@@ -31,7 +33,10 @@ ensure_state_dirs
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs) first"
     log "cargo build --release --workspace --bins"
-    cargo build --release --workspace --bins || die "cargo build failed"
+    # build_info's commit label; only the binaries' main.rs read it, so a new commit relinks them
+    # and rebuilds nothing else.
+    GIT_COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || true)" \
+        cargo build --release --workspace --bins || die "cargo build failed"
 fi
 
 for bin in "${BINS[@]}"; do
@@ -53,6 +58,9 @@ NATS="$(nats_url)"
 if [[ "$NATS_NODES" == 3 && -z "${NATS_URL:-}" ]]; then
     export NATS_STREAM_REPLICAS="${NATS_STREAM_REPLICAS:-3}"
 fi
+
+# Only the api gets it (in its environment, not on its command line).
+API_WEBHOOK_SECRET="${WEBHOOK_SECRET:-$(webhook_secret)}"
 
 names=()
 declare -A ADDR=()
@@ -87,8 +95,10 @@ for bin in "${BINS[@]}"; do
         printf '\n==== %s starting %s (LISTEN_ADDR=%s)\n' "$(date -Is)" "$name" "$addr" >>"$logfile"
         # shellcheck disable=SC2016 # $$ and $@ belong to the inner bash
         # NO_COLOR: plain log files (tracing-subscriber honours it).
+        secret=()
+        [[ "$bin" == api ]] && secret=(WEBHOOK_SECRET="$API_WEBHOOK_SECRET")
         DATABASE_URL="$database_url" LISTEN_ADDR="$addr" NATS_URL="$NATS" NO_COLOR="${NO_COLOR-1}" \
-            setsid -w bash -c 'echo $$ >"$1"; shift; exec nohup "$@"' _ "$pidfile" "$BIN_DIR/$bin" \
+            env "${secret[@]}" setsid -w bash -c 'echo $$ >"$1"; shift; exec nohup "$@"' _ "$pidfile" "$BIN_DIR/$bin" \
             </dev/null >>"$logfile" 2>&1 &
         disown 2>/dev/null || true
         debug "started $name on $addr"

@@ -222,6 +222,7 @@ fn failed(record: &RequestRecord) -> Response {
     let reason = record.reason.map_or("unknown", FailureReason::as_str);
     let status = match reason {
         "order_not_found" => StatusCode::NOT_FOUND,
+        "invalid_order" => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::CONFLICT,
     };
     let slug = format!("checkout-{}", reason.replace('_', "-"));

@@ -59,6 +59,9 @@ mod tests {
             "WEBHOOK_ALLOW_HOSTS",
             "WEBHOOK_DENY_HOSTS",
             "WEBHOOK_BLOCK_PRIVATE",
+            "WEBHOOK_ALLOW_PRIVATE",
+            "WEBHOOK_DNS_TIMEOUT_MS",
+            "WEBHOOK_SECRET_DEV",
             "NATS_PREFIX",
             "NATS_URL",
             "NATS_STREAM_REPLICAS",
@@ -74,9 +77,12 @@ mod tests {
         Vars::process().with(all)
     }
 
+    /// The one setting without a default.
+    const SECRET: (&str, &str) = ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+
     #[test]
     fn unset_means_the_documented_defaults() {
-        let c = Config::load(&vars(&[])).expect("defaults are valid");
+        let c = Config::load(&vars(&[SECRET])).expect("defaults are valid");
         assert_eq!(c.common.listen_addr.port(), 8000);
         assert_eq!(c.api.rpc_timeout, Duration::from_secs(30));
         let s = &c.api.checkout;
@@ -87,13 +93,32 @@ mod tests {
         assert_eq!(s.idempotency_ttl, Duration::from_secs(86400));
         assert_eq!(s.retention, Duration::from_secs(168 * 3600));
         let w = &c.api.webhooks;
-        assert!(w.uses_dev_secret());
+        assert!(!w.uses_dev_secret());
         assert_eq!(w.schedule.len(), 8);
         assert_eq!(w.timeout, Duration::from_secs(5));
         assert_eq!(w.concurrency, 64);
         assert_eq!(w.poll, Duration::from_millis(500));
         assert!(w.policy.allow.is_empty() && w.policy.deny.is_empty());
-        assert!(!w.policy.block_private);
+        assert!(w.policy.block_private, "the SSRF guard is on by default");
+        assert_eq!(w.policy.dns_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn no_secret_refuses_to_start_unless_a_development_run() {
+        let e = Config::load(&vars(&[])).expect_err("started without a secret");
+        let e = e.to_string();
+        assert!(
+            e.contains("WEBHOOK_SECRET") && e.contains("required"),
+            "{e}"
+        );
+        assert!(
+            e.contains("WEBHOOK_SECRET_DEV=true"),
+            "says how to opt out: {e}"
+        );
+        let dev = Config::load(&vars(&[("WEBHOOK_SECRET_DEV", "true")])).expect("dev run");
+        assert!(dev.api.webhooks.uses_dev_secret());
+        let given = Config::load(&vars(&[SECRET, ("WEBHOOK_SECRET_DEV", "true")])).expect("ok");
+        assert!(!given.api.webhooks.uses_dev_secret(), "a given secret wins");
     }
 
     #[test]
@@ -105,7 +130,8 @@ mod tests {
             ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
             ("WEBHOOK_SCHEDULE", "0ms,200ms"),
             ("WEBHOOK_ALLOW_HOSTS", "A.example, .b.example"),
-            ("WEBHOOK_BLOCK_PRIVATE", "true"),
+            ("WEBHOOK_ALLOW_PRIVATE", "true"),
+            ("WEBHOOK_DNS_TIMEOUT_MS", "500"),
         ]))
         .expect("valid");
         assert_eq!(c.api.rpc_timeout, Duration::from_millis(20));
@@ -117,7 +143,11 @@ mod tests {
             [Duration::ZERO, Duration::from_millis(200)]
         );
         assert_eq!(c.api.webhooks.policy.allow, ["a.example", ".b.example"]);
-        assert!(c.api.webhooks.policy.block_private);
+        assert!(!c.api.webhooks.policy.block_private);
+        assert_eq!(
+            c.api.webhooks.policy.dns_timeout,
+            Duration::from_millis(500)
+        );
     }
 
     #[test]
@@ -133,10 +163,14 @@ mod tests {
             ("WEBHOOK_TIMEOUT_MS", "0"),
             ("WEBHOOK_CONCURRENCY", "0"),
             ("WEBHOOK_POLL_MS", "0"),
-            ("WEBHOOK_BLOCK_PRIVATE", "yes"),
+            ("WEBHOOK_ALLOW_PRIVATE", "yes"),
+            ("WEBHOOK_DNS_TIMEOUT_MS", "0"),
+            ("WEBHOOK_SECRET_DEV", "maybe"),
+            // Gone: refused so that nobody believes it still switches anything.
+            ("WEBHOOK_BLOCK_PRIVATE", "false"),
             ("RETENTION_HOURS", "0"),
         ] {
-            let e = Config::load(&vars(&[(name, value)]))
+            let e = Config::load(&vars(&[SECRET, (name, value)]))
                 .expect_err(&format!("{name}={value} accepted"))
                 .to_string();
             assert!(e.contains(name), "{name}={value}: {e}");

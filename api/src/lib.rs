@@ -50,8 +50,10 @@ pub enum ApiStartError {
     Task(#[from] common::tasks::TaskFailed),
 }
 
-/// The whole HTTP surface.
-pub fn router(state: AppState, readiness: common::ops::Readiness) -> Router {
+/// The whole HTTP surface; `ops` are the operations routes this listener
+/// serves (all of them, or only `/health` when they have a listener of their
+/// own, see `OPS_LISTEN_ADDR`).
+pub fn router(state: AppState, ops: Router) -> Router {
     let api = Router::new()
         .merge(routes::stock::routes())
         .merge(routes::payment::routes())
@@ -62,7 +64,7 @@ pub fn router(state: AppState, readiness: common::ops::Readiness) -> Router {
             idempotency::layer,
         ))
         .with_state(state);
-    api.merge(common::ops::router(readiness))
+    api.merge(ops)
         .merge(openapi::routes())
         .fallback(not_found)
         .layer(
@@ -111,7 +113,8 @@ pub async fn run(
 ) -> Result<(), ApiStartError> {
     if config.webhooks.uses_dev_secret() {
         tracing::warn!(
-            "WEBHOOK_SECRET not set: signing webhooks with the public development secret"
+            "WEBHOOK_SECRET not set and WEBHOOK_SECRET_DEV=true: signing webhooks with the \
+             public development secret; receivers cannot tell them from forgeries"
         );
     }
     let js = common::jetstream::setup(&deps.nats, &deps.topology).await?;
@@ -161,7 +164,20 @@ pub async fn run(
         webhooks,
     });
     let draining = state.requests.draining();
-    let app = router(state, readiness);
+    // Stopped last, so /ready and /metrics answer during the drain.
+    let ops_stop = tokio_util::sync::CancellationToken::new();
+    let (ops_routes, ops) = match common::bootstrap::listen_ops(&deps.config).await? {
+        Some(ops_listener) => (
+            common::ops::health_router(),
+            Some(tokio::spawn(common::ops::serve(
+                ops_listener,
+                common::ops::standalone(common::ops::router(readiness)),
+                ops_stop.clone().cancelled_owned(),
+            ))),
+        ),
+        None => (common::ops::router(readiness), None),
+    };
+    let app = router(state, ops_routes);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP listening");
     }
@@ -189,6 +205,10 @@ pub async fn run(
     // in the connection's buffer.
     if let Err(e) = deps.nats.flush().await {
         tracing::warn!(error = %e, "cannot flush NATS at shutdown");
+    }
+    ops_stop.cancel();
+    if let Some(ops) = ops {
+        ops.await.map_err(std::io::Error::other)??;
     }
     served?;
     match failure {

@@ -1,20 +1,22 @@
 //! A balance service running: its request/reply endpoints, its saga-step
 //! consumer and the retention of its ledger, until shutdown.
 
-use std::{future::Future, sync::Arc};
+use std::future::Future;
 
 use async_nats::jetstream::Context;
 use common::{
     bootstrap::{Deps, RunError},
-    consumer::{Consumer, Liveness},
+    consumer::{Consumer, Fault, Handler, Liveness},
     db::DbError,
     jetstream::{self, Outgoing, Topology},
-    messages::saga::{StepCommand, StepResult},
+    messages::saga::{Step, StepCommand, StepResult},
     nats::Subjects,
     rpc::Server,
     tasks::Tasks,
 };
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::{handlers, plan::Command, store::Store, Accounts, Spec};
 
@@ -76,6 +78,15 @@ pub enum StepsError {
     JetStream(#[from] jetstream::JetStreamError),
 }
 
+impl Fault for StepsError {
+    fn is_transient(&self) -> bool {
+        match self {
+            StepsError::Db(e) => e.is_transient(),
+            StepsError::JetStream(e) => e.is_transient(),
+        }
+    }
+}
+
 /// What the saga-step consumer needs for each batch.
 struct Steps {
     store: Store,
@@ -106,20 +117,16 @@ fn spawn_steps(
     );
     let liveness = consumer.liveness.clone();
     let stop = tasks.stop_token();
-    let steps = Arc::new(Steps {
+    let steps = Steps {
         store,
         js,
         subjects: subjects.clone(),
         spec,
         max_message_bytes,
         stop: stop.clone(),
-    });
+    };
     tasks.spawn("step consumer", async move {
-        let handler = |commands: Vec<StepCommand>| {
-            let steps = steps.clone();
-            async move { steps.handle(&commands).await }
-        };
-        consumer.run(handler, stop).await;
+        consumer.run(steps, stop).await;
         Ok::<_, StepsError>(())
     });
     liveness
@@ -167,6 +174,11 @@ impl Steps {
                 }
             })
             .collect();
+        self.answer(&results).await
+    }
+
+    /// Publishes results to order-svc (its one subject).
+    async fn answer(&self, results: &[StepResult]) -> Result<(), StepsError> {
         if results.is_empty() {
             return Ok(());
         }
@@ -174,10 +186,71 @@ impl Steps {
         // several when they do not fit one.
         let messages = Outgoing::batch(
             self.subjects.step_results(),
-            &results,
+            results,
             self.max_message_bytes,
         )?;
         jetstream::publish_retrying(&self.js, &messages, &self.stop).await?;
         Ok(())
+    }
+}
+
+impl Handler<StepCommand> for Steps {
+    type Error = StepsError;
+
+    fn name(&self) -> &'static str {
+        self.spec.service
+    }
+
+    async fn apply(&self, items: &[StepCommand]) -> Result<(), StepsError> {
+        self.handle(items).await
+    }
+
+    /// A debit is refused (`rejected`, recorded in the ledger so a repeat
+    /// replays it) and the saga compensates the other step and fails. A
+    /// compensation cannot be refused: it gives back what the debit took,
+    /// which always fits. If one ever fails for its data, it is left
+    /// unanswered for an operator (its saga waits) rather than answered
+    /// falsely.
+    async fn reject(&self, item: &StepCommand, cause: &str) -> Result<(), StepsError> {
+        let (saga_id, step) = (item.saga_id, item.step);
+        if step == self.spec.debit {
+            let outcome = self.store.reject_debit(saga_id).await?;
+            tracing::warn!(ledger = self.spec.tables.ledger, %saga_id, ?outcome, %cause, "debit rejected");
+            let result = StepResult {
+                saga_id,
+                step,
+                outcome,
+            };
+            return self.answer(&[result]).await;
+        }
+        tracing::error!(ledger = self.spec.tables.ledger, %saga_id, step = step.as_str(), %cause, "step cannot be applied; left unanswered");
+        Ok(())
+    }
+
+    /// A debit that still names its saga is rejected (an undecodable
+    /// compensation would only be a forged one: order-svc sends none); the
+    /// rest is logged, as this service has nowhere else to keep it.
+    async fn dead_letter(&self, raw: &Value, cause: &str) -> Result<(), StepsError> {
+        let saga_id = raw
+            .get("saga_id")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok());
+        let step = raw
+            .get("step")
+            .and_then(|s| serde_json::from_value::<Step>(s.clone()).ok());
+        match (saga_id, step) {
+            (Some(saga_id), Some(step)) if step == self.spec.debit => {
+                let command = StepCommand {
+                    saga_id,
+                    step,
+                    lines: Vec::new(),
+                };
+                self.reject(&command, cause).await
+            }
+            _ => {
+                tracing::error!(ledger = self.spec.tables.ledger, item = %raw, %cause, "undecodable step command; dropped");
+                Ok(())
+            }
+        }
     }
 }

@@ -93,6 +93,7 @@ struct Statements {
     set_balances: String,
     insert_ledger: String,
     mark_compensated: String,
+    reject_debit: String,
 }
 
 impl Statements {
@@ -165,6 +166,14 @@ impl Statements {
             mark_compensated: format!(
                 "UPDATE {ledger} SET compensated = true, compensated_at = now()
                      WHERE saga_id = ANY($1) AND NOT compensated"
+            ),
+            // The first outcome stands: a debit that was applied (or refused,
+            // or rejected) before keeps its outcome.
+            reject_debit: format!(
+                "WITH new AS (
+                     INSERT INTO {ledger} (saga_id, lines, outcome) VALUES ($1, '[]', 'rejected')
+                     ON CONFLICT (saga_id) DO NOTHING RETURNING outcome)
+                 SELECT outcome FROM new UNION ALL SELECT outcome FROM {ledger} WHERE saga_id = $1"
             ),
         }
     }
@@ -353,6 +362,25 @@ impl Store {
         }
         tx.commit().await?;
         Ok(plan.results)
+    }
+}
+
+impl Store {
+    /// Records a debit that cannot be applied because of its data as
+    /// `rejected` (changing no balance), unless the saga's debit already has
+    /// an outcome; returns the outcome that stands.
+    pub async fn reject_debit(&self, saga_id: Uuid) -> Result<StepOutcome, DbError> {
+        let conn = common::db::get(&self.pool).await?;
+        let rows = common::db::query(&conn, &self.sql.reject_debit, &[&saga_id]).await?;
+        match rows.first() {
+            // The table's CHECK admits only known spellings.
+            Some(row) => Ok(StepOutcome::parse(row.get(0)).unwrap_or(StepOutcome::Rejected)),
+            // A concurrent debit of the saga committed after this statement
+            // began: the next attempt sees it.
+            None => Err(DbError::Conflict(format!(
+                "saga {saga_id} is being debited concurrently"
+            ))),
+        }
     }
 }
 

@@ -207,7 +207,8 @@ pub struct AsyncArgs {
     #[arg(long, value_enum, default_value_t = AsyncMode::Header)]
     pub async_mode: AsyncMode,
     /// Observe completion with a webhook receiver run by the harness (passes callback_url)
-    /// instead of polling.
+    /// instead of polling. The receiver is on loopback: run the api with
+    /// WEBHOOK_ALLOW_PRIVATE=true, which refuses internal callback addresses otherwise.
     #[arg(long)]
     pub webhook: bool,
     /// Port of the webhook receiver on 127.0.0.1 (0 = any free port).

@@ -3,6 +3,10 @@
 //! It accepts `POST`s whose JSON body is `{type, timestamp, data: <request record>}`, notes the
 //! arrival time of each request ID, optionally verifies the Standard Webhooks signature (with the
 //! `standardwebhooks` crate), and answers 204 so that the system does not retry.
+//!
+//! The api refuses callback URLs on loopback and other internal addresses by default: a system
+//! measured with `async --webhook` runs with `WEBHOOK_ALLOW_PRIVATE=true` (or is given
+//! `--webhook-url` with an address it may reach).
 
 use api_client::RequestRecord;
 use axum::body::Bytes;

@@ -35,8 +35,26 @@ const HEADER_SLACK: usize = 4 * 1024;
 /// the address bound there (port 0 takes a free port; whoever started the
 /// binary reads which).
 pub async fn listen(config: &Config) -> std::io::Result<tokio::net::TcpListener> {
-    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
-    if let Some(path) = &config.listen_addr_file {
+    bind(config.listen_addr, config.listen_addr_file.as_deref()).await
+}
+
+/// Binds `OPS_LISTEN_ADDR` when it is set (and writes the address bound to
+/// `OPS_LISTEN_ADDR_FILE`): the operations endpoints then move there.
+pub async fn listen_ops(config: &Config) -> std::io::Result<Option<tokio::net::TcpListener>> {
+    match config.ops_listen_addr {
+        Some(addr) => Ok(Some(
+            bind(addr, config.ops_listen_addr_file.as_deref()).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+async fn bind(
+    addr: std::net::SocketAddr,
+    file: Option<&std::path::Path>,
+) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    if let Some(path) = file {
         // Written aside, then renamed: a reader never sees half an address.
         let tmp = path.with_extension("tmp");
         tokio::fs::write(&tmp, listener.local_addr()?.to_string()).await?;
@@ -149,23 +167,29 @@ impl Deps {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let ops = tokio::spawn(crate::ops::serve(
-            listener,
-            crate::ops::router(readiness)
-                .fallback(|| async {
-                    crate::problem::response(
-                        axum::http::StatusCode::NOT_FOUND,
-                        "not-found",
-                        "no such endpoint",
-                        Default::default(),
-                    )
-                })
-                .layer(axum::middleware::from_fn(crate::problem::normalize))
-                .layer(axum::middleware::from_fn(crate::metrics::track_http)),
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut stop_rx = stop_rx.clone();
             async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
-            },
+            }
+        };
+        // With OPS_LISTEN_ADDR the main listener keeps only /health.
+        let (main_routes, ops) = match crate::bootstrap::listen_ops(&self.config).await? {
+            Some(ops_listener) => (
+                crate::ops::health_router(),
+                Some(tokio::spawn(crate::ops::serve(
+                    ops_listener,
+                    crate::ops::standalone(crate::ops::router(readiness)),
+                    stopped(),
+                ))),
+            ),
+            None => (crate::ops::router(readiness), None),
+        };
+        let main = tokio::spawn(crate::ops::serve(
+            listener,
+            crate::ops::standalone(main_routes),
+            stopped(),
         ));
         let mut failure = None;
         let served = {
@@ -187,7 +211,10 @@ impl Deps {
             tracing::warn!(error = %e, "cannot flush NATS at shutdown");
         }
         let _ = stop_tx.send(true);
-        ops.await.map_err(std::io::Error::other)??;
+        main.await.map_err(std::io::Error::other)??;
+        if let Some(ops) = ops {
+            ops.await.map_err(std::io::Error::other)??;
+        }
         served?;
         match failure {
             Some(failed) => Err(failed.into()),

@@ -32,6 +32,8 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("environment variable {name} is required: {reason}")]
+    Missing { name: String, reason: String },
 }
 
 impl ConfigError {
@@ -174,6 +176,11 @@ pub struct Config {
     /// Where to write the address actually bound (`LISTEN_ADDR_FILE`), so
     /// that whoever started the binary with port 0 learns the port.
     pub listen_addr_file: Option<PathBuf>,
+    /// A separate listener for `/metrics`, `/ready` and `/health`
+    /// (`OPS_LISTEN_ADDR`); `None` serves them on `listen_addr` as well.
+    pub ops_listen_addr: Option<SocketAddr>,
+    /// Where to write the operations address bound (`OPS_LISTEN_ADDR_FILE`).
+    pub ops_listen_addr_file: Option<PathBuf>,
     pub database_url: String,
     pub database_pool_size: usize,
     /// One server URL, or the comma-separated URLs of a cluster's nodes.
@@ -275,6 +282,11 @@ impl Config {
                 SocketAddr::from(([127, 0, 0, 1], default_port)),
             )?,
             listen_addr_file: vars.get("LISTEN_ADDR_FILE")?.map(PathBuf::from),
+            ops_listen_addr: match vars.get("OPS_LISTEN_ADDR")? {
+                None => None,
+                Some(_) => Some(vars.parse("OPS_LISTEN_ADDR", SocketAddr::from(([0; 4], 0)))?),
+            },
+            ops_listen_addr_file: vars.get("OPS_LISTEN_ADDR_FILE")?.map(PathBuf::from),
             database_url: vars.string("DATABASE_URL", local_database_url(service))?,
             database_pool_size: vars.at_least("DATABASE_POOL_SIZE", 16, 1)?,
             nats_url,
@@ -302,6 +314,8 @@ mod tests {
             "RETENTION_HOURS",
             "LISTEN_ADDR",
             "LISTEN_ADDR_FILE",
+            "OPS_LISTEN_ADDR",
+            "OPS_LISTEN_ADDR_FILE",
             "DATABASE_URL",
             "DATABASE_POOL_SIZE",
             "RUST_LOG",
@@ -328,6 +342,7 @@ mod tests {
         let c = Config::load(&vars(&[]), "stock", 8002).expect("defaults are valid");
         assert_eq!(c.listen_addr, "127.0.0.1:8002".parse().unwrap());
         assert_eq!(c.listen_addr_file, None);
+        assert_eq!(c.ops_listen_addr, None, "operations on the main listener");
         assert_eq!(c.database_url, "postgres://postgres@127.0.0.1:15432/stock");
         assert_eq!(c.database_pool_size, 16);
         assert_eq!(c.nats_url, "nats://127.0.0.1:14222");
@@ -350,6 +365,7 @@ mod tests {
         let c = Config::load(
             &vars(&[
                 ("LISTEN_ADDR", " 127.0.0.1:0 "),
+                ("OPS_LISTEN_ADDR", "127.0.0.1:9100"),
                 ("NATS_PREFIX", "t1_a-b"),
                 ("NATS_STREAM_REPLICAS", "3"),
                 ("RETENTION_HOURS", "2"),
@@ -362,6 +378,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.listen_addr.port(), 0);
+        assert_eq!(c.ops_listen_addr, Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(c.nats_prefix, "t1_a-b");
         assert_eq!(c.stream_replicas, Some(3));
         assert_eq!(c.retention, Duration::from_secs(7200));
@@ -374,6 +391,7 @@ mod tests {
     fn a_bad_value_is_refused_with_its_name_and_why() {
         for (pairs, name) in [
             (&[("LISTEN_ADDR", "localhost")][..], "LISTEN_ADDR"),
+            (&[("OPS_LISTEN_ADDR", "9100")], "OPS_LISTEN_ADDR"),
             (&[("DATABASE_POOL_SIZE", "0")], "DATABASE_POOL_SIZE"),
             (&[("DATABASE_POOL_SIZE", "many")], "DATABASE_POOL_SIZE"),
             (&[("NATS_PREFIX", "a.b")], "NATS_PREFIX"),

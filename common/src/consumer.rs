@@ -4,15 +4,25 @@
 //! previous batch is done forms the next batch (up to a cap), so batches
 //! grow with load and stay small when idle. Every message is itself a batch
 //! of items (see [`crate::messages::saga`]); the loop decodes them, hands the
-//! handler one flat, typed `Vec` of items, and only after the handler
-//! succeeded (committed, and published what it causes) acknowledges the
-//! messages: a crash anywhere before the ack means redelivery.
+//! [`Handler`] one flat, typed slice of items, and only after every item was
+//! applied or rejected durably (committed, and what it causes published)
+//! acknowledges the messages: a crash anywhere before the ack means
+//! redelivery.
 //!
 //! The loop owns everything that is not business logic:
-//! - an undecodable message is terminated (never redelivered) and logged;
-//! - a failed batch (database or NATS down) is retried in place with backoff
-//!   while JetStream is told the messages are still in progress, so an outage
-//!   delays work instead of bouncing it around as redeliveries;
+//! - a batch that fails because of its data is split until the failing item
+//!   stands alone; that item is [rejected](Handler::reject) (given a final
+//!   outcome) and every other item is applied (see [`isolate`]), so one
+//!   poison item never holds up the others;
+//! - a batch that fails for a transient reason ([`Fault::is_transient`]:
+//!   database or NATS down) is retried in place with backoff while
+//!   JetStream is told the messages are still in progress, so an outage
+//!   delays work instead of bouncing it around as redeliveries (and does not
+//!   spend the messages' deliveries);
+//! - an item that cannot be decoded goes to [`Handler::dead_letter`];
+//! - a message on its last delivery (`max_deliver` in `nats/jetstream.json`:
+//!   it was pulled that often without being settled, e.g. because handling
+//!   it crashed the process) is not applied again: its items are rejected;
 //! - a consumer that disappeared (stream or consumer deleted, NATS restarted
 //!   without its data) is created again, with backoff;
 //! - cancelling `stop` ends the loop after the batch in hand is applied and
@@ -30,9 +40,54 @@ use std::{
 use async_nats::jetstream::{AckKind, Context, Message};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::jetstream::{self, Topology};
+
+mod isolate;
+
+/// Whether a failure is worth retrying as it is.
+pub trait Fault: std::fmt::Display {
+    /// True for faults outside the items (a database or NATS unreachable, a
+    /// serialization failure or deadlock): the same batch is retried in
+    /// place. False for faults in the items' data (a value out of range, a
+    /// violated constraint, a message too large to publish): the batch is
+    /// split until the failing item stands alone, and that item is rejected.
+    fn is_transient(&self) -> bool;
+}
+
+/// A consumer's business logic: how to apply items, and how to give an item
+/// that cannot be applied its final outcome instead.
+///
+/// Every method must be idempotent: after a crash, any of them may run again
+/// for the same items.
+pub trait Handler<T>: Send + Sync {
+    type Error: Fault + Send;
+
+    /// Names the handler in logs (the durable's name).
+    fn name(&self) -> &'static str;
+
+    /// Applies all of `items` or none of them (then it returns the error):
+    /// committed, and every message it causes published.
+    fn apply(&self, items: &[T]) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Ends `item` durably without applying it, because of its data (`cause`
+    /// says what went wrong): e.g. the checkout fails, the step is refused.
+    /// A repeat must find the first rejection (or the item's real outcome,
+    /// if it had one) and answer the same.
+    fn reject(&self, item: &T, cause: &str)
+        -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Keeps an item that cannot even be decoded for an operator (`raw` is
+    /// the item, or the whole payload when that is not a JSON array), and
+    /// ends its request if `raw` still tells which one it is.
+    fn dead_letter(
+        &self,
+        raw: &Value,
+        cause: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
 
 /// A consumer's liveness, for `/ready`: true while its pull stream is open.
 #[derive(Debug, Clone)]
@@ -80,10 +135,24 @@ const HAND_BACK_QUIET: Duration = Duration::from_millis(50);
 /// within the consumers' `ack_wait` (10 s, `nats/jetstream.json`).
 const IN_PROGRESS_EVERY: Duration = Duration::from_secs(3);
 
-/// After this many failed attempts in place, a batch is handed back to
-/// JetStream (redelivered later, perhaps grouped differently) so that one
-/// batch that keeps failing cannot hold up the consumer for ever.
-const MAX_ATTEMPTS_IN_PLACE: u32 = 20;
+/// Backoff between attempts in place after a transient fault.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// The items of one pulled batch, sorted by what happens to them.
+struct Work<T> {
+    /// Messages to acknowledge once their items are settled.
+    messages: Vec<Message>,
+    /// Messages on their last delivery (`max_deliver`).
+    exhausted: Vec<Message>,
+    /// Items to apply.
+    items: Vec<T>,
+    /// Items of the exhausted messages, with why: to reject, never to apply
+    /// again (applying them may be what crashed us before).
+    last_chance: Vec<(T, String)>,
+    /// Items (or whole payloads) that do not decode, with why.
+    undecodable: Vec<(Value, String)>,
+}
 
 impl Consumer {
     pub fn new(
@@ -102,16 +171,10 @@ impl Consumer {
     }
 
     /// Runs `handler` over batches until `stop` is cancelled.
-    ///
-    /// `handler` gets the decoded items of one or more messages, in order,
-    /// and applies all of them or none (then it returns an error and the
-    /// same items come again).
-    pub async fn run<T, H, Fut, E>(self, handler: H, stop: CancellationToken)
+    pub async fn run<T, H>(self, handler: H, stop: CancellationToken)
     where
-        T: DeserializeOwned,
-        H: Fn(Vec<T>) -> Fut,
-        Fut: Future<Output = Result<(), E>>,
-        E: std::fmt::Display,
+        T: DeserializeOwned + Send + Sync,
+        H: Handler<T>,
     {
         let name = self.durable;
         // Counters exist at zero from the start, so rates and alerts work
@@ -120,6 +183,8 @@ impl Consumer {
             crate::metrics::CONSUMED.with_label_values(&[name, result]);
         }
         crate::metrics::REDELIVERED.with_label_values(&[name]);
+        crate::metrics::REJECTED.with_label_values(&[name]);
+        let max_deliver = self.topology.max_deliver(name);
         let mut summary = Summary::new(name);
         let mut backoff = Duration::from_millis(100);
         while !stop.is_cancelled() {
@@ -165,7 +230,8 @@ impl Consumer {
                     }
                 }
                 if !batch.is_empty() {
-                    self.handle(batch, &handler, &stop, &mut summary).await;
+                    let work = Work::decode(name, batch, max_deliver);
+                    self.handle(work, &handler, &stop, &mut summary).await;
                 }
                 summary.maybe_log();
                 if broken {
@@ -239,110 +305,191 @@ impl Consumer {
         Ok((consumer, messages))
     }
 
-    async fn handle<T, H, Fut, E>(
+    /// Settles every item of `work` (applied, rejected or dead-lettered),
+    /// then acknowledges its messages. Transient faults are retried in place
+    /// until they pass or `stop` is cancelled.
+    async fn handle<T, H>(
         &self,
-        batch: Vec<Message>,
+        work: Work<T>,
         handler: &H,
         stop: &CancellationToken,
         summary: &mut Summary,
     ) where
-        T: DeserializeOwned,
-        H: Fn(Vec<T>) -> Fut,
-        Fut: Future<Output = Result<(), E>>,
-        E: std::fmt::Display,
+        T: Sync,
+        H: Handler<T>,
     {
         let name = self.durable;
-        let redelivered = batch
-            .iter()
-            .filter(|m| m.info().is_ok_and(|i| i.delivered > 1))
-            .count();
-        if redelivered > 0 {
-            crate::metrics::REDELIVERED
-                .with_label_values(&[name])
-                .inc_by(redelivered as u64);
-        }
         let timer = crate::metrics::BATCH_DURATION
             .with_label_values(&[name])
             .start_timer();
-
-        // Decode; an undecodable message can never be handled.
-        let mut good = Vec::with_capacity(batch.len());
-        let mut parts: Vec<Vec<T>> = Vec::with_capacity(batch.len());
-        for message in batch {
-            match serde_json::from_slice::<Vec<T>>(&message.payload) {
-                Ok(items) => {
-                    parts.push(items);
-                    good.push(message);
-                }
-                Err(e) => {
-                    tracing::error!(consumer = name, subject = %message.subject, error = %e, "undecodable message; terminating it");
-                    settle(name, &[message], AckKind::Term, "term").await;
-                }
-            }
-        }
-        let count: usize = parts.iter().map(Vec::len).sum();
+        let count = work.len();
         crate::metrics::BATCH_SIZE
             .with_label_values(&[name])
             .observe(count as f64);
-        if good.is_empty() {
-            return;
-        }
-
-        // `T` is not `Clone`, so every attempt decodes again; a retry only
-        // happens during an outage, when that cost does not matter.
-        let mut items: Option<Vec<T>> = Some(parts.into_iter().flatten().collect());
-        let mut delay = Duration::from_millis(100);
+        let mut delay = RETRY_FIRST;
         let mut attempt = 1;
         loop {
-            let these = match items.take() {
-                Some(i) => i,
-                None => good
-                    .iter()
-                    .flat_map(|m| serde_json::from_slice::<Vec<T>>(&m.payload).unwrap_or_default())
-                    .collect(),
-            };
             // However long the handler takes (it may retry a publish while
             // NATS is down), JetStream hears the batch is still in hand and
             // does not redeliver it to another replica meanwhile.
-            let work = handler(these);
-            tokio::pin!(work);
-            let mut beat = tokio::time::interval_at(
-                tokio::time::Instant::now() + IN_PROGRESS_EVERY,
-                IN_PROGRESS_EVERY,
-            );
-            let result = loop {
-                tokio::select! {
-                    result = &mut work => break result,
-                    _ = beat.tick() => in_progress(&good).await,
-                }
-            };
-            match result {
-                Ok(()) => {
-                    settle(name, &good, AckKind::Ack, "ack").await;
-                    summary.add(good.len(), count);
+            match work.in_progress_during(work.settle(handler)).await {
+                Ok(rejected) => {
+                    settle(name, &work.messages, AckKind::Ack, "ack").await;
+                    settle(name, &work.exhausted, AckKind::Ack, "ack").await;
+                    crate::metrics::REJECTED
+                        .with_label_values(&[name])
+                        .inc_by(rejected as u64);
+                    summary.add(work.messages.len() + work.exhausted.len(), count);
                     break;
                 }
-                Err(e) if attempt >= MAX_ATTEMPTS_IN_PLACE || stop.is_cancelled() => {
-                    tracing::warn!(consumer = name, items = count, error = %e, "batch failed; handing it back for redelivery");
-                    settle(name, &good, AckKind::Nak(Some(delay)), "nak").await;
+                Err(e) if !e.is_transient() => {
+                    // A rejection itself failed because of the data: nothing
+                    // here can settle these items. A redelivery tries again,
+                    // and the last one gives up.
+                    tracing::error!(consumer = name, items = count, error = %e, "cannot reject an item; handing the batch back");
+                    settle(name, &work.messages, AckKind::Nak(Some(RETRY_MAX)), "nak").await;
+                    settle(name, &work.exhausted, AckKind::Term, "term").await;
+                    break;
+                }
+                Err(e) if stop.is_cancelled() => {
+                    tracing::warn!(consumer = name, items = count, error = %e, "batch failed at shutdown; handing it back for redelivery");
+                    settle(name, &work.messages, AckKind::Nak(None), "nak").await;
+                    settle(name, &work.exhausted, AckKind::Nak(None), "nak").await;
                     break;
                 }
                 Err(e) => {
                     tracing::warn!(consumer = name, items = count, attempt, error = %e, retry_in = ?delay, "batch failed; retrying");
                     // Still working on it: keep JetStream from redelivering
                     // the messages elsewhere while this replica retries.
-                    in_progress(&good).await;
+                    in_progress(&work.messages).await;
+                    in_progress(&work.exhausted).await;
                     tokio::select! {
                         _ = stop.cancelled() => {}
                         _ = tokio::time::sleep(delay) => {}
                     }
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    delay = (delay * 2).min(RETRY_MAX);
                     attempt += 1;
                 }
             }
         }
         timer.observe_duration();
     }
+}
+
+impl<T: DeserializeOwned> Work<T> {
+    /// Decodes a pulled batch, setting aside what cannot be decoded and the
+    /// messages on their last delivery.
+    fn decode(name: &'static str, batch: Vec<Message>, max_deliver: Option<u64>) -> Self {
+        let mut work = Work {
+            messages: Vec::with_capacity(batch.len()),
+            exhausted: Vec::new(),
+            items: Vec::new(),
+            last_chance: Vec::new(),
+            undecodable: Vec::new(),
+        };
+        let mut redelivered = 0;
+        for message in batch {
+            let delivered = message
+                .info()
+                .map_or(1, |i| u64::try_from(i.delivered).unwrap_or(1));
+            if delivered > 1 {
+                redelivered += 1;
+            }
+            let (items, undecodable) = decode_items::<T>(&message.payload);
+            if !undecodable.is_empty() {
+                tracing::error!(consumer = name, subject = %message.subject, count = undecodable.len(), "undecodable items; dead-lettering them");
+            }
+            work.undecodable.extend(undecodable);
+            if max_deliver.is_some_and(|max| delivered >= max) {
+                tracing::error!(consumer = name, subject = %message.subject, delivered, items = items.len(), "message delivered its last time without being settled; rejecting its items");
+                let cause = format!("not settled in {delivered} deliveries");
+                work.last_chance
+                    .extend(items.into_iter().map(|i| (i, cause.clone())));
+                work.exhausted.push(message);
+            } else {
+                work.items.extend(items);
+                work.messages.push(message);
+            }
+        }
+        if redelivered > 0 {
+            crate::metrics::REDELIVERED
+                .with_label_values(&[name])
+                .inc_by(redelivered);
+        }
+        work
+    }
+}
+
+impl<T> Work<T> {
+    fn len(&self) -> usize {
+        self.items.len() + self.last_chance.len() + self.undecodable.len()
+    }
+
+    /// One attempt to settle every item: dead-letter the undecodable ones,
+    /// reject those out of deliveries, apply the rest (rejecting the ones
+    /// whose data fails). Returns how many items were not applied.
+    async fn settle<H: Handler<T>>(&self, handler: &H) -> Result<usize, H::Error>
+    where
+        T: Sync,
+    {
+        for (raw, cause) in &self.undecodable {
+            handler.dead_letter(raw, cause).await?;
+        }
+        for (item, cause) in &self.last_chance {
+            handler.reject(item, cause).await?;
+        }
+        let rejected = isolate::apply_isolating(handler, &self.items).await?;
+        Ok(rejected + self.undecodable.len() + self.last_chance.len())
+    }
+
+    /// Runs `work`, telling JetStream every few seconds that the messages
+    /// are still in hand (`+WPI` restarts their `ack_wait`).
+    async fn in_progress_during<F: Future>(&self, work: F) -> F::Output {
+        tokio::pin!(work);
+        let mut beat = tokio::time::interval_at(
+            tokio::time::Instant::now() + IN_PROGRESS_EVERY,
+            IN_PROGRESS_EVERY,
+        );
+        loop {
+            tokio::select! {
+                result = &mut work => return result,
+                _ = beat.tick() => {
+                    in_progress(&self.messages).await;
+                    in_progress(&self.exhausted).await;
+                }
+            }
+        }
+    }
+}
+
+/// Most bytes of an undecodable payload kept for the dead letter.
+const DEAD_LETTER_BYTES: usize = 4096;
+
+/// The items of one message, and those that do not decode with why. The
+/// whole array at once first (the usual case); item by item only when that
+/// fails, so one bad item does not take its neighbours with it.
+fn decode_items<T: DeserializeOwned>(payload: &[u8]) -> (Vec<T>, Vec<(Value, String)>) {
+    if let Ok(items) = serde_json::from_slice::<Vec<T>>(payload) {
+        return (items, Vec::new());
+    }
+    let values = match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Array(values)) => values,
+        Ok(other) => return (Vec::new(), vec![(other, "not a JSON array".into())]),
+        Err(e) => {
+            let end = payload.len().min(DEAD_LETTER_BYTES);
+            let text = String::from_utf8_lossy(&payload[..end]).into_owned();
+            return (Vec::new(), vec![(Value::String(text), e.to_string())]);
+        }
+    };
+    let mut items = Vec::with_capacity(values.len());
+    let mut undecodable = Vec::new();
+    for value in values {
+        match T::deserialize(&value) {
+            Ok(item) => items.push(item),
+            Err(e) => undecodable.push((value, e.to_string())),
+        }
+    }
+    (items, undecodable)
 }
 
 /// Tells JetStream these messages are still being worked on (`+WPI`), which
@@ -429,5 +576,39 @@ async fn report_backlog(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Item {
+        id: u32,
+    }
+
+    #[test]
+    fn a_bad_item_does_not_take_its_neighbours_with_it() {
+        let (items, bad) = decode_items::<Item>(br#"[{"id":1},{"id":"x"},{"id":3}]"#);
+        assert_eq!(items, vec![Item { id: 1 }, Item { id: 3 }]);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, serde_json::json!({"id": "x"}));
+    }
+
+    #[test]
+    fn a_payload_that_is_no_array_is_dead_lettered_whole() {
+        let (items, bad) = decode_items::<Item>(br#"{"id":1}"#);
+        assert!(items.is_empty());
+        assert_eq!(bad[0].0, serde_json::json!({"id": 1}));
+
+        let junk = vec![b'x'; DEAD_LETTER_BYTES * 2];
+        let (items, bad) = decode_items::<Item>(&junk);
+        assert!(items.is_empty());
+        assert_eq!(
+            bad[0].0.as_str().map(str::len),
+            Some(DEAD_LETTER_BYTES),
+            "kept, but bounded"
+        );
     }
 }

@@ -65,6 +65,39 @@ impl DbError {
     pub fn is_out_of_range(&self) -> bool {
         self.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE)
     }
+
+    /// The server refused the data itself: SQLSTATE class 22 (data
+    /// exception: out of range, invalid text, ...), 23 (integrity constraint
+    /// violation) or 54 (program limit exceeded, e.g. an array too large).
+    /// The same statement with the same values fails again; other values
+    /// may pass.
+    pub fn is_data_error(&self) -> bool {
+        self.code().is_some_and(is_data_state)
+    }
+
+    /// Worth retrying as it is: everything but a data error and a
+    /// misconfiguration. Connection and pool failures, serialization
+    /// failures and deadlocks (class 40), a server shutting down or out of
+    /// resources pass with time. So, deliberately, does an error that says
+    /// nothing about the data (e.g. a broken statement after a bad deploy):
+    /// retrying stalls the consumer visibly instead of failing every item.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Url(_) | DbError::Build(_) | DbError::Migrate(_) => false,
+            DbError::Pool(_) | DbError::Query(_) | DbError::Conflict(_) => !self.is_data_error(),
+        }
+    }
+}
+
+/// SQLSTATE classes 22, 23 and 54: see [`DbError::is_data_error`].
+fn is_data_state(code: &SqlState) -> bool {
+    matches!(code.code().get(..2), Some("22" | "23" | "54"))
+}
+
+impl crate::consumer::Fault for DbError {
+    fn is_transient(&self) -> bool {
+        DbError::is_transient(self)
+    }
 }
 
 /// Builds a pool; connections are opened lazily.
@@ -211,4 +244,34 @@ macro_rules! db_error_variant {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_that_are_not_about_the_data_are_transient() {
+        for data in [
+            SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+            SqlState::INVALID_TEXT_REPRESENTATION,
+            SqlState::CHECK_VIOLATION,
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::PROGRAM_LIMIT_EXCEEDED,
+        ] {
+            assert!(is_data_state(&data), "{data:?}");
+        }
+        for transient in [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::CONNECTION_FAILURE,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::UNDEFINED_TABLE,
+        ] {
+            assert!(!is_data_state(&transient), "{transient:?}");
+        }
+        assert!(DbError::Conflict("raced".into()).is_transient());
+    }
 }

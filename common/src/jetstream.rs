@@ -39,7 +39,7 @@ pub enum JetStreamError {
     #[error("publish failed: {0}")]
     Publish(#[from] jetstream::context::PublishError),
     /// One item is bigger than a message may be: no grouping or retry can
-    /// ever send it. Permanent (see [`JetStreamError::is_permanent`]).
+    /// ever send it (not [transient](JetStreamError::is_transient)).
     #[error("an item of {bytes} bytes for {subject} exceeds the message bound of {max} bytes (NATS_MAX_MESSAGE_BYTES)")]
     TooLarge {
         subject: String,
@@ -65,22 +65,26 @@ impl JetStreamError {
                 matches!(source.kind(), S::TimedOut | S::JetStreamUnavailable)
             }
             Self::Consumer { source, .. } => matches!(source.kind(), C::TimedOut | C::Request),
-            _ => false,
+            // Only a message too large for the server can never be stored;
+            // anything else (timeouts, no stream yet, a broken connection)
+            // passes with time.
+            Self::Publish(e) => !matches!(
+                e.kind(),
+                jetstream::context::PublishErrorKind::MaxPayloadExceeded
+            ),
+            // An item over the message bound, or one that cannot be
+            // encoded, fails the same way every time.
+            Self::Definitions(_)
+            | Self::UnknownConsumer(_)
+            | Self::TooLarge { .. }
+            | Self::Encode { .. } => false,
         }
     }
+}
 
-    /// Caused by the data, not by the state of NATS: retrying the same
-    /// messages can never succeed (an item over the message bound, a
-    /// payload over the server's `max_payload`, an unencodable item). The
-    /// publish helpers return it at once; a consumer should not retry the
-    /// batch that caused it as it is.
-    pub fn is_permanent(&self) -> bool {
-        use jetstream::context::PublishErrorKind as P;
-        match self {
-            Self::TooLarge { .. } | Self::Encode { .. } => true,
-            Self::Publish(e) => matches!(e.kind(), P::MaxPayloadExceeded),
-            _ => false,
-        }
+impl crate::consumer::Fault for JetStreamError {
+    fn is_transient(&self) -> bool {
+        JetStreamError::is_transient(self)
     }
 }
 
@@ -115,6 +119,17 @@ impl Topology {
             }
         }
         Ok(Self(std::sync::Arc::new(defs)))
+    }
+
+    /// How often the durable's messages are delivered at most (`max_deliver`;
+    /// None when unbounded or unknown).
+    pub fn max_deliver(&self, durable: &str) -> Option<u64> {
+        self.0
+            .consumers
+            .iter()
+            .find(|c| c.config.durable_name.as_deref() == Some(durable))
+            .and_then(|c| u64::try_from(c.config.max_deliver).ok())
+            .filter(|&n| n > 0)
     }
 }
 
@@ -287,8 +302,8 @@ pub async fn publish_all(js: &Context, messages: &[Outgoing]) -> Result<(), JetS
 /// 2 s) while NATS is unreachable, so that a NATS outage delays the work
 /// instead of failing it; a retry reuses each message's ID, so what the
 /// failed attempt did store is not stored twice. Gives up when `stop` is
-/// cancelled (shutdown), returning the last error, and at once on a
-/// [permanent](JetStreamError::is_permanent) error.
+/// cancelled (shutdown), returning the last error, and at once on an error
+/// no retry can mend (a message larger than the server takes).
 pub async fn publish_retrying(
     js: &Context,
     messages: &[Outgoing],
@@ -298,8 +313,7 @@ pub async fn publish_retrying(
     loop {
         match publish_all(js, messages).await {
             Ok(()) => return Ok(()),
-            // Retrying the same payload would fail the same way for ever.
-            Err(e) if e.is_permanent() => return Err(e),
+            Err(e) if !e.is_transient() => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "cannot publish; retrying");
                 tokio::select! {
@@ -378,7 +392,7 @@ mod tests {
             ),
             "{e}"
         );
-        assert!(e.is_permanent());
+        assert!(!e.is_transient(), "permanent, never retried");
         assert!(e.to_string().contains("NATS_MAX_MESSAGE_BYTES"), "{e}");
     }
 

@@ -306,6 +306,9 @@ pub mod saga {
         Insufficient,
         /// An item or user does not exist; nothing changed.
         NotFound,
+        /// The command's data cannot be applied (e.g. it would take a
+        /// value out of range or break a constraint); nothing changed.
+        Rejected,
     }
 
     impl StepOutcome {
@@ -315,6 +318,7 @@ pub mod saga {
                 StepOutcome::Done => "done",
                 StepOutcome::Insufficient => "insufficient",
                 StepOutcome::NotFound => "not_found",
+                StepOutcome::Rejected => "rejected",
             }
         }
 
@@ -323,6 +327,7 @@ pub mod saga {
                 "done" => Some(StepOutcome::Done),
                 "insufficient" => Some(StepOutcome::Insufficient),
                 "not_found" => Some(StepOutcome::NotFound),
+                "rejected" => Some(StepOutcome::Rejected),
                 _ => None,
             }
         }
@@ -345,11 +350,9 @@ pub mod saga {
         OrderNotFound,
         ItemNotFound,
         UserNotFound,
-        /// The order is past a bound of `common::limits` (more lines than
-        /// `ORDER_MAX_LINES`, or more units or cost than an order may hold):
-        /// only an order stored before the bounds, or before the line limit
-        /// was lowered, can be. Nothing was reserved or charged.
-        OrderTooLarge,
+        /// The order cannot be checked out as it is (e.g. its quantities sum
+        /// past the 64-bit range); nothing changed.
+        InvalidOrder,
     }
 
     impl FailureReason {
@@ -360,7 +363,7 @@ pub mod saga {
                 FailureReason::OrderNotFound => "order_not_found",
                 FailureReason::ItemNotFound => "item_not_found",
                 FailureReason::UserNotFound => "user_not_found",
-                FailureReason::OrderTooLarge => "order_too_large",
+                FailureReason::InvalidOrder => "invalid_order",
             }
         }
 

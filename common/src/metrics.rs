@@ -68,10 +68,23 @@ pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// The commit `build_info` reports, set by the binary's `main` (see
+/// [`set_build_commit`]); in-process test systems leave it "unknown".
+static BUILD_COMMIT: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Names the git commit the running binary was built from. Each binary
+/// passes `option_env!("GIT_COMMIT")` from its own `main.rs`: stamping it
+/// here (a build script in this crate) made every commit rebuild the whole
+/// workspace. An empty or missing value reads "unknown".
+pub fn set_build_commit(commit: Option<&'static str>) {
+    let _ = BUILD_COMMIT.set(commit.filter(|c| !c.is_empty()).unwrap_or("unknown"));
+}
+
 /// Marks the binary in `build_info`.
 pub fn register_build_info(binary: &str) {
+    let commit = BUILD_COMMIT.get().copied().unwrap_or("unknown");
     BUILD_INFO
-        .with_label_values(&[binary, env!("CARGO_PKG_VERSION"), env!("GIT_COMMIT")])
+        .with_label_values(&[binary, env!("CARGO_PKG_VERSION"), commit])
         .set(1);
 }
 
@@ -117,6 +130,16 @@ pub static CONSUMED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "jetstream_messages_total",
         "JetStream messages handled, by consumer and result (ack, nak, term)",
         &["consumer", "result"]
+    )
+    .expect("metric registers once")
+});
+
+pub static REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "jetstream_items_rejected_total",
+        "Items a consumer ended without applying them (their data failed, they did not decode, \
+         or their message ran out of deliveries), by consumer",
+        &["consumer"]
     )
     .expect("metric registers once")
 });

@@ -1,6 +1,11 @@
 //! Operations endpoints served by every binary: `/health` (the process is
 //! alive), `/ready` (its PostgreSQL and NATS answer and its JetStream
 //! consumers are pulling) and `/metrics`.
+//!
+//! By default they share the binary's listener. With `OPS_LISTEN_ADDR` all
+//! three are served there and the main listener keeps only `/health` (load
+//! balancers probe it where the traffic goes), so a deployment can publish
+//! the main port and keep metrics and readiness details internal.
 
 use axum::{
     extract::State,
@@ -42,6 +47,28 @@ pub fn router(readiness: Readiness) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(readiness)
+}
+
+/// `/health` alone: what the main listener keeps when the operations
+/// endpoints have a listener of their own.
+pub fn health_router() -> Router {
+    Router::new().route("/health", get(health))
+}
+
+/// `routes` as a server of its own: a problem document for anything else,
+/// HTTP metrics.
+pub fn standalone(routes: Router) -> Router {
+    routes
+        .fallback(|| async {
+            crate::problem::response(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "no such endpoint",
+                Default::default(),
+            )
+        })
+        .layer(axum::middleware::from_fn(crate::problem::normalize))
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
 }
 
 /// `GET /health`'s answer.

@@ -229,6 +229,9 @@ impl Saga {
             self.reason = Some(match (reserve, charge) {
                 (StepOutcome::Insufficient, _) => FailureReason::InsufficientStock,
                 (StepOutcome::NotFound, _) => FailureReason::ItemNotFound,
+                (StepOutcome::Rejected, _) | (_, StepOutcome::Rejected) => {
+                    FailureReason::InvalidOrder
+                }
                 (_, StepOutcome::Insufficient) => FailureReason::InsufficientCredit,
                 _ => FailureReason::UserNotFound,
             });
@@ -357,6 +360,16 @@ mod tests {
         assert_eq!(steps(&s.outgoing()), vec![Step::Release]);
         s.record(Step::Release, Done);
         assert_eq!(outcome(&s).reason, Some(FailureReason::InsufficientCredit));
+    }
+
+    #[test]
+    fn a_rejected_step_compensates_the_other_and_fails_as_invalid() {
+        let mut s = saga();
+        s.record(Step::Charge, Done);
+        s.record(Step::Reserve, Rejected);
+        assert_eq!(steps(&s.outgoing()), vec![Step::Refund]);
+        s.record(Step::Refund, Done);
+        assert_eq!(outcome(&s).reason, Some(FailureReason::InvalidOrder));
     }
 
     #[test]

@@ -64,6 +64,9 @@ struct Proc {
     /// Where it serves HTTP: unknown until its first start reported the
     /// port it took; a restart binds the same one again.
     addr: Option<String>,
+    /// Where it serves the operations endpoints when `OPS_LISTEN_ADDR` is
+    /// set (learnt from its address file at every start).
+    ops_addr: Option<String>,
     child: Option<Child>,
     /// The service when it runs in-process.
     task: Option<tokio::task::JoinHandle<Result<(), in_process::StartError>>>,
@@ -110,6 +113,13 @@ impl SystemBuilder {
     /// Sets an environment variable for every binary.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Leaves `key` unset, also where [`System::builder`] sets it (see
+    /// [`TEST_DEFAULTS`]): to test a deployment's default.
+    pub fn unset(mut self, key: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
         self
     }
 
@@ -161,6 +171,7 @@ impl SystemBuilder {
                     binary: b,
                     replica,
                     addr: None,
+                    ops_addr: None,
                     child: None,
                     task: None,
                 });
@@ -201,11 +212,23 @@ pub struct System {
     pub client: Client,
 }
 
+/// What every test system sets unless the test says otherwise
+/// ([`SystemBuilder::env`] overrides, [`SystemBuilder::unset`] removes): the
+/// tests' webhook receivers listen on loopback, which a deployment refuses,
+/// and a test run needs no webhook secret of its own.
+pub const TEST_DEFAULTS: [(&str, &str); 2] = [
+    ("WEBHOOK_ALLOW_PRIVATE", "true"),
+    ("WEBHOOK_SECRET_DEV", "true"),
+];
+
 impl System {
     pub fn builder() -> SystemBuilder {
         SystemBuilder {
             replicas: 1,
-            env: Vec::new(),
+            env: TEST_DEFAULTS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             servers: None,
             proxied: Vec::new(),
             in_process: false,
@@ -236,6 +259,24 @@ impl System {
             .collect()
     }
 
+    /// Base URLs of every replica's separate operations listener (the
+    /// system was started with `OPS_LISTEN_ADDR`, e.g. `127.0.0.1:0`).
+    pub fn ops_urls(&self, binary: Binary) -> Vec<String> {
+        self.procs
+            .iter()
+            .filter(|p| p.binary == binary)
+            .map(|p| {
+                let addr = p.ops_addr.as_deref().expect("started with OPS_LISTEN_ADDR");
+                format!("http://{addr}")
+            })
+            .collect()
+    }
+
+    /// Whether the binaries serve their operations endpoints apart.
+    fn separate_ops(&self) -> bool {
+        self.env.iter().any(|(k, _)| k == "OPS_LISTEN_ADDR")
+    }
+
     /// The database of `binary`, for checks behind the API's back.
     pub fn db(&self, binary: Binary) -> &TestDb {
         &self.dbs[&binary]
@@ -260,12 +301,16 @@ impl System {
     fn spawn_in_process(&mut self, i: usize) {
         let (database_url, nats_url) = self.dependency_urls(i);
         let (listener, addr) = in_process::bind();
+        let ops_addr_file = self.ops_addr_file(i);
+        let _ = std::fs::remove_file(&ops_addr_file);
+        self.procs[i].ops_addr = None;
         let vars = common::config::Vars::process()
             .with([
                 ("DATABASE_URL", database_url),
                 ("NATS_URL", nats_url),
                 ("NATS_PREFIX", self.name.clone()),
                 ("LISTEN_ADDR", addr.clone()),
+                ("OPS_LISTEN_ADDR_FILE", ops_addr_file.display().to_string()),
             ])
             .with(self.env.iter().cloned());
         let runtime = self.runtime.as_ref().expect("an in-process system");
@@ -292,6 +337,8 @@ impl System {
         let listen = p.addr.clone().unwrap_or_else(|| "127.0.0.1:0".into());
         let addr_file = self.addr_file(i);
         let _ = std::fs::remove_file(&addr_file);
+        let ops_addr_file = self.ops_addr_file(i);
+        let _ = std::fs::remove_file(&ops_addr_file);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -304,6 +351,8 @@ impl System {
             .env("NATS_PREFIX", &self.name)
             .env("LISTEN_ADDR", listen)
             .env("LISTEN_ADDR_FILE", &addr_file)
+            // Read only when OPS_LISTEN_ADDR is set too.
+            .env("OPS_LISTEN_ADDR_FILE", &ops_addr_file)
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -317,6 +366,12 @@ impl System {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
         self.procs[i].child = Some(child);
+        self.procs[i].ops_addr = None;
+    }
+
+    /// Where process `i` writes the operations address it bound.
+    fn ops_addr_file(&self, i: usize) -> PathBuf {
+        self.addr_file(i).with_extension("ops-addr")
     }
 
     /// Where process `i` writes the address it bound.
@@ -339,7 +394,15 @@ impl System {
             if self.procs[i].addr.is_none() {
                 self.procs[i].addr = std::fs::read_to_string(self.addr_file(i)).ok();
             }
-            if let Some(addr) = &self.procs[i].addr {
+            if self.separate_ops() && self.procs[i].ops_addr.is_none() {
+                self.procs[i].ops_addr = std::fs::read_to_string(self.ops_addr_file(i)).ok();
+            }
+            let ready_at = match self.separate_ops() {
+                true => &self.procs[i].ops_addr,
+                false => &self.procs[i].addr,
+            };
+            let main_known = self.procs[i].addr.is_some();
+            if let Some(addr) = ready_at.as_ref().filter(|_| main_known) {
                 if let Ok(r) = http.get(format!("http://{addr}/ready")).send().await {
                     if r.status().is_success() {
                         return;

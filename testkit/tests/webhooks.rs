@@ -128,17 +128,24 @@ async fn gives_up_after_the_last_attempt() {
     let id = checkout_with_callback(c, &c.order_of_one(10, 3, 5).await, &rx.url).await;
     let rec = record_when(c, &id, "failed").await;
     assert_eq!(rec["webhook"]["attempts"], 3);
-    assert!(rec["webhook"]["last_error"]
-        .as_str()
-        .is_some_and(|e| e.contains("503")));
+    assert_eq!(
+        rec["webhook"]["last_error"], "http_5xx",
+        "a class, not the receiver's answer"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.deliveries().len(), 3, "no attempt after the last");
+
+    // A TLS handshake with a plain-HTTP receiver fails as a class too.
+    let tls = rx.url.replacen("http://", "https://", 1);
+    let id = checkout_with_callback(c, &c.order_of_one(10, 3, 5).await, &tls).await;
+    let rec = record_when(c, &id, "failed").await;
+    assert_eq!(rec["webhook"]["last_error"], "tls_error");
 
     // A receiver that refuses connections fails the same way.
     let closed = "http://127.0.0.1:9/hook";
     let id = checkout_with_callback(c, &c.order_of_one(10, 3, 5).await, closed).await;
     let rec = record_when(c, &id, "failed").await;
-    assert!(rec["webhook"]["last_error"].is_string());
+    assert_eq!(rec["webhook"]["last_error"], "connect_error");
     sys.shutdown().await;
 }
 
@@ -195,30 +202,6 @@ async fn invalid_or_denied_urls_are_refused_and_start_nothing() {
     }
     assert_eq!(c.order(&o).await["paid"], false, "nothing started");
     sys.shutdown().await;
-
-    let guarded = System::builder()
-        .in_process()
-        .env("WEBHOOK_BLOCK_PRIVATE", "true")
-        .start()
-        .await;
-    let c = &guarded.client;
-    let o = c.order_of_one(10, 3, 5).await;
-    for internal in [
-        "http://127.0.0.1:9/hook",
-        "http://localhost:9/hook",
-        "http://169.254.169.254/",
-        "http://[::1]/",
-    ] {
-        let r = c
-            .post(&format!(
-                "/orders/checkout/{o}?callback_url={}",
-                testkit::http::urlencode(internal)
-            ))
-            .await;
-        assert_eq!(r.status, 400, "{internal}: {r:?}");
-    }
-    assert_eq!(c.order(&o).await["paid"], false);
-    guarded.shutdown().await;
 }
 
 /// With two api replicas, every attempt is made by exactly one of them.
@@ -293,11 +276,6 @@ async fn a_slow_receiver_slows_nobody_else() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(rec["webhook"]["status"], "pending", "{rec}");
-    assert!(
-        rec["webhook"]["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("timed out")),
-        "{rec}"
-    );
+    assert_eq!(rec["webhook"]["last_error"], "timeout", "{rec}");
     sys.shutdown().await;
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use common::{
-    consumer::{Consumer, Liveness},
+    consumer::{Consumer, Handler, Liveness},
     jetstream::Outgoing,
     messages::saga::{CheckoutOutcome, FailureReason},
     tasks::Tasks,
@@ -59,27 +59,52 @@ async fn consume(requests: Requests, consumer: Consumer, stop: CancellationToken
         FailureReason::OrderNotFound,
         FailureReason::ItemNotFound,
         FailureReason::UserNotFound,
-        FailureReason::OrderTooLarge,
+        FailureReason::InvalidOrder,
     ] {
         OUTCOMES.with_label_values(&["failed", reason.as_str()]);
     }
     std::sync::LazyLock::force(&DURATION);
-    let handler = |outcomes: Vec<CheckoutOutcome>| {
-        let s = requests.inner.clone();
-        async move {
-            let finalised = store::finalize(&s.pool, &outcomes).await?;
-            for record in &finalised {
-                observe(record);
-                tracing::debug!(request_id = %record.request_id, status = ?record.status, reason = ?record.reason, "request final");
-            }
-            announce(&s, &finalised).await;
-            if finalised.iter().any(|r| r.webhook.is_some()) {
-                s.webhook_wake.notify_one();
-            }
-            Ok::<_, common::db::DbError>(())
-        }
-    };
+    let handler = Finalise(requests.inner.clone());
     consumer.run(handler, stop).await;
+}
+
+/// The outcome consumer's handler.
+struct Finalise(Arc<super::Inner>);
+
+impl Handler<CheckoutOutcome> for Finalise {
+    type Error = common::db::DbError;
+
+    fn name(&self) -> &'static str {
+        "api-outcomes"
+    }
+
+    async fn apply(&self, outcomes: &[CheckoutOutcome]) -> Result<(), Self::Error> {
+        let s = &self.0;
+        let finalised = store::finalize(&s.pool, outcomes).await?;
+        for record in &finalised {
+            observe(record);
+            tracing::debug!(request_id = %record.request_id, status = ?record.status, reason = ?record.reason, "request final");
+        }
+        announce(s, &finalised).await;
+        if finalised.iter().any(|r| r.webhook.is_some()) {
+            s.webhook_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// An outcome that cannot be recorded is not guessed at (a record
+    /// marked failed for a checkout that succeeded would lie): it is logged,
+    /// and the record, still pending, is re-published by the sweeper, which
+    /// makes order-svc send its outcome again.
+    async fn reject(&self, outcome: &CheckoutOutcome, cause: &str) -> Result<(), Self::Error> {
+        tracing::error!(request_id = %outcome.request_id, succeeded = outcome.succeeded, %cause, "checkout outcome cannot be recorded; dropped");
+        Ok(())
+    }
+
+    async fn dead_letter(&self, raw: &serde_json::Value, cause: &str) -> Result<(), Self::Error> {
+        tracing::error!(item = %raw, %cause, "undecodable checkout outcome; dropped");
+        Ok(())
+    }
 }
 
 static OUTCOMES: std::sync::LazyLock<prometheus::IntCounterVec> = std::sync::LazyLock::new(|| {

@@ -7,6 +7,7 @@
 //! claims due rows (`SKIP LOCKED`, with a lease) so each attempt is made by
 //! exactly one replica, and pending deliveries survive restarts.
 
+pub mod failure;
 pub mod policy;
 pub mod store;
 pub mod worker;
@@ -16,8 +17,9 @@ use std::{sync::LazyLock, time::Duration};
 use common::config::{ConfigError, Vars};
 use prometheus::{register_histogram, register_int_counter_vec, Histogram, IntCounterVec};
 
-/// A documented development secret, used (with a warning) when
-/// `WEBHOOK_SECRET` is not set, so the README example works out of the box.
+/// A public development secret, used (with a warning) only when
+/// `WEBHOOK_SECRET` is unset and `WEBHOOK_SECRET_DEV=true` says this is a
+/// development run; anyone can forge signatures made with it.
 pub const DEV_SECRET: &str = "whsec_bG9jYWwtZGV2ZWxvcG1lbnQtc2VjcmV0LWNoYW5nZS1tZQ==";
 
 /// The Standard Webhooks recommendation: at once, 5 s, 5 min, 30 min, 2 h,
@@ -43,9 +45,20 @@ pub struct Settings {
 
 impl Settings {
     pub fn load(vars: &Vars) -> Result<Self, ConfigError> {
-        let secrets = vars
-            .get("WEBHOOK_SECRET")?
-            .unwrap_or_else(|| DEV_SECRET.to_owned());
+        let dev_run: bool = vars.parse("WEBHOOK_SECRET_DEV", false)?;
+        let secrets = match vars.get("WEBHOOK_SECRET")? {
+            Some(secrets) => secrets,
+            None if dev_run => DEV_SECRET.to_owned(),
+            None => {
+                return Err(ConfigError::Missing {
+                    name: "WEBHOOK_SECRET".into(),
+                    reason: "webhooks are signed with it (whsec_<base64>; `make up` keeps one \
+                             in .local/secrets/webhook_secret); only a development run may \
+                             go without, with WEBHOOK_SECRET_DEV=true"
+                        .into(),
+                })
+            }
+        };
         if let Err(e) = common::webhook::Signer::new(&secrets) {
             return Err(ConfigError::Invalid {
                 name: "WEBHOOK_SECRET".into(),
@@ -69,7 +82,8 @@ impl Settings {
         })
     }
 
-    /// Signing with the public development secret (`WEBHOOK_SECRET` unset).
+    /// Signing with the public development secret (`WEBHOOK_SECRET` unset,
+    /// `WEBHOOK_SECRET_DEV=true`).
     pub fn uses_dev_secret(&self) -> bool {
         self.secrets == DEV_SECRET
     }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{
+    failure::Failure,
     policy::GuardedResolver,
     store::{self, Attempt, Due},
     Settings, ATTEMPTS, ATTEMPT_DURATION,
@@ -68,7 +69,9 @@ impl Worker {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
-            .dns_resolver(GuardedResolver::shared(settings.policy.block_private))
+            // HTTP(S)_PROXY would send deliveries where the guard cannot see.
+            .no_proxy()
+            .dns_resolver(GuardedResolver::shared(&settings.policy))
             .user_agent(concat!("checkout-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
         for outcome in ["delivered", "retry", "failed"] {
@@ -137,10 +140,9 @@ impl Worker {
         let result = self.send(&due).await;
         let duration = clock.elapsed();
         ATTEMPT_DURATION.observe(duration.as_secs_f64());
-        let (http_status, error) = match &result {
-            Ok(status) if (200..300).contains(status) => (Some(*status), None),
-            Ok(status) => (Some(*status), Some(format!("receiver answered {status}"))),
-            Err(e) => (None, Some(e.clone())),
+        let (http_status, error) = match result {
+            Ok(status) => (Some(status), Failure::from_status(status)),
+            Err(failure) => (None, Some(failure)),
         };
         let delivered = error.is_none();
         let retry_in = (!delivered)
@@ -156,7 +158,7 @@ impl Worker {
         tracing::debug!(
             outcome,
             ?http_status,
-            error = error.as_deref().unwrap_or(""),
+            error = error.map(Failure::as_str).unwrap_or(""),
             "webhook attempt"
         );
         let attempt = Attempt {
@@ -164,7 +166,7 @@ impl Worker {
             started_at,
             duration,
             http_status,
-            error,
+            error: error.map(|f| f.as_str().to_owned()),
             retry_in,
             delivered,
         };
@@ -175,20 +177,20 @@ impl Worker {
         }
     }
 
-    /// One POST; the HTTP status, or why there was none.
-    async fn send(&self, due: &Due) -> Result<u16, String> {
-        self.settings
-            .policy
-            .check(&due.url)
-            .await
-            .map_err(|e| e.to_string())?;
+    /// One POST; the HTTP status, or why there was none. The details go to
+    /// the debug log only (see [`Failure`]).
+    async fn send(&self, due: &Due) -> Result<u16, Failure> {
+        self.settings.policy.check(&due.url).await.map_err(|e| {
+            tracing::debug!(error = %e, "callback_url refused");
+            Failure::from_refused(&e)
+        })?;
         let body = event_body(&due.record);
         let id = event_id(&due.record);
         let timestamp = Utc::now().timestamp();
-        let signature = self
-            .signer
-            .sign(&id, timestamp, &body)
-            .map_err(|e| e.to_string())?;
+        let signature = self.signer.sign(&id, timestamp, &body).map_err(|e| {
+            tracing::warn!(error = %e, "cannot sign a webhook");
+            Failure::RequestError
+        })?;
         let response = self
             .http
             .post(&due.url)
@@ -200,13 +202,8 @@ impl Worker {
             .send()
             .await
             .map_err(|e| {
-                if e.is_timeout() {
-                    "timed out".to_owned()
-                } else if e.is_connect() {
-                    "connection failed".to_owned()
-                } else {
-                    e.to_string()
-                }
+                tracing::debug!(error = %e, "webhook request failed");
+                Failure::from_reqwest(&e)
             })?;
         Ok(response.status().as_u16())
     }

@@ -9,12 +9,16 @@
 //!
 //! Each batch is one transaction; what it causes is published (one message
 //! per destination, acked by JetStream) before the batch is acknowledged.
+//! A checkout the batch cannot apply because of its data (an order whose
+//! quantities overflow) is rejected on its own: its saga ends `failed`
+//! (`invalid_order`) and the outcome goes to `api` like any other; a step
+//! result that cannot be applied is kept in `dead_letters`.
 
 use std::collections::BTreeSet;
 
 use async_nats::jetstream::Context;
 use common::{
-    consumer::{Consumer, Liveness},
+    consumer::{Consumer, Fault, Handler, Liveness},
     db::{self, DbError},
     jetstream::{self, JetStreamError, Topology},
     messages::saga::{CheckoutRequested, FailureReason, StepResult},
@@ -22,6 +26,7 @@ use common::{
     tasks::Tasks,
 };
 use deadpool_postgres::{GenericClient, Pool};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -29,8 +34,8 @@ use crate::saga::{admit, Admission, OrderState, Outgoing, Saga, State};
 
 mod store;
 use store::{
-    dead_letter, finish_orders, insert_sagas, load_orders, load_sagas, next_in_queue,
-    set_checkout_sagas, update_sagas,
+    dead_letter, finish_orders, insert_rejected_saga, insert_sagas, load_orders, load_sagas,
+    next_in_queue, set_checkout_sagas, update_sagas,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +46,23 @@ pub enum CheckoutError {
     JetStream(#[from] JetStreamError),
     #[error("{0}")]
     Inconsistent(String),
+    #[error("order {order_id} cannot be checked out: the quantities of item {item_id} sum past the 64-bit range")]
+    InvalidOrder { order_id: String, item_id: String },
 }
 
 common::db_error_variant!(CheckoutError, CheckoutError::Db);
+
+impl Fault for CheckoutError {
+    fn is_transient(&self) -> bool {
+        match self {
+            CheckoutError::Db(e) => e.is_transient(),
+            CheckoutError::JetStream(e) => e.is_transient(),
+            // A batch that contradicts the database, or an order that can
+            // never be checked out: the items are at fault.
+            CheckoutError::Inconsistent(_) | CheckoutError::InvalidOrder { .. } => false,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Checkout {
@@ -96,22 +115,14 @@ impl Checkout {
             max_messages,
         );
         let live = vec![requests.liveness.clone(), results.liveness.clone()];
-        let (this, s) = (self.clone(), stop.clone());
+        let handler = Requests(self.clone(), stop.clone());
         tasks.spawn("order-checkout consumer", async move {
-            let handler = |batch| {
-                let (this, s) = (this.clone(), s.clone());
-                async move { this.on_requests(batch, &s).await }
-            };
-            requests.run(handler, stop.clone()).await;
+            requests.run(handler, stop).await;
             Ok::<_, CheckoutError>(())
         });
-        let (this, stop) = (self.clone(), tasks.stop_token());
+        let stop = tasks.stop_token();
+        let handler = Results(self.clone(), stop.clone());
         tasks.spawn("order-steps consumer", async move {
-            let s = stop.clone();
-            let handler = |batch| {
-                let (this, s) = (this.clone(), s.clone());
-                async move { this.on_results(batch, &s).await }
-            };
             results.run(handler, stop).await;
             Ok::<_, CheckoutError>(())
         });
@@ -120,7 +131,7 @@ impl Checkout {
 
     async fn on_requests(
         &self,
-        requests: Vec<CheckoutRequested>,
+        requests: &[CheckoutRequested],
         stop: &CancellationToken,
     ) -> Result<(), CheckoutError> {
         let ids: Vec<Uuid> = requests.iter().map(|r| r.request_id).collect();
@@ -140,7 +151,7 @@ impl Checkout {
 
         let mut created: Vec<Uuid> = Vec::new();
         let mut outgoing = Vec::new();
-        for request in &requests {
+        for request in requests {
             let id = request.request_id;
             if let Some(saga) = sagas.get(&id) {
                 // Seen before: re-send whatever this state still needs.
@@ -154,12 +165,16 @@ impl Checkout {
                 checkout_in_flight: o.checkout_saga.is_some(),
             }));
             let saga = match (admission, order) {
-                // Its step command might not fit a message, or its sums
-                // BIGINT: it fails alone, before anything is moved.
+                // Past the bounds, its step command might not fit a message:
+                // it fails alone, before anything is moved.
                 (Admission::Start, Some(order)) if !order.within_bounds(self.max_lines) => {
-                    Saga::finished(id, &request.order_id, Some(FailureReason::OrderTooLarge))
+                    Saga::finished(id, &request.order_id, Some(FailureReason::InvalidOrder))
                 }
                 (Admission::Start, Some(order)) => {
+                    if let Some(invalid) = order.invalid(&request.order_id) {
+                        // Fails the batch; the consumer isolates this one.
+                        return Err(invalid);
+                    }
                     order.checkout_saga = Some(id);
                     Saga::start(
                         id,
@@ -192,7 +207,7 @@ impl Checkout {
 
     async fn on_results(
         &self,
-        results: Vec<StepResult>,
+        results: &[StepResult],
         stop: &CancellationToken,
     ) -> Result<(), CheckoutError> {
         let ids: Vec<Uuid> = results.iter().map(|r| r.saga_id).collect();
@@ -205,7 +220,7 @@ impl Checkout {
         // changes nothing).
         let mut advanced_ids: BTreeSet<Uuid> = BTreeSet::new();
         let mut unknown: Vec<&StepResult> = Vec::new();
-        for result in &results {
+        for result in results {
             let Some(saga) = sagas.get_mut(&result.saga_id) else {
                 unknown.push(result);
                 continue;
@@ -229,7 +244,8 @@ impl Checkout {
                 count = unknown.len(),
                 "step results for unknown sagas; kept in dead_letters"
             );
-            dead_letter(&tx, "order-steps", "unknown saga", &unknown).await?;
+            let payloads: Vec<Value> = unknown.iter().map(|r| to_value(*r)).collect();
+            dead_letter(&tx, "order-steps", "unknown saga", &payloads).await?;
         }
 
         let advanced: Vec<Saga> = advanced_ids
@@ -261,6 +277,46 @@ impl Checkout {
         tx.commit().await?;
         drop(timer);
         self.publish(outgoing, stop).await
+    }
+
+    /// Ends a checkout that cannot be applied: its saga fails as
+    /// `invalid_order` (unless it already had one, which stands) and the
+    /// outcome goes to `api`. `payload` (the item as received) is kept in
+    /// `dead_letters` with `cause` the first time. A repeat publishes the
+    /// same outcome again, which `api` absorbs.
+    async fn reject_request(
+        &self,
+        request: &CheckoutRequested,
+        cause: &str,
+        payload: Value,
+        stop: &CancellationToken,
+    ) -> Result<(), CheckoutError> {
+        let id = request.request_id;
+        let mut conn = db::get(&self.pool).await?;
+        let tx = conn.transaction().await?;
+        if insert_rejected_saga(&tx, id, &request.order_id).await? {
+            tracing::warn!(request_id = %id, order_id = %request.order_id, %cause, "checkout rejected");
+            dead_letter(&tx, "order-checkout", cause, &[payload]).await?;
+        }
+        let saga = load_sagas(&tx, &[id], false).await?.remove(&id);
+        tx.commit().await?;
+        // A saga that was already under way goes on by itself.
+        let outgoing = saga
+            .filter(|s| s.state.is_final())
+            .map(|s| s.outgoing())
+            .unwrap_or_default();
+        self.publish(outgoing, stop).await
+    }
+
+    /// Keeps a payload in `dead_letters` in its own transaction.
+    async fn keep_dead_letter(
+        &self,
+        consumer: &str,
+        cause: &str,
+        payload: Value,
+    ) -> Result<(), CheckoutError> {
+        let conn = db::get(&self.pool).await?;
+        dead_letter(&conn, consumer, cause, &[payload]).await
     }
 
     /// One message per destination (a batch of step commands for each
@@ -300,3 +356,84 @@ static STEP_SECONDS: std::sync::LazyLock<prometheus::HistogramVec> =
         )
         .expect("metric registers once")
     });
+
+fn to_value(item: &impl serde::Serialize) -> Value {
+    // Our message types always serialise.
+    serde_json::to_value(item).unwrap_or(Value::Null)
+}
+
+/// `order-checkout`: checkout requests from `api`.
+struct Requests(Checkout, CancellationToken);
+
+impl Handler<CheckoutRequested> for Requests {
+    type Error = CheckoutError;
+
+    fn name(&self) -> &'static str {
+        "order-checkout"
+    }
+
+    async fn apply(&self, items: &[CheckoutRequested]) -> Result<(), CheckoutError> {
+        self.0.on_requests(items, &self.1).await
+    }
+
+    async fn reject(&self, item: &CheckoutRequested, cause: &str) -> Result<(), CheckoutError> {
+        self.0
+            .reject_request(item, cause, to_value(item), &self.1)
+            .await
+    }
+
+    /// A request that still names its ID (and order) fails; anything else
+    /// is only kept.
+    async fn dead_letter(&self, raw: &Value, cause: &str) -> Result<(), CheckoutError> {
+        let request_id = raw
+            .get("request_id")
+            .and_then(Value::as_str)
+            .and_then(|id| Uuid::parse_str(id).ok());
+        let Some(request_id) = request_id else {
+            return self
+                .0
+                .keep_dead_letter(self.name(), cause, raw.clone())
+                .await;
+        };
+        let order_id = raw.get("order_id").and_then(Value::as_str).unwrap_or("");
+        let request = CheckoutRequested {
+            request_id,
+            order_id: order_id.to_owned(),
+        };
+        self.0
+            .reject_request(&request, cause, raw.clone(), &self.1)
+            .await
+    }
+}
+
+/// `order-steps`: step results from stock-svc and payment-svc.
+struct Results(Checkout, CancellationToken);
+
+impl Handler<StepResult> for Results {
+    type Error = CheckoutError;
+
+    fn name(&self) -> &'static str {
+        "order-steps"
+    }
+
+    async fn apply(&self, items: &[StepResult]) -> Result<(), CheckoutError> {
+        self.0.on_results(items, &self.1).await
+    }
+
+    /// A result its saga cannot take is kept for an operator; the saga
+    /// stays as it is (failing it could leave stock or credit taken). If it
+    /// never ends, its request stays pending and `api` re-publishes it,
+    /// which makes the saga ask for the missing result again.
+    async fn reject(&self, item: &StepResult, cause: &str) -> Result<(), CheckoutError> {
+        tracing::error!(saga_id = %item.saga_id, step = item.step.as_str(), %cause, "step result rejected; kept in dead_letters");
+        self.0
+            .keep_dead_letter(self.name(), cause, to_value(item))
+            .await
+    }
+
+    async fn dead_letter(&self, raw: &Value, cause: &str) -> Result<(), CheckoutError> {
+        self.0
+            .keep_dead_letter(self.name(), cause, raw.clone())
+            .await
+    }
+}

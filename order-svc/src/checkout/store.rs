@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use common::{
     db,
-    messages::saga::{FailureReason, StepOutcome, StepResult},
+    messages::saga::{FailureReason, StepOutcome},
 };
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
@@ -21,12 +21,29 @@ pub(super) struct OrderRow {
     pub(super) total_cost: i64,
     pub(super) checkout_saga: Option<Uuid>,
     pub(super) items: Vec<(String, i64)>,
+    /// An item whose quantities sum past the 64-bit range: the order cannot
+    /// be checked out (see [`OrderRow::invalid`]).
+    pub(super) overflowing: Option<String>,
+}
+
+impl OrderRow {
+    /// Why the order cannot be checked out as it is, if it cannot.
+    pub(super) fn invalid(&self, order_id: &str) -> Option<CheckoutError> {
+        self.overflowing
+            .as_ref()
+            .map(|item_id| CheckoutError::InvalidOrder {
+                order_id: order_id.to_owned(),
+                item_id: item_id.clone(),
+            })
+    }
 }
 
 impl OrderRow {
     /// Inside the bounds a checkout needs (`common::limits`): its step
     /// command fits a message and its sums fit BIGINT. Orders stored since
-    /// the bounds always are.
+    /// the bounds always are; one stored before them (or before
+    /// `ORDER_MAX_LINES` was lowered) fails its checkout alone
+    /// (`invalid_order`). A sum past BIGINT is [`OrderRow::invalid`]'s.
     pub(super) fn within_bounds(&self, max_lines: usize) -> bool {
         use common::limits::{MAX_AMOUNT, MAX_QUANTITY};
         self.items.len() <= max_lines
@@ -103,9 +120,10 @@ pub(super) async fn load_orders(
         ),
         db::query(
             tx,
-            // Clamped: a sum past BIGINT (an order from before the bounds)
-            // must fail its own checkout (`within_bounds`), not the batch.
-            "SELECT order_id, item_id, least(sum(quantity), 9223372036854775807)::bigint
+            // Summed as numeric, so a sum past the BIGINT range is reported
+            // (NULL) instead of failing the whole statement.
+            "SELECT order_id, item_id, CASE WHEN sum(quantity) <= 9223372036854775807
+                                            THEN sum(quantity)::bigint END
              FROM order_lines
              WHERE order_id = ANY($1) GROUP BY order_id, item_id ORDER BY order_id, min(id)",
             &params,
@@ -122,13 +140,17 @@ pub(super) async fn load_orders(
                     total_cost: row.get(3),
                     checkout_saga: row.get(4),
                     items: Vec::new(),
+                    overflowing: None,
                 },
             )
         })
         .collect();
     for row in &lines {
         if let Some(o) = orders.get_mut(row.get::<_, &str>(0)) {
-            o.items.push((row.get(1), row.get(2)));
+            match row.get::<_, Option<i64>>(2) {
+                Some(quantity) => o.items.push((row.get(1), quantity)),
+                None => o.overflowing = o.overflowing.take().or(Some(row.get(1))),
+            }
         }
     }
     Ok(orders)
@@ -212,12 +234,15 @@ pub(super) async fn next_in_queue(
                     next.push(saga);
                 }
             }
-            Some(order) if order.checkout_saga.is_none() && !order.within_bounds(max_lines) => {
-                // Each fails alone: none could ever start.
+            Some(order)
+                if order.checkout_saga.is_none()
+                    && (order.overflowing.is_some() || !order.within_bounds(max_lines)) =>
+            {
+                // It can never start: every checkout waiting for it fails.
                 for saga in sagas {
                     next.push(Saga {
                         created_at: saga.created_at,
-                        ..Saga::finished(saga.id, &order_id, Some(FailureReason::OrderTooLarge))
+                        ..Saga::finished(saga.id, &order_id, Some(FailureReason::InvalidOrder))
                     });
                 }
             }
@@ -270,16 +295,13 @@ pub(super) async fn set_checkout_sagas<'a>(
     Ok(())
 }
 
+/// Keeps what a consumer could not apply for an operator to inspect.
 pub(super) async fn dead_letter(
     tx: &impl GenericClient,
     consumer: &str,
     reason: &str,
-    items: &[&StepResult],
+    payloads: &[Value],
 ) -> Result<(), CheckoutError> {
-    let payloads: Vec<Value> = items
-        .iter()
-        .map(|i| serde_json::to_value(i).unwrap_or(Value::Null))
-        .collect();
     db::execute(
         tx,
         "INSERT INTO dead_letters (consumer, reason, payload)
@@ -288,6 +310,24 @@ pub(super) async fn dead_letter(
     )
     .await?;
     Ok(())
+}
+
+/// Ends a checkout that cannot be applied as failed (`invalid_order`),
+/// unless it already has a saga (then that saga stands). True when this
+/// call ended it.
+pub(super) async fn insert_rejected_saga(
+    tx: &impl GenericClient,
+    id: Uuid,
+    order_id: &str,
+) -> Result<bool, CheckoutError> {
+    let inserted = db::execute(
+        tx,
+        "INSERT INTO sagas (id, order_id, state, reason, completed_at)
+         VALUES ($1, $2, 'failed', $3, now()) ON CONFLICT (id) DO NOTHING",
+        &[&id, &order_id, &FailureReason::InvalidOrder.as_str()],
+    )
+    .await?;
+    Ok(inserted == 1)
 }
 
 pub(super) async fn insert_sagas<'a>(

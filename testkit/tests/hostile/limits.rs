@@ -190,8 +190,8 @@ async fn an_order_at_the_line_limit_checks_out_and_one_more_line_is_refused() {
 /// An order past the bounds can only have been stored before them (or
 /// before `ORDER_MAX_LINES` was lowered): here 11 lines written straight
 /// into order-svc's database under a limit of 10, and a line whose
-/// quantity sum left BIGINT. Each checkout fails alone (`order_too_large`,
-/// 409), nothing is reserved or charged, and bystanders pass.
+/// quantity sum left BIGINT. Each checkout fails alone (`invalid_order`,
+/// 422), nothing is reserved or charged, and bystanders pass.
 #[tokio::test]
 async fn an_order_stored_past_the_bounds_fails_its_checkout_alone() {
     let sys = System::builder()
@@ -231,8 +231,8 @@ async fn an_order_stored_past_the_bounds_fails_its_checkout_alone() {
 
     for order in [&wide, &deep] {
         let answer = c.post(&format!("/orders/checkout/{order}")).await;
-        assert_eq!(answer.status, 409, "{answer:?}");
-        assert_eq!(answer.body["reason"], "order_too_large", "{answer:?}");
+        assert_eq!(answer.status, 422, "{answer:?}");
+        assert_eq!(answer.body["reason"], "invalid_order", "{answer:?}");
     }
     assert_eq!(c.credit("0").await, 1000);
     for item in 0..11 {

@@ -20,3 +20,5 @@ async fn the_probe_passes_on_a_quiet_system() {
     assert!(report.max() < testkit::Probe::BOUND);
     sys.shutdown().await;
 }
+mod poison;
+mod webhooks;
