@@ -140,7 +140,7 @@ pub async fn run(
         js,
         deps.subjects.clone(),
         deps.topology.clone(),
-        settings.requests(),
+        settings.requests(deps.config.max_message_bytes),
         webhook_wake.clone(),
         &mut tasks,
     );

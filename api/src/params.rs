@@ -50,6 +50,16 @@ pub fn count(name: &str, raw: &str, min: i64) -> Result<i64, ApiError> {
     Ok(common::rpc::batch_range(name, v, min)?)
 }
 
+/// Parses a number and checks it against its documented bound (see
+/// `common::limits`): `new` is the bounded type's constructor.
+pub fn bounded<T>(
+    name: &'static str,
+    raw: &str,
+    new: fn(&'static str, i64) -> Result<T, common::limits::OutOfBounds>,
+) -> Result<T, ApiError> {
+    new(name, amount(name, raw)?).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
 /// An ID as given; only empty, absurdly long or control-character IDs are
 /// refused. The length counts characters, as the document's `maxLength`
 /// does; the document's `pattern` excludes the same control characters.
@@ -93,6 +103,24 @@ mod tests {
                 "{bad:?} must be refused"
             );
         }
+    }
+
+    #[test]
+    fn bounds() {
+        use common::limits::{Price, Quantity};
+        assert_eq!(
+            bounded("quantity", "1000000000", Quantity::new)
+                .map(Quantity::get)
+                .ok(),
+            Some(1_000_000_000)
+        );
+        for bad in ["0", "1000000001", "9223372036854775807", "-1", "x"] {
+            match bounded("quantity", bad, Quantity::new) {
+                Err(ApiError::BadRequest(m)) => assert!(m.contains("quantity"), "{bad}: {m}"),
+                _ => panic!("{bad:?} must be refused"),
+            }
+        }
+        assert!(bounded("price", "0", Price::new).is_ok());
     }
 
     #[test]

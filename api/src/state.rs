@@ -56,8 +56,9 @@ pub struct Settings {
 
 impl Settings {
     /// The part of these the request records' lifecycle needs.
-    pub fn requests(&self) -> crate::requests::Settings {
+    pub fn requests(&self, max_message_bytes: usize) -> crate::requests::Settings {
         crate::requests::Settings {
+            max_message_bytes,
             republish_after: self.republish_after,
             sweep_interval: self.sweep_interval,
             wait_poll: self.wait_poll,

@@ -2,8 +2,9 @@
 //! store, map errors to refusals.
 
 use common::{
+    limits::{Amount, Balance, Price},
     messages::BatchInitDone,
-    rpc::{batch_size, non_negative, Rejection, Server},
+    rpc::{batch_size, Rejection, Server},
 };
 
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,7 @@ impl From<AccountError> for Rejection {
         match e {
             AccountError::NotFound { .. } => Rejection::not_found(e.to_string()),
             AccountError::Insufficient { .. } => Rejection::conflict(e.to_string()),
+            AccountError::AboveMax { .. } => Rejection::invalid(e.to_string()),
             AccountError::Db(e) => e.into(),
         }
     }
@@ -45,16 +47,17 @@ pub async fn register<A: Accounts>(
         .await
 }
 
-/// Refuses a negative value, naming the first one.
-fn non_negatives(fields: &[Field]) -> Result<Vec<i64>, Rejection> {
+/// Checks the attributes (stock's price) against the price bounds,
+/// naming the first one outside.
+fn prices(fields: &[Field]) -> Result<Vec<i64>, Rejection> {
     fields
         .iter()
-        .map(|(name, value)| non_negative(name, *value))
+        .map(|(name, value)| Ok(Price::new(name, *value)?.get()))
         .collect()
 }
 
 pub async fn create<A: Accounts>(store: Store, req: A::Create) -> Result<A::Account, Rejection> {
-    let attributes = non_negatives(&A::create(&req))?;
+    let attributes = prices(&A::create(&req))?;
     Ok(A::account(&store.create(&attributes).await?))
 }
 
@@ -64,7 +67,7 @@ pub async fn find<A: Accounts>(store: Store, req: A::Find) -> Result<A::Account,
 
 pub async fn add<A: Accounts>(store: Store, req: A::Add) -> Result<A::Account, Rejection> {
     let (id, amount) = A::add(&req);
-    let row = store.adjust(id, non_negative("amount", amount)?).await?;
+    let row = store.add(id, Amount::new("amount", amount)?).await?;
     Ok(A::account(&row))
 }
 
@@ -73,7 +76,9 @@ pub async fn subtract<A: Accounts>(
     req: A::Subtract,
 ) -> Result<A::Account, Rejection> {
     let (id, amount) = A::subtract(&req);
-    let row = store.adjust(id, -non_negative("amount", amount)?).await?;
+    let row = store
+        .adjust(id, -Amount::new("amount", amount)?.get())
+        .await?;
     Ok(A::account(&row))
 }
 
@@ -86,8 +91,8 @@ pub async fn batch_init<A: Accounts>(
     let init = A::batch_init(&req);
     let n = batch_size(init.n)?;
     let (name, balance) = init.balance;
-    let balance = non_negative(name, balance)?;
-    let attributes = non_negatives(&init.attributes)?;
+    let balance = Balance::new(name, balance)?.get();
+    let attributes = prices(&init.attributes)?;
     store.batch_init(n, balance, &attributes, &stop).await?;
     Ok(BatchInitDone {
         msg: format!("Batch init for {n} {}s successful", store.noun()),

@@ -41,7 +41,15 @@ pub async fn run<A: Accounts>(
 
     let js = jetstream::setup(&deps.nats, &deps.topology).await?;
     let mut tasks = Tasks::new();
-    let consumer = spawn_steps(&mut tasks, store, js, &deps.subjects, &deps.topology, spec);
+    let consumer = spawn_steps(
+        &mut tasks,
+        store,
+        js,
+        &deps.subjects,
+        &deps.topology,
+        spec,
+        deps.config.max_message_bytes,
+    );
     let readiness = deps.readiness().with_consumers([consumer]);
     let retention = deps.config.retention;
     let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
@@ -83,6 +91,8 @@ struct Steps {
     js: Context,
     subjects: Subjects,
     spec: Spec,
+    /// Largest result message published (`NATS_MAX_MESSAGE_BYTES`).
+    max_message_bytes: usize,
     stop: CancellationToken,
 }
 
@@ -95,6 +105,7 @@ fn spawn_steps(
     subjects: &Subjects,
     topology: &Topology,
     spec: Spec,
+    max_message_bytes: usize,
 ) -> Liveness {
     let consumer = Consumer::new(
         js.clone(),
@@ -109,6 +120,7 @@ fn spawn_steps(
         js,
         subjects: subjects.clone(),
         spec,
+        max_message_bytes,
         stop: stop.clone(),
     };
     tasks.spawn("step consumer", async move {
@@ -163,12 +175,18 @@ impl Steps {
         self.answer(&results).await
     }
 
-    /// Publishes results to order-svc (one message: its one subject).
+    /// Publishes results to order-svc (its one subject).
     async fn answer(&self, results: &[StepResult]) -> Result<(), StepsError> {
         if results.is_empty() {
             return Ok(());
         }
-        let messages = [Outgoing::batch(self.subjects.step_results(), results)];
+        // Every result goes to order-svc's one subject: one message, or
+        // several when they do not fit one.
+        let messages = Outgoing::batch(
+            self.subjects.step_results(),
+            results,
+            self.max_message_bytes,
+        )?;
         jetstream::publish_retrying(&self.js, &messages, &self.stop).await?;
         Ok(())
     }

@@ -24,7 +24,11 @@ use std::{
     sync::Arc,
 };
 
-use common::{db::DbError, messages::saga::StepOutcome};
+use common::{
+    db::DbError,
+    limits::{Amount, MAX_BALANCE},
+    messages::saga::StepOutcome,
+};
 use deadpool_postgres::Pool;
 use serde_json::Value;
 use tokio_postgres::{types::ToSql, Row};
@@ -43,7 +47,8 @@ pub struct Tables {
     /// The balance column, e.g. `stock`
     pub balance: &'static str,
     /// Other `bigint` columns of an account, set when it is created and by
-    /// `batch_init`, e.g. `price`
+    /// `batch_init`, e.g. `price`; each is bounded like a price
+    /// (`common::limits::Price`)
     pub attributes: &'static [&'static str],
     /// e.g. `reservations`
     pub ledger: &'static str,
@@ -60,6 +65,14 @@ pub enum AccountError {
         balance: &'static str,
         id: String,
     },
+    /// An add would take the balance past `common::limits::MAX_BALANCE`.
+    #[error("{balance} of {noun} {id} would exceed {max}")]
+    AboveMax {
+        noun: &'static str,
+        balance: &'static str,
+        id: String,
+        max: i64,
+    },
     #[error(transparent)]
     Db(DbError),
 }
@@ -71,6 +84,7 @@ struct Statements {
     create: String,
     find: String,
     adjust: String,
+    add: String,
     batch_init: String,
     /// Label of the saga batch transaction's timer, e.g. `reservations_apply`.
     apply_timer: String,
@@ -112,6 +126,12 @@ impl Statements {
             find: format!("SELECT {columns} FROM {accounts} WHERE id = $1"),
             adjust: format!(
                 "UPDATE {accounts} SET {balance} = {balance} + $2 WHERE id = $1 RETURNING {columns}"
+            ),
+            // Only up to the bound ($3): what compensations give back later
+            // needs the room above it.
+            add: format!(
+                "UPDATE {accounts} SET {balance} = {balance} + $2
+                 WHERE id = $1 AND {balance} <= $3::bigint - $2 RETURNING {columns}"
             ),
             // Rows that already hold the values are left alone, so a
             // re-init writes only what changed.
@@ -205,6 +225,29 @@ impl Store {
         conn.query_opt(self.sql.find.as_str(), &[&id])
             .await?
             .ok_or_else(|| self.not_found(id))
+    }
+
+    /// Adds `amount` to the balance, refused past
+    /// [`common::limits::MAX_BALANCE`] (checked by the statement).
+    pub async fn add(&self, id: &str, amount: Amount) -> Result<Row, AccountError> {
+        let conn = common::db::get(&self.pool).await?;
+        let (amount, max) = (amount.get(), MAX_BALANCE);
+        if let Some(row) = conn
+            .query_opt(self.sql.add.as_str(), &[&id, &amount, &max])
+            .await?
+        {
+            return Ok(row);
+        }
+        // Not there, or above the bound: the read tells which.
+        match conn.query_opt(self.sql.find.as_str(), &[&id]).await? {
+            None => Err(self.not_found(id)),
+            Some(_) => Err(AccountError::AboveMax {
+                noun: self.noun,
+                balance: self.tables.balance,
+                id: id.to_owned(),
+                max,
+            }),
+        }
     }
 
     /// Adds `delta` to the balance (negative to take). The CHECK refuses a

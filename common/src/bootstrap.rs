@@ -19,7 +19,17 @@ pub enum BootstrapError {
     Nats(#[from] NatsError),
     #[error(transparent)]
     JetStream(#[from] JetStreamError),
+    #[error("NATS_MAX_MESSAGE_BYTES ({configured}) leaves less than {slack} bytes for headers below the server's max_payload ({server}): lower it or raise max_payload")]
+    MessageBound {
+        configured: usize,
+        server: usize,
+        slack: usize,
+    },
 }
+
+/// Room kept below the server's `max_payload` for a message's headers
+/// (`Nats-Msg-Id` and the like take about a hundred bytes).
+const HEADER_SLACK: usize = 4 * 1024;
 
 /// Binds `config.listen_addr` and, when `LISTEN_ADDR_FILE` is set, writes
 /// the address bound there (port 0 takes a free port; whoever started the
@@ -83,6 +93,16 @@ impl Deps {
         tokio::spawn(crate::metrics::report_pool(pool.clone()));
         let nats =
             crate::nats::connect(&config.nats_url, binary, config.nats_auth.as_ref()).await?;
+        // A publish over the server's limit is refused by the client; the
+        // bound must be below it, or split messages could still be too big.
+        let server = nats.server_info().max_payload;
+        if config.max_message_bytes.saturating_add(HEADER_SLACK) > server {
+            return Err(BootstrapError::MessageBound {
+                configured: config.max_message_bytes,
+                server,
+                slack: HEADER_SLACK,
+            });
+        }
         let subjects = Subjects::new(config.nats_prefix.clone());
         let topology = Topology::new(&subjects, config.stream_replicas)?
             .with_startup_deadline(config.jetstream_startup_deadline)

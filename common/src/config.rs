@@ -259,8 +259,20 @@ pub struct Config {
     /// leader, timeouts, no responders) before the binary exits
     /// (`JETSTREAM_STARTUP_DEADLINE_SECS`).
     pub jetstream_startup_deadline: Duration,
+    /// Largest JetStream message this binary publishes
+    /// (`NATS_MAX_MESSAGE_BYTES`); larger batches are split.
+    pub max_message_bytes: usize,
+    /// Most lines an order may hold (`ORDER_MAX_LINES`).
+    pub max_lines_per_order: usize,
     pub log: LogConfig,
 }
+
+/// `NATS_MAX_MESSAGE_BYTES`' default: a quarter of nats-server's default
+/// `max_payload` (1 MiB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Highest `NATS_MAX_MESSAGE_BYTES`: nats-server's default `max_payload`
+/// less room for the headers.
+pub const MAX_MESSAGE_BYTES_CEILING: usize = 1024 * 1024 - 8 * 1024;
 
 impl Config {
     /// Reads the common settings from the process environment. `service`
@@ -312,6 +324,28 @@ impl Config {
             Some(_) => Some(vars.at_least("NATS_STREAM_MAX_BYTES", 1i64 << 26, 1 << 16)?),
         };
         let hours = vars.at_least("RETENTION_HOURS", 168u64, 1)?;
+        let max_lines_per_order =
+            vars.at_least("ORDER_MAX_LINES", crate::limits::DEFAULT_MAX_LINES, 1)?;
+        if max_lines_per_order > crate::limits::MAX_LINES_CEILING {
+            return Err(ConfigError::invalid(
+                "ORDER_MAX_LINES",
+                max_lines_per_order.to_string(),
+                format!("must be at most {}", crate::limits::MAX_LINES_CEILING),
+            ));
+        }
+        // Every checkout's messages must fit one message, whatever the order.
+        let least = crate::messages::saga::largest_item_bytes(max_lines_per_order);
+        let max_message_bytes =
+            vars.at_least("NATS_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, least)?;
+        if max_message_bytes > MAX_MESSAGE_BYTES_CEILING {
+            return Err(ConfigError::invalid(
+                "NATS_MAX_MESSAGE_BYTES",
+                max_message_bytes.to_string(),
+                format!(
+                    "must be at most {MAX_MESSAGE_BYTES_CEILING} (below nats-server's max_payload)"
+                ),
+            ));
+        }
         Ok(Self {
             service: service.to_string(),
             listen_addr: vars.parse(
@@ -337,6 +371,8 @@ impl Config {
                 crate::jetstream::STARTUP_DEADLINE.as_secs(),
                 1,
             )?),
+            max_message_bytes,
+            max_lines_per_order,
             log: LogConfig::load(vars)?,
         })
     }
@@ -366,6 +402,8 @@ mod tests {
             "DATABASE_POOL_SIZE",
             "RUST_LOG",
             "LOG_FORMAT",
+            "NATS_MAX_MESSAGE_BYTES",
+            "ORDER_MAX_LINES",
         ]
         .into_iter()
         .map(|n| (n, ""))
@@ -396,6 +434,8 @@ mod tests {
         assert_eq!(c.stream_max_bytes, None);
         assert_eq!(c.retention, Duration::from_secs(168 * 3600));
         assert_eq!(c.jetstream_startup_deadline, Duration::from_secs(120));
+        assert_eq!(c.max_message_bytes, 256 * 1024);
+        assert_eq!(c.max_lines_per_order, 1000);
         assert_eq!(
             c.log,
             LogConfig {
@@ -447,6 +487,17 @@ mod tests {
             (&[("RETENTION_HOURS", "0")], "RETENTION_HOURS"),
             (&[("RUST_LOG", "info,[")], "RUST_LOG"),
             (&[("LOG_FORMAT", "yaml")], "LOG_FORMAT"),
+            (&[("ORDER_MAX_LINES", "0")], "ORDER_MAX_LINES"),
+            (&[("ORDER_MAX_LINES", "10001")], "ORDER_MAX_LINES"),
+            (
+                &[("NATS_MAX_MESSAGE_BYTES", "1048576")],
+                "NATS_MAX_MESSAGE_BYTES",
+            ),
+            // Too small for a checkout of 1,000 lines.
+            (
+                &[("NATS_MAX_MESSAGE_BYTES", "65536")],
+                "NATS_MAX_MESSAGE_BYTES",
+            ),
         ] {
             let e = refused(pairs);
             assert!(e.contains(name), "{pairs:?}: {e}");
@@ -471,6 +522,27 @@ mod tests {
         assert!(refused(&[("NATS_USER", "stock")]).contains("NATS_PASSWORD"));
         assert!(refused(&[("NATS_PASSWORD", "pw")]).contains("NATS_USER"));
         assert!(refused(&[("NATS_USER", "a.b"), ("NATS_PASSWORD", "pw")]).contains("NATS_USER"));
+    }
+
+    #[test]
+    fn the_message_bound_must_fit_the_largest_checkout() {
+        // Fewer lines allow a smaller bound (what the backlog tests use).
+        let c = Config::load(
+            &vars(&[
+                ("ORDER_MAX_LINES", "10"),
+                ("NATS_MAX_MESSAGE_BYTES", "4096"),
+            ]),
+            "order",
+            8001,
+        )
+        .expect("10 lines fit 4 KiB");
+        assert_eq!((c.max_lines_per_order, c.max_message_bytes), (10, 4096));
+        let least = crate::messages::saga::largest_item_bytes(1000);
+        // About 150 KiB (the README says so): the default leaves room.
+        assert!((140_000..160_000).contains(&least), "{least}");
+        assert!(least < DEFAULT_MAX_MESSAGE_BYTES, "{least}");
+        let e = refused(&[("NATS_MAX_MESSAGE_BYTES", &(least - 1).to_string())]);
+        assert!(e.contains(&format!("at least {least}")), "{e}");
     }
 
     #[test]

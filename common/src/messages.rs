@@ -180,7 +180,7 @@ pub mod order {
     endpoint!(FindOrder => Order, "order", "find_order", idempotent: true);
 
     /// Adds a line; `unit_price` is the item's price looked up by `api` in
-    /// stock-svc just before.
+    /// stock-svc just before. Bounds: `common::limits`.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct AddItem {
         pub order_id: String,
@@ -188,7 +188,18 @@ pub mod order {
         pub quantity: i64,
         pub unit_price: i64,
     }
-    endpoint!(AddItem => Order, "order", "add_item", idempotent: false);
+    endpoint!(AddItem => LineAdded, "order", "add_item", idempotent: false);
+
+    /// The answer to [`AddItem`]: the order's figures after the change,
+    /// without its lines, so that adding a line costs the same however many
+    /// the order has (`/orders/find` lists them).
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+    pub struct LineAdded {
+        pub order_id: String,
+        /// Lines the order holds now (at most `ORDER_MAX_LINES`).
+        pub lines: i64,
+        pub total_cost: i64,
+    }
 
     /// Resets orders `"0"`..`"n-1"`, each with two random items of quantity 1.
     #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -375,6 +386,52 @@ pub mod saga {
         pub fn parse(s: &str) -> Option<Self> {
             serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
         }
+    }
+
+    /// The largest one saga item can be when encoded, plus the brackets of
+    /// the array around it: a step command for an order of `max_lines`
+    /// distinct items, or a request or outcome naming the longest order ID.
+    /// `NATS_MAX_MESSAGE_BYTES` must be at least this, so that every
+    /// checkout fits a message (checked at start-up).
+    pub fn largest_item_bytes(max_lines: usize) -> usize {
+        use crate::limits::{MAX_AMOUNT, MAX_ID_BYTES};
+        // Worst cases: an order ID from a client with every character
+        // escaped (`"` becomes two bytes); item and user IDs, which the
+        // services make themselves and never need escaping, at the longest;
+        // the longest numbers and variants.
+        let id = "\"".repeat(MAX_ID_BYTES);
+        let saga_id = Uuid::max();
+        let command = StepCommand {
+            saga_id,
+            step: Step::Reserve,
+            lines: vec![("x".repeat(MAX_ID_BYTES), MAX_AMOUNT); max_lines.max(1)],
+        };
+        let request = CheckoutRequested {
+            request_id: saga_id,
+            order_id: id.clone(),
+        };
+        let outcome = CheckoutOutcome {
+            request_id: saga_id,
+            order_id: id,
+            succeeded: false,
+            reason: Some(FailureReason::InsufficientCredit),
+        };
+        let result = StepResult {
+            saga_id,
+            step: Step::Reserve,
+            outcome: StepOutcome::Insufficient,
+        };
+        let len = |v: Result<Vec<u8>, serde_json::Error>| v.map_or(0, |v| v.len());
+        [
+            len(serde_json::to_vec(&command)),
+            len(serde_json::to_vec(&request)),
+            len(serde_json::to_vec(&outcome)),
+            len(serde_json::to_vec(&result)),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+            + 2
     }
 
     /// order-svc → `api`: the saga is over. `reason` is set when it failed.

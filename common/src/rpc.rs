@@ -129,6 +129,12 @@ impl From<crate::db::DbError> for Rejection {
     }
 }
 
+impl From<crate::limits::OutOfBounds> for Rejection {
+    fn from(e: crate::limits::OutOfBounds) -> Self {
+        Rejection::invalid(e.to_string())
+    }
+}
+
 impl From<tokio_postgres::Error> for Rejection {
     fn from(e: tokio_postgres::Error) -> Self {
         crate::db::DbError::from(e).into()

@@ -1,8 +1,9 @@
 //! NATS endpoint handlers: validate, call the store, map errors to refusals.
 
 use common::{
+    limits::{Price, Quantity},
     messages::{order::*, BatchInitDone},
-    rpc::{batch_range, batch_size, non_negative, Rejection},
+    rpc::{batch_range, batch_size, Rejection},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -12,9 +13,10 @@ impl From<OrderError> for Rejection {
     fn from(e: OrderError) -> Self {
         match e {
             OrderError::NotFound(_) => Rejection::not_found(e.to_string()),
-            OrderError::AlreadyPaid(_) | OrderError::CheckoutInFlight(_) => {
-                Rejection::conflict(e.to_string())
-            }
+            OrderError::AlreadyPaid(_)
+            | OrderError::CheckoutInFlight(_)
+            | OrderError::TooManyLines { .. } => Rejection::conflict(e.to_string()),
+            OrderError::Limit(_) => Rejection::invalid(e.to_string()),
             OrderError::Db(e) => e.into(),
         }
     }
@@ -28,17 +30,11 @@ pub async fn find_order(store: Store, req: FindOrder) -> Result<Order, Rejection
     Ok(store.find(&req.order_id).await?)
 }
 
-pub async fn add_item(store: Store, req: AddItem) -> Result<Order, Rejection> {
-    if req.quantity < 1 {
-        return Err(Rejection::invalid("quantity must be at least 1"));
-    }
+pub async fn add_item(store: Store, req: AddItem) -> Result<LineAdded, Rejection> {
+    let quantity = Quantity::new("quantity", req.quantity)?;
+    let unit_price = Price::new("unit_price", req.unit_price)?;
     Ok(store
-        .add_item(
-            &req.order_id,
-            &req.item_id,
-            req.quantity,
-            non_negative("unit_price", req.unit_price)?,
-        )
+        .add_item(&req.order_id, &req.item_id, quantity, unit_price)
         .await?)
 }
 
@@ -51,12 +47,8 @@ pub async fn batch_init(
     let n = batch_size(req.n)?;
     let n_items = batch_range("n_items", req.n_items, 1)?;
     let n_users = batch_range("n_users", req.n_users, 1)?;
-    let price = non_negative("item_price", req.item_price)?;
-    if price.checked_mul(2).is_none() {
-        return Err(Rejection::invalid(
-            "2 × item_price does not fit a 64-bit integer",
-        ));
-    }
+    // Each order's total is 2 × item_price, far inside MAX_AMOUNT.
+    let price = Price::new("item_price", req.item_price)?.get();
     store
         .batch_init(
             crate::batch_init::Spec {

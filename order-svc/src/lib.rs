@@ -53,7 +53,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), common::bootstrap::RunError> {
     use common::messages::order::*;
-    let store = store::Store::new(deps.pool.clone());
+    let store = store::Store::new(deps.pool.clone(), deps.config.max_lines_per_order);
     let mut server = Server::start(
         &deps.nats,
         &deps.subjects,
@@ -84,6 +84,8 @@ pub async fn run(
         js,
         deps.subjects.clone(),
         deps.topology.clone(),
+        deps.config.max_message_bytes,
+        deps.config.max_lines_per_order,
     );
     let consumers = checkout.spawn(&mut tasks, MAX_MESSAGES);
     let (pool, stop) = (deps.pool.clone(), tasks.stop_token());

@@ -1,6 +1,10 @@
 //! Orders in PostgreSQL.
 
-use common::{db::DbError, messages::order::Order};
+use common::{
+    db::DbError,
+    limits::{Price, Quantity, MAX_AMOUNT, MAX_QUANTITY},
+    messages::order::{LineAdded, Order},
+};
 use deadpool_postgres::{GenericClient, Pool};
 
 #[derive(Debug, thiserror::Error)]
@@ -11,6 +15,13 @@ pub enum OrderError {
     AlreadyPaid(String),
     #[error("order {0} is being checked out")]
     CheckoutInFlight(String),
+    #[error(
+        "order {order_id} already has the most lines an order may hold ({max}, ORDER_MAX_LINES)"
+    )]
+    TooManyLines { order_id: String, max: usize },
+    /// A documented bound (`common::limits`) would be passed.
+    #[error("{0}")]
+    Limit(String),
     #[error(transparent)]
     Db(DbError),
 }
@@ -20,11 +31,13 @@ common::db_error_variant!(OrderError, OrderError::Db);
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// Most lines per order (`ORDER_MAX_LINES`).
+    max_lines: usize,
 }
 
 impl Store {
-    pub fn new(pool: Pool) -> Self {
-        Self { pool }
+    pub fn new(pool: Pool, max_lines: usize) -> Self {
+        Self { pool, max_lines }
     }
 
     pub async fn create(&self, user_id: &str) -> Result<Order, OrderError> {
@@ -64,45 +77,109 @@ impl Store {
     }
 
     /// Appends a line and adds `quantity × unit_price` to the total, in one
-    /// transaction. The multiplication happens in SQL so that an overflow is
-    /// an out-of-range error, not a wrapped number.
+    /// transaction, within the bounds: at most [`Store::max_lines`] lines,
+    /// [`MAX_QUANTITY`] units of one item over the order and a total of
+    /// [`MAX_AMOUNT`]. Rust checks them first; the statements check them
+    /// again (and the table's `CHECK`s the line itself), so no path can
+    /// store an order that overflows when it is checked out. Costs the same
+    /// however many lines the order holds: the answer carries no lines.
     pub async fn add_item(
         &self,
         order_id: &str,
         item_id: &str,
-        quantity: i64,
-        unit_price: i64,
-    ) -> Result<Order, OrderError> {
+        quantity: Quantity,
+        unit_price: Price,
+    ) -> Result<LineAdded, OrderError> {
+        let cost = unit_price.times(quantity).ok_or_else(|| {
+            OrderError::Limit(format!(
+                "{quantity} × {unit_price} is more than the highest total_cost, {MAX_AMOUNT}"
+            ))
+        })?;
+        let (q, p, c) = (quantity.get(), unit_price.get(), cost.get());
+        let max_lines = self.max_lines as i64;
         let mut conn = common::db::get(&self.pool).await?;
         let tx = conn.transaction().await?;
-        let updated = tx
+        // The lock first: the lines read next are then every line committed
+        // before it, and no other addItem of this order runs meanwhile.
+        let Some(order) = tx
             .query_opt(
-                "UPDATE orders SET total_cost = total_cost + $2::bigint * $3::bigint
-                 WHERE id = $1 AND NOT paid AND checkout_saga IS NULL RETURNING id",
-                &[&order_id, &quantity, &unit_price],
+                "SELECT paid, checkout_saga IS NOT NULL, total_cost FROM orders
+                 WHERE id = $1 FOR UPDATE",
+                &[&order_id],
+            )
+            .await?
+        else {
+            return Err(OrderError::NotFound(order_id.to_owned()));
+        };
+        // The total is what checkout charges: it must not move under a
+        // checkout in flight.
+        if order.get::<_, bool>(0) {
+            return Err(OrderError::AlreadyPaid(order_id.to_owned()));
+        }
+        if order.get::<_, bool>(1) {
+            return Err(OrderError::CheckoutInFlight(order_id.to_owned()));
+        }
+        let total: i64 = order.get(2);
+        let new_total = total
+            .checked_add(c)
+            .filter(|t| *t <= MAX_AMOUNT)
+            .ok_or_else(|| {
+                OrderError::Limit(format!(
+                    "total_cost would exceed {MAX_AMOUNT} (it is {total}, the line costs {c})"
+                ))
+            })?;
+        // Inserts only within the line and per-item bounds, and says where
+        // the order stood (sums of BIGINT are NUMERIC here: no overflow).
+        let row = tx
+            .query_one(
+                "WITH cur AS (
+                     SELECT count(*) AS lines,
+                            coalesce(sum(quantity) FILTER (WHERE item_id = $2), 0) AS item_qty
+                     FROM order_lines WHERE order_id = $1
+                 ), ins AS (
+                     INSERT INTO order_lines (order_id, item_id, quantity, unit_price)
+                     SELECT $1, $2, $3::bigint, $4::bigint FROM cur
+                     WHERE cur.lines < $5::bigint AND cur.item_qty + $3::bigint <= $6::bigint
+                     RETURNING 1
+                 )
+                 SELECT cur.lines, least(cur.item_qty, $6::bigint + 1)::bigint,
+                        EXISTS (SELECT 1 FROM ins)
+                 FROM cur",
+                &[&order_id, &item_id, &q, &p, &max_lines, &MAX_QUANTITY],
             )
             .await?;
-        if updated.is_none() {
-            let state = tx
-                .query_opt("SELECT paid FROM orders WHERE id = $1", &[&order_id])
-                .await?;
-            // The total is what checkout charges: it must not move under a
-            // checkout in flight.
-            return Err(match state {
-                Some(row) if row.get::<_, bool>(0) => OrderError::AlreadyPaid(order_id.to_owned()),
-                Some(_) => OrderError::CheckoutInFlight(order_id.to_owned()),
-                None => OrderError::NotFound(order_id.to_owned()),
+        let (lines, item_qty, inserted): (i64, i64, bool) = (row.get(0), row.get(1), row.get(2));
+        if !inserted {
+            return Err(if lines >= max_lines {
+                OrderError::TooManyLines {
+                    order_id: order_id.to_owned(),
+                    max: self.max_lines,
+                }
+            } else {
+                OrderError::Limit(format!(
+                    "the order would hold more than {MAX_QUANTITY} of item {item_id} (it holds {item_qty})"
+                ))
             });
         }
-        tx.execute(
-            "INSERT INTO order_lines (order_id, item_id, quantity, unit_price)
-             VALUES ($1, $2, $3, $4)",
-            &[&order_id, &item_id, &quantity, &unit_price],
-        )
-        .await?;
-        let order = load(&tx, order_id).await?;
+        let updated = tx
+            .execute(
+                "UPDATE orders SET total_cost = total_cost + $2::bigint
+                 WHERE id = $1 AND total_cost <= $3::bigint - $2::bigint",
+                &[&order_id, &c, &MAX_AMOUNT],
+            )
+            .await?;
+        if updated != 1 {
+            // Only if the row changed under our lock, which it cannot.
+            return Err(OrderError::Limit(format!(
+                "total_cost would exceed {MAX_AMOUNT}"
+            )));
+        }
         tx.commit().await?;
-        Ok(order)
+        Ok(LineAdded {
+            order_id: order_id.to_owned(),
+            lines: lines + 1,
+            total_cost: new_total,
+        })
     }
 
     /// Creates or resets orders `"0"`..`"n-1"` (see [`crate::batch_init`]).

@@ -46,6 +46,8 @@ pub struct Settings {
     pub republish_after: Duration,
     pub sweep_interval: Duration,
     pub wait_poll: Duration,
+    /// Largest checkout message published (`NATS_MAX_MESSAGE_BYTES`).
+    pub max_message_bytes: usize,
 }
 
 /// A cheap, cloneable handle on the request records of this replica.
@@ -90,6 +92,7 @@ impl Requests {
             js.clone(),
             subjects.clone(),
             settings.republish_after,
+            settings.max_message_bytes,
             tasks,
         );
         let this = Self {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use common::{
     consumer::{Consumer, Handler, Liveness},
+    jetstream::Outgoing,
     messages::saga::{CheckoutOutcome, FailureReason},
     tasks::Tasks,
 };
@@ -16,9 +17,6 @@ use super::{store, waiters::Waiters, RequestRecord, Requests, Status};
 
 /// Most outcome messages (each a batch) finalised in one statement.
 pub const MAX_MESSAGES: usize = 64;
-
-/// Most records announced in one core-NATS message.
-const ANNOUNCE_CHUNK: usize = 256;
 
 /// Starts the outcome consumer and the announcement listener under `tasks`;
 /// returns the consumer's liveness.
@@ -142,18 +140,22 @@ fn observe(record: &RequestRecord) {
     }
 }
 
-/// Tells every replica (one message per chunk) which records are final.
+/// Tells every replica which records are final: as few core-NATS messages
+/// as `NATS_MAX_MESSAGE_BYTES` allows (a backlog finalises thousands at
+/// once).
 async fn announce(s: &super::Inner, records: &[RequestRecord]) {
-    for chunk in records.chunks(ANNOUNCE_CHUNK) {
-        match serde_json::to_vec(chunk) {
-            Ok(body) => {
-                let subject = s.subjects.requests_final();
-                if let Err(e) = s.js.client().publish(subject, body.into()).await {
-                    // Waiters fall back to polling the database.
-                    tracing::warn!(error = %e, "cannot announce final records");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot encode records"),
+    let subject = s.subjects.requests_final();
+    let messages = match Outgoing::batch(subject, records, s.settings.max_message_bytes) {
+        Ok(messages) => messages,
+        Err(e) => {
+            // Waiters fall back to polling the database.
+            tracing::error!(error = %e, "cannot announce final records");
+            return;
+        }
+    };
+    for m in messages {
+        if let Err(e) = s.js.client().publish(m.subject, m.payload).await {
+            tracing::warn!(error = %e, "cannot announce final records");
         }
     }
 }

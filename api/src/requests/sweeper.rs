@@ -82,8 +82,15 @@ async fn republish_stuck(s: &Inner) {
         .collect();
     // A fresh message ID per attempt: JetStream must not drop a
     // re-publish as a duplicate of the attempt that got lost.
-    let message = Outgoing::batch(s.subjects.checkout_requested(), &requests);
-    if let Err(e) = jetstream::publish_all(&s.js, &[message]).await {
+    let published = match Outgoing::batch(
+        s.subjects.checkout_requested(),
+        &requests,
+        s.settings.max_message_bytes,
+    ) {
+        Ok(messages) => jetstream::publish_all(&s.js, &messages).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = published {
         tracing::warn!(error = %e, "re-publish failed; will try again");
     }
 }

@@ -69,6 +69,7 @@ impl Writer {
         js: Context,
         subjects: Subjects,
         republish_after: Duration,
+        max_message_bytes: usize,
         tasks: &mut Tasks,
     ) -> Self {
         let (queue, rx) = mpsc::channel(16 * 1024);
@@ -93,7 +94,7 @@ impl Writer {
                 tasks.stop_token(),
             );
             tasks.spawn("checkout publisher", async move {
-                publish_loop(js, subjects, rx, stop).await;
+                publish_loop(js, subjects, rx, max_message_bytes, stop).await;
                 Ok::<_, WriteError>(())
             });
         }
@@ -191,6 +192,7 @@ async fn publish_loop(
     js: Context,
     subjects: Subjects,
     rx: Arc<Mutex<mpsc::Receiver<CheckoutRequested>>>,
+    max_message_bytes: usize,
     stop: CancellationToken,
 ) {
     loop {
@@ -212,9 +214,15 @@ async fn publish_loop(
             }
             batch
         };
-        let message = Outgoing::batch(subjects.checkout_requested(), &batch);
-        // Gives up only at shutdown; the sweeper publishes those records.
-        if let Err(e) = jetstream::publish_retrying(&js, &[message], &stop).await {
+        // Gives up only at shutdown (or on an item no message can hold,
+        // which the start-up check of the bound rules out); the sweeper
+        // publishes those records.
+        let published =
+            match Outgoing::batch(subjects.checkout_requested(), &batch, max_message_bytes) {
+                Ok(messages) => jetstream::publish_retrying(&js, &messages, &stop).await,
+                Err(e) => Err(e),
+            };
+        if let Err(e) = published {
             tracing::warn!(error = %e, count = batch.len(), "checkouts left to the sweeper");
         }
     }

@@ -5,11 +5,14 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use common::messages::{order::*, payment::FindUser, stock::FindItem, BatchInitDone};
+use common::{
+    limits::{Price, Quantity},
+    messages::{order::*, payment::FindUser, stock::FindItem, BatchInitDone},
+};
 use serde::Serialize;
 
 use crate::{
-    params::{amount, count, id, Path},
+    params::{bounded, count, id, Path},
     problem::ApiError,
     state::{AppState, RequestId},
 };
@@ -73,24 +76,24 @@ pub async fn find(
     Ok(Json(s.rpc.call(&FindOrder { order_id }, &rid).await?))
 }
 
-/// Adds `quantity` of an item at its current price.
+/// Adds `quantity` of an item at its current price. Refused (400) past
+/// 10^9 units of one item in the order or a `total_cost` of 10^15, and
+/// (409) past `ORDER_MAX_LINES` lines (1,000 by default); nothing changes
+/// then.
 #[utoipa::path(post, path = "/orders/addItem/{order_id}/{item_id}/{quantity}", tag = "orders",
     operation_id = "orders_add_item",
     params(("order_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
         ("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("quantity" = i64, Path, minimum = 1, maximum = 9_223_372_036_854_775_807_i64)),
-    responses((status = 200, description = "The order after the change", body = Order)))]
+        ("quantity" = i64, Path, minimum = 1, maximum = 1_000_000_000)),
+    responses((status = 200, description = "The order's figures after the change", body = LineAdded)))]
 pub async fn add_item(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path((order_id, item_id, quantity)): Path<(String, String, String)>,
-) -> Result<Json<Order>, ApiError> {
+) -> Result<Json<LineAdded>, ApiError> {
     let order_id = id("order_id", &order_id)?;
     let item_id = id("item_id", &item_id)?;
-    let quantity = amount("quantity", &quantity)?;
-    if quantity == 0 {
-        return Err(ApiError::BadRequest("quantity must be at least 1".into()));
-    }
+    let quantity = bounded("quantity", &quantity, Quantity::new)?.get();
     // The price is the item's price now; the order keeps it per line.
     let item = s.rpc.call(&FindItem { item_id }, &rid).await?;
     let req = AddItem {
@@ -110,8 +113,8 @@ pub async fn add_item(
     params(("n" = i64, Path, minimum = 0, maximum = 10_000_000),
         ("n_items" = i64, Path, minimum = 1, maximum = 10_000_000),
         ("n_users" = i64, Path, minimum = 1, maximum = 10_000_000),
-        ("item_price" = i64, Path, minimum = 0, maximum = 4_611_686_018_427_387_903_i64,
-            description = "At most half of 2^63-1, as `total_cost` is twice it")),
+        ("item_price" = i64, Path, minimum = 0, maximum = 1_000_000_000,
+            description = "At most 10^9, the highest price")),
     responses((status = 200, description = "Done", body = BatchInitDone)))]
 pub async fn batch_init(
     State(s): State<AppState>,
@@ -122,13 +125,7 @@ pub async fn batch_init(
         n: count("n", &n, 0)?,
         n_items: count("n_items", &n_items, 1)?,
         n_users: count("n_users", &n_users, 1)?,
-        item_price: amount("item_price", &price)?,
+        item_price: bounded("item_price", &price, Price::new)?.get(),
     };
-    if req.item_price > i64::MAX / 2 {
-        return Err(ApiError::BadRequest(format!(
-            "item_price must be at most {} (total_cost is twice it)",
-            i64::MAX / 2
-        )));
-    }
     Ok(Json(s.rpc.call(&req, &rid).await?))
 }

@@ -5,11 +5,14 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use common::messages::{payment::*, BatchInitDone};
+use common::{
+    limits::{Amount, Balance},
+    messages::{payment::*, BatchInitDone},
+};
 use serde::Serialize;
 
 use crate::{
-    params::{amount, count, id, Path},
+    params::{bounded, count, id, Path},
     problem::ApiError,
     state::{AppState, RequestId},
 };
@@ -65,10 +68,10 @@ pub async fn find_user(
     Ok(Json(s.rpc.call(&FindUser { user_id }, &rid).await?))
 }
 
-/// Adds credit.
+/// Adds credit; refused (400) past a credit of 10^18.
 #[utoipa::path(post, path = "/payment/add_funds/{user_id}/{amount}", tag = "payment", operation_id = "payment_add_funds",
     params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
+        ("amount" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_i64)),
     responses((status = 200, description = "Done", body = FundsAdded)))]
 pub async fn add_funds(
     State(s): State<AppState>,
@@ -77,7 +80,7 @@ pub async fn add_funds(
 ) -> Result<Json<FundsAdded>, ApiError> {
     let req = AddFunds {
         user_id: id("user_id", &user_id)?,
-        amount: amount("amount", &raw)?,
+        amount: bounded("amount", &raw, Amount::new)?.get(),
     };
     let user = s.rpc.call(&req, &rid).await?;
     Ok(Json(FundsAdded {
@@ -89,7 +92,7 @@ pub async fn add_funds(
 /// Takes credit; refused (409) if it would go below zero.
 #[utoipa::path(post, path = "/payment/pay/{user_id}/{amount}", tag = "payment", operation_id = "payment_pay",
     params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
+        ("amount" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_i64)),
     responses((status = 200, description = "The user after the change", body = User)))]
 pub async fn pay(
     State(s): State<AppState>,
@@ -98,7 +101,7 @@ pub async fn pay(
 ) -> Result<Json<User>, ApiError> {
     let req = Pay {
         user_id: id("user_id", &user_id)?,
-        amount: amount("amount", &raw)?,
+        amount: bounded("amount", &raw, Amount::new)?.get(),
     };
     Ok(Json(s.rpc.call(&req, &rid).await?))
 }
@@ -106,7 +109,7 @@ pub async fn pay(
 /// Creates or resets users `"0"`..`"n-1"` with this credit.
 #[utoipa::path(post, path = "/payment/batch_init/{n}/{starting_money}", tag = "payment", operation_id = "payment_batch_init",
     params(("n" = i64, Path, minimum = 0, maximum = 10_000_000),
-        ("starting_money" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
+        ("starting_money" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_000_i64)),
     responses((status = 200, description = "Done", body = BatchInitDone)))]
 pub async fn batch_init(
     State(s): State<AppState>,
@@ -115,7 +118,7 @@ pub async fn batch_init(
 ) -> Result<Json<BatchInitDone>, ApiError> {
     let req = BatchInit {
         n: count("n", &n, 0)?,
-        starting_money: amount("starting_money", &money)?,
+        starting_money: bounded("starting_money", &money, Balance::new)?.get(),
     };
     Ok(Json(s.rpc.call(&req, &rid).await?))
 }

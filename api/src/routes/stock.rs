@@ -5,11 +5,14 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use common::messages::{stock::*, BatchInitDone};
+use common::{
+    limits::{Amount, Balance, Price},
+    messages::{stock::*, BatchInitDone},
+};
 use serde::Serialize;
 
 use crate::{
-    params::{amount, count, id, Path},
+    params::{bounded, count, id, Path},
     problem::ApiError,
     state::{AppState, RequestId},
 };
@@ -43,14 +46,14 @@ pub fn routes() -> Router<AppState> {
 
 /// Creates an item with this price and no stock.
 #[utoipa::path(post, path = "/stock/item/create/{price}", tag = "stock", operation_id = "stock_create_item",
-    params(("price" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64, description = "Unit price")),
+    params(("price" = i64, Path, minimum = 0, maximum = 1_000_000_000, description = "Unit price, at most 10^9")),
     responses((status = 200, description = "Created", body = ItemCreated)))]
 pub async fn create(
     State(s): State<AppState>,
     RequestId(rid): RequestId,
     Path(price): Path<String>,
 ) -> Result<Json<ItemCreated>, ApiError> {
-    let price = amount("price", &price)?;
+    let price = bounded("price", &price, Price::new)?.get();
     let item = s.rpc.call(&CreateItem { price }, &rid).await?;
     Ok(Json(ItemCreated {
         item_id: item.item_id,
@@ -74,10 +77,10 @@ pub async fn find(
     }))
 }
 
-/// Adds stock.
+/// Adds stock; refused (400) past 10^18 units.
 #[utoipa::path(post, path = "/stock/add/{item_id}/{amount}", tag = "stock", operation_id = "stock_add",
     params(("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
+        ("amount" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_i64)),
     responses((status = 200, description = "The item after the change", body = Item)))]
 pub async fn add(
     State(s): State<AppState>,
@@ -86,7 +89,7 @@ pub async fn add(
 ) -> Result<Json<Item>, ApiError> {
     let req = AddStock {
         item_id: id("item_id", &item_id)?,
-        amount: amount("amount", &raw)?,
+        amount: bounded("amount", &raw, Amount::new)?.get(),
     };
     Ok(Json(s.rpc.call(&req, &rid).await?))
 }
@@ -94,7 +97,7 @@ pub async fn add(
 /// Removes stock; refused (409) if it would go below zero.
 #[utoipa::path(post, path = "/stock/subtract/{item_id}/{amount}", tag = "stock", operation_id = "stock_subtract",
     params(("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("amount" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
+        ("amount" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_i64)),
     responses((status = 200, description = "The item after the change", body = Item)))]
 pub async fn subtract(
     State(s): State<AppState>,
@@ -103,7 +106,7 @@ pub async fn subtract(
 ) -> Result<Json<Item>, ApiError> {
     let req = SubtractStock {
         item_id: id("item_id", &item_id)?,
-        amount: amount("amount", &raw)?,
+        amount: bounded("amount", &raw, Amount::new)?.get(),
     };
     Ok(Json(s.rpc.call(&req, &rid).await?))
 }
@@ -111,7 +114,7 @@ pub async fn subtract(
 /// Creates or resets items `"0"`..`"n-1"` with this stock and price.
 #[utoipa::path(post, path = "/stock/batch_init/{n}/{starting_stock}/{item_price}", tag = "stock", operation_id = "stock_batch_init",
     params(("n" = i64, Path, minimum = 0, maximum = 10_000_000),
-        ("starting_stock" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64), ("item_price" = i64, Path, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)),
+        ("starting_stock" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_000_i64), ("item_price" = i64, Path, minimum = 0, maximum = 1_000_000_000)),
     responses((status = 200, description = "Done", body = BatchInitDone)))]
 pub async fn batch_init(
     State(s): State<AppState>,
@@ -120,8 +123,8 @@ pub async fn batch_init(
 ) -> Result<Json<BatchInitDone>, ApiError> {
     let req = BatchInit {
         n: count("n", &n, 0)?,
-        starting_stock: amount("starting_stock", &stock)?,
-        item_price: amount("item_price", &price)?,
+        starting_stock: bounded("starting_stock", &stock, Balance::new)?.get(),
+        item_price: bounded("item_price", &price, Price::new)?.get(),
     };
     Ok(Json(s.rpc.call(&req, &rid).await?))
 }

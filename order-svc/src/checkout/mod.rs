@@ -70,15 +70,28 @@ pub struct Checkout {
     js: Context,
     subjects: Subjects,
     topology: Topology,
+    /// Largest message published (`NATS_MAX_MESSAGE_BYTES`).
+    max_message_bytes: usize,
+    /// Most lines per order (`ORDER_MAX_LINES`).
+    max_lines: usize,
 }
 
 impl Checkout {
-    pub fn new(pool: Pool, js: Context, subjects: Subjects, topology: Topology) -> Self {
+    pub fn new(
+        pool: Pool,
+        js: Context,
+        subjects: Subjects,
+        topology: Topology,
+        max_message_bytes: usize,
+        max_lines: usize,
+    ) -> Self {
         Self {
             pool,
             js,
             subjects,
             topology,
+            max_message_bytes,
+            max_lines,
         }
     }
 
@@ -152,6 +165,11 @@ impl Checkout {
                 checkout_in_flight: o.checkout_saga.is_some(),
             }));
             let saga = match (admission, order) {
+                // Past the bounds, its step command might not fit a message:
+                // it fails alone, before anything is moved.
+                (Admission::Start, Some(order)) if !order.within_bounds(self.max_lines) => {
+                    Saga::finished(id, &request.order_id, Some(FailureReason::InvalidOrder))
+                }
                 (Admission::Start, Some(order)) => {
                     if let Some(invalid) = order.invalid(&request.order_id) {
                         // Fails the batch; the consumer isolates this one.
@@ -250,7 +268,8 @@ impl Checkout {
             .collect();
         finish_orders(&tx, &finished).await?;
         let ended: BTreeSet<String> = finished.into_iter().map(|(o, _, _)| o).collect();
-        let started = next_in_queue(&tx, &ended.into_iter().collect::<Vec<_>>()).await?;
+        let started =
+            next_in_queue(&tx, &ended.into_iter().collect::<Vec<_>>(), self.max_lines).await?;
         outgoing.extend(started.iter().flat_map(Saga::outgoing));
         update_sagas(&tx, &advanced, &started).await?;
         // Queued sagas that started here take their order.
@@ -301,8 +320,8 @@ impl Checkout {
     }
 
     /// One message per destination (a batch of step commands for each
-    /// service, a batch of outcomes for `api`), published with retries while
-    /// NATS is down.
+    /// service, a batch of outcomes for `api`), split where it would exceed
+    /// the message bound, published with retries while NATS is down.
     async fn publish(
         &self,
         outgoing: Vec<Outgoing>,
@@ -316,8 +335,11 @@ impl Checkout {
                 Outgoing::Outcome(o) => outcomes.push((self.subjects.checkout_outcomes(), o)),
             }
         }
-        let mut messages = jetstream::Outgoing::batches(commands);
-        messages.extend(jetstream::Outgoing::batches(outcomes));
+        let mut messages = jetstream::Outgoing::batches(commands, self.max_message_bytes)?;
+        messages.extend(jetstream::Outgoing::batches(
+            outcomes,
+            self.max_message_bytes,
+        )?);
         jetstream::publish_retrying(&self.js, &messages, stop).await?;
         Ok(())
     }

@@ -38,6 +38,20 @@ impl OrderRow {
     }
 }
 
+impl OrderRow {
+    /// Inside the bounds a checkout needs (`common::limits`): its step
+    /// command fits a message and its sums fit BIGINT. Orders stored since
+    /// the bounds always are; one stored before them (or before
+    /// `ORDER_MAX_LINES` was lowered) fails its checkout alone
+    /// (`invalid_order`). A sum past BIGINT is [`OrderRow::invalid`]'s.
+    pub(super) fn within_bounds(&self, max_lines: usize) -> bool {
+        use common::limits::{MAX_AMOUNT, MAX_QUANTITY};
+        self.items.len() <= max_lines
+            && self.total_cost <= MAX_AMOUNT
+            && self.items.iter().all(|(_, q)| *q <= MAX_QUANTITY)
+    }
+}
+
 const SAGA_COLUMNS: &str = "id, order_id, user_id, amount, items, state, reserve, charge, released, refunded, reason, created_at";
 
 fn saga_from_row(row: &Row) -> Saga {
@@ -184,6 +198,7 @@ pub(super) async fn finish_orders(
 pub(super) async fn next_in_queue(
     tx: &impl GenericClient,
     order_ids: &[String],
+    max_lines: usize,
 ) -> Result<Vec<Saga>, CheckoutError> {
     if order_ids.is_empty() {
         return Ok(Vec::new());
@@ -219,7 +234,10 @@ pub(super) async fn next_in_queue(
                     next.push(saga);
                 }
             }
-            Some(order) if order.checkout_saga.is_none() && order.overflowing.is_some() => {
+            Some(order)
+                if order.checkout_saga.is_none()
+                    && (order.overflowing.is_some() || !order.within_bounds(max_lines)) =>
+            {
                 // It can never start: every checkout waiting for it fails.
                 for saga in sagas {
                     next.push(Saga {

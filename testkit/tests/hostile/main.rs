@@ -9,6 +9,7 @@
 
 mod auth;
 mod bounds;
+mod limits;
 mod poison;
 mod setup;
 mod webhooks;
