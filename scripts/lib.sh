@@ -580,6 +580,9 @@ ensure_schemathesis_installed() {
         show_log_tail "$STATE/schemathesis-pip.log"
         return 1
     }
+    printf '%s\n' "$SCHEMATHESIS_VERSION" >"$venv/.pinned"
+    export SCHEMATHESIS_BIN
+}
 
 # openapi-spec-validator, which api/tests/openapi.rs runs over api/openapi.json (a document that
 # is not valid OpenAPI breaks client generators): the version pinned here, in its own virtualenv
@@ -607,7 +610,4 @@ ensure_openapi_spec_validator_installed() {
     }
     printf '%s\n' "$OPENAPI_SPEC_VALIDATOR_VERSION" >"$venv/.pinned"
     export OPENAPI_SPEC_VALIDATOR_BIN
-}
-    printf '%s\n' "$SCHEMATHESIS_VERSION" >"$venv/.pinned"
-    export SCHEMATHESIS_BIN
 }
