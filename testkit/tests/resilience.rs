@@ -173,9 +173,19 @@ async fn sigterm_under_load_drains() {
             .get_consumer_from_stream(consumer, format!("{}_{stream}", sys.name))
             .await
             .expect("consumer");
-        let info = pull.info().await.expect("consumer info");
+        // JetStream applies acks from its own queue, after the process that
+        // sent them is gone: give it a moment, far below `ack_wait` (10 s),
+        // after which an unsettled message would merely be redelivered.
+        let settled = Instant::now() + Duration::from_secs(3);
+        let pending = loop {
+            let info = pull.info().await.expect("consumer info");
+            if info.num_ack_pending == 0 || Instant::now() > settled {
+                break info.num_ack_pending;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         assert_eq!(
-            info.num_ack_pending, 0,
+            pending, 0,
             "{consumer}: delivered but neither acked nor handed back"
         );
         sys.restart(binary).await;

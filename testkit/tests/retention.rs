@@ -80,9 +80,7 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
     // purged) goes, an old row of a running saga stays, whatever its age
     // (order-svc is asked which sagas are not final).
     let old_gone = v7_floor(hours_ago(201));
-    let nats = async_nats::connect(testkit::nats_url())
-        .await
-        .expect("nats");
+    let nats = testkit::nats_admin(&testkit::nats_url()).await;
     let order = common::rpc::RpcClient::new(
         nats,
         common::nats::Subjects::new(sys.name.clone()),

@@ -201,11 +201,7 @@ async fn a_step_that_breaks_a_constraint_fails_only_its_own_saga() {
         .execute("ALTER TABLE items DROP CONSTRAINT poison_floor", &[])
         .await
         .expect("drop the constraint");
-    let js = async_nats::jetstream::new(
-        async_nats::connect(testkit::nats_url())
-            .await
-            .expect("nats"),
-    );
+    let js = async_nats::jetstream::new(testkit::nats_admin(&testkit::nats_url()).await);
     let again = [StepCommand {
         saga_id: saga,
         step: Step::Reserve,
@@ -254,11 +250,7 @@ async fn an_undecodable_checkout_is_dead_lettered_and_its_request_failed() {
         .await
         .expect("store the pending record");
 
-    let js = async_nats::jetstream::new(
-        async_nats::connect(testkit::nats_url())
-            .await
-            .expect("nats"),
-    );
+    let js = async_nats::jetstream::new(testkit::nats_admin(&testkit::nats_url()).await);
     let subject = format!("{}.js.order.checkout", sys.name);
     let message = serde_json::json!([
         {"request_id": bad, "order_id": 7},
