@@ -75,11 +75,12 @@ pub enum Retention {
     /// any) is final.
     WhenQuiet,
     /// What the code does: a row's age counts from its key, the UUIDv7 of
-    /// the request, i.e. from acceptance, and ledger rows go whatever their
-    /// saga's state. A request that stays pending longer than the retention
-    /// (an outage of order-svc or NATS longer than `RETENTION_HOURS`) has
-    /// rows that are already "old" the moment they are written: in the
-    /// model, a final saga and any ledger row may go at any time.
+    /// the request, i.e. from acceptance; a ledger row goes only once
+    /// order-svc says its saga is final or gone. A request that stays
+    /// pending longer than the retention (an outage of order-svc or NATS
+    /// longer than `RETENTION_HOURS`) has rows that are already "old" the
+    /// moment they are written: in the model, a final saga, the ledger rows
+    /// of a final or purged saga, and a final record may go at any time.
     FromAcceptance,
 }
 
