@@ -4,7 +4,7 @@
 //! bound ([`Config::CI`]):
 //!
 //! ```text
-//! cargo run -p model -- orders=2 checkouts=3 crashes=1 duplicates=1 sweeps=1 \
+//! cargo run -p model -- orders=2 checkouts=2 crashes=1 duplicates=1 sweeps=1 \
 //!     retention=never|quiet|acceptance sweeper=heals|lost resend=false|true fault=none|ack-before-commit|...
 //! ```
 //! `make model` runs the larger bound.

@@ -223,5 +223,5 @@ fn finding_the_queue_is_served_in_acceptance_order() {
 #[test]
 #[ignore = "minutes: run with `make model`"]
 fn larger_bound() {
-    holds(bound(2, 3, 1, 1, 1));
+    holds(bound(2, 2, 1, 1, 1));
 }
