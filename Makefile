@@ -6,14 +6,15 @@
 #   make infra   only PostgreSQL + nats-server (prints DATABASE_ADMIN_URL / NATS_URL)
 #   make status  what runs                    make logs   tail every log in .local/log
 #   make compose-test   docker-compose.yml run for real (own dockerd, stand-in images, 2 replicas)
+#   make model   the checkout protocol model at a larger bound (`make model ARGS="crashes=2"`; see model/README.md)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ARGS ?=
 
-.PHONY: help up down wipe test infra infra-down status logs bench compose-test
+.PHONY: help up down wipe test infra infra-down status logs bench compose-test model
 
 help:
-	@sed -n '2,9s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '2,10s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 up:
 	@scripts/up.sh
@@ -29,6 +30,9 @@ test:
 
 compose-test:
 	@scripts/compose-test.sh
+
+model:
+	cargo run -p model -- orders=2 checkouts=2 crashes=1 duplicates=1 sweeps=1 $(ARGS)
 
 infra:
 	@scripts/infra.sh up

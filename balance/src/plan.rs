@@ -32,8 +32,9 @@ impl Command {
     }
 }
 
-/// What the ledger remembers of a saga's debit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the ledger remembers of a saga's debit. (Hash: the protocol model
+/// keeps ledger rows in its states.)
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Entry {
     pub outcome: StepOutcome,
     /// Amount per account, summed (what a compensation gives back).

@@ -269,7 +269,7 @@ pub mod saga {
     }
 
     /// A saga step performed by stock-svc or payment-svc.
-    #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+    #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
     #[serde(rename_all = "snake_case")]
     pub enum Step {
         /// stock-svc takes the items.
@@ -313,7 +313,8 @@ pub mod saga {
     }
 
     /// How a step ended.
-    #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+    // Hash and Ord let the protocol model (`model/`) keep these in its states.
+    #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
     #[serde(rename_all = "snake_case")]
     pub enum StepOutcome {
         /// Applied (or, for a compensation, nothing left to undo).
@@ -358,7 +359,8 @@ pub mod saga {
     }
 
     /// Why a checkout failed; the request record's `reason`.
-    #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+    // Hash and Ord let the protocol model (`model/`) keep these in its states.
+    #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
     #[serde(rename_all = "snake_case")]
     pub enum FailureReason {
         InsufficientStock,

@@ -20,7 +20,7 @@
 use common::messages::saga::{CheckoutOutcome, FailureReason, Step, StepCommand, StepOutcome};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     /// Waiting for an earlier checkout of the same order to end.
     Queued,
@@ -56,7 +56,8 @@ impl State {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+// Hash: the protocol model (`model/`) keeps sagas in its states.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Saga {
     pub id: Uuid,
     pub order_id: String,
