@@ -9,6 +9,9 @@
 //!
 //! Each batch is one transaction; what it causes is published (one message
 //! per destination, acked by JetStream) before the batch is acknowledged.
+//! A step result a saga already had re-sends what the saga's move caused:
+//! the batch that first recorded it may have died between its commit and
+//! its publishes (see `store::resend_candidates`).
 //! A checkout the batch cannot apply because of its data (an order whose
 //! quantities overflow) is rejected on its own: its saga ends `failed`
 //! (`invalid_order`) and the outcome goes to `api` like any other; a step
