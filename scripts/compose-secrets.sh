@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The credentials docker-compose.yml requires (database, NATS, webhook signing), as `export NAME=value` lines on stdout:
+# The credentials docker-compose.yml requires (database, NATS, webhook signing, Grafana's admin), as `export NAME=value` lines on stdout:
 #   eval "$(scripts/compose-secrets.sh)" && docker compose up --build
 # Each is generated once per installation into .local/secrets/ (mode 600; scripts/lib.sh
 # ensure_secret) and then kept: the same files `make up` uses. Rotate one by deleting (or
@@ -16,3 +16,4 @@ for user in "${NATS_USERS[@]}"; do
     printf 'export NATS_%s_PASSWORD=%s\n' "${user^^}" "$(ensure_secret "nats-$user")"
 done
 printf 'export WEBHOOK_SECRET=%s\n' "$(webhook_secret)"
+printf 'export GRAFANA_ADMIN_PASSWORD=%s\n' "$(ensure_secret grafana-admin)"

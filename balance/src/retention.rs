@@ -1,8 +1,11 @@
 //! The ledger's retention. A ledger row is a saga step's idempotency key
 //! and what its compensation undoes, so it goes only once past the
-//! retention *and* its saga is final: order-svc, which owns the sagas, is
-//! asked which of the old rows' sagas are not (`order.unfinished_sagas`);
-//! when it cannot say, nothing is purged.
+//! retention *and* its saga is gone: order-svc, which owns the sagas and
+//! purges a final one the retention after its completion, is asked which
+//! of the old rows' sagas it still keeps (`order.unfinished_sagas`); when
+//! it cannot say, nothing is purged. (Waiting for the saga to be merely
+//! final is not enough: a checkout accepted long ago may complete now,
+//! with a duplicate step command still on its way.)
 
 use std::time::Duration;
 
@@ -27,7 +30,8 @@ pub fn ledger(table: &'static str) -> Table {
     }
 }
 
-/// Deletes the ledger rows past `retention` whose saga is final.
+/// Deletes the ledger rows past `retention` whose saga order-svc no longer
+/// keeps.
 pub async fn purge(
     pool: &Pool,
     ledger: &Table,

@@ -212,9 +212,11 @@ pub mod order {
     endpoint!(BatchInit => BatchInitDone, "order", "batch_init", idempotent: false,
               min_timeout: BATCH_INIT_TIMEOUT, cancellable);
 
-    /// Which of these sagas are not final yet (queued, running or
-    /// compensating). stock-svc and payment-svc ask before purging old
-    /// ledger rows: a row of an unfinished saga stays, whatever its age. At
+    /// Which of these sagas order-svc still keeps: not final yet, or final
+    /// but not yet past the retention counted from its completion.
+    /// stock-svc and payment-svc ask before purging old ledger rows: a row
+    /// of a saga still kept stays, whatever its age (a checkout completed
+    /// just now after a long outage may still see a duplicate step). At
     /// most [`crate::retention::ASK_CHUNK`] IDs per request.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct UnfinishedSagas {

@@ -1,13 +1,16 @@
-//! Bounded tables: rows keyed by a request or saga ID (a UUIDv7, whose
-//! first 48 bits are its creation time in milliseconds) are deleted once
-//! older than a retention period, walking the primary key index, so no
-//! extra index is maintained on the hot path.
+//! Bounded tables: rows are deleted once older than a retention period,
+//! aged by their key (a UUIDv7, whose first 48 bits are its creation time
+//! in milliseconds; the purge walks the primary key index) or by a
+//! timestamp column (the purge walks that column's index).
 //!
 //! The retention must be far longer than any redelivery or re-publish can
-//! come late (JetStream redelivers within seconds to minutes; the sweeper
-//! gives up re-publishing never, but a record stays pending and is never
-//! purged): the rows purged here are the idempotency keys of work that is
-//! long over.
+//! come late *after the work is over* (JetStream redelivers within seconds
+//! to minutes; the sweeper gives up re-publishing never, but a record stays
+//! pending and is never purged): the rows purged here are the idempotency
+//! keys of work that is long over. So a row that marks work as done (a
+//! final saga, a final request record) is aged from its completion, not
+//! from its key: work accepted long ago may have completed a moment ago
+//! (after an outage), with duplicates still on their way.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,8 +42,9 @@ pub enum Age {
     /// The key is a UUIDv7, whose time is the row's creation: no other
     /// index is needed.
     V7Key,
-    /// A timestamp column, for small tables without a UUIDv7 key (it is
-    /// read by a scan, so keep such tables small).
+    /// A timestamp column (e.g. `completed_at`). The purge walks it in
+    /// order, so give the table an index on it (a partial one `WHERE
+    /// column IS NOT NULL` serves) unless the table stays small.
     Column(&'static str),
     /// A column holding each row's own expiry: the row goes once it is
     /// past, whatever the retention.
@@ -68,10 +72,15 @@ pub async fn purge(
             format!("{c} < now() - $1::float8 * interval '1 second'")
         }
     };
+    // Each chunk walks the index of what ages the row, oldest first.
+    let walk = match table.age {
+        Age::V7Key => table.key,
+        Age::Column(c) | Age::Expires(c) => c,
+    };
     let sql = format!(
         "DELETE FROM {name} WHERE {key} IN (
              SELECT {key} FROM {name} WHERE {older} AND ({only})
-             ORDER BY {key} LIMIT $2)",
+             ORDER BY {walk} LIMIT $2)",
         name = table.name,
         key = table.key,
         only = table.only,
@@ -101,8 +110,8 @@ pub async fn purge(
 pub enum PurgeError {
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
-    /// Whether the rows' work is final could not be learnt: keep them.
-    #[error("cannot tell which sagas are final")]
+    /// Whether the rows' work is over could not be learnt: keep them.
+    #[error("cannot tell which sagas are over")]
     Unknown(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
@@ -111,7 +120,8 @@ pub const ASK_CHUNK: i64 = 1_000;
 
 /// Like [`purge`], for a table keyed by UUIDv7 whose rows belong to a saga
 /// another service owns: of the rows past the retention, those whose saga
-/// `unfinished` names (not final yet, whatever its age) stay. When
+/// `unfinished` names (its owner still keeps it: not final yet, or final
+/// for less than the retention, whatever the row's age) stay. When
 /// `unfinished` fails, nothing more is purged this time.
 pub async fn purge_finished<F, Fut>(
     pool: &Pool,

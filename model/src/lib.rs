@@ -52,6 +52,15 @@ pub enum Fault {
     /// request. Breaks: [`EVERY_REQUEST_ENDS`] with
     /// [`Sweeper::LostPublishesOnly`].
     NoResendOnRedelivery,
+    /// With [`Retention::FromCompletion`]: retention as it was before it
+    /// counted from completion. Final sagas and records are aged from
+    /// their request ID (acceptance), so a checkout pending longer than
+    /// the retention has them purgeable the moment it completes, and a
+    /// ledger row goes once its saga is final (or gone). Breaks:
+    /// [`NO_EFFECT_TWICE`], [`CONSERVATION`] and
+    /// [`TOLD_FAILED_CHANGED_NOTHING`] (a duplicate step or a re-publish
+    /// comes after the purge).
+    RetainFromAcceptance,
 }
 
 /// What the sweeper re-publishes, beyond [`Config::sweeps`].
@@ -81,14 +90,15 @@ pub enum Retention {
     /// about it is in flight or waiting to be published, and its saga (if
     /// any) is final.
     WhenQuiet,
-    /// What the code does: a row's age counts from its key, the UUIDv7 of
-    /// the request, i.e. from acceptance; a ledger row goes only once
-    /// order-svc says its saga is final or gone. A request that stays
-    /// pending longer than the retention (an outage of order-svc or NATS
-    /// longer than `RETENTION_HOURS`) has rows that are already "old" the
-    /// moment they are written: in the model, a final saga, the ledger rows
-    /// of a final or purged saga, and a final record may go at any time.
-    FromAcceptance,
+    /// What the code does: a final saga and a final record are aged from
+    /// their `completed_at`; the retention is far longer than anything
+    /// comes late after completion, so in the model they go once quiet
+    /// (as [`Retention::WhenQuiet`]). A ledger row is aged from its key,
+    /// the request's UUIDv7, i.e. from acceptance: a request pending longer
+    /// than the retention (an outage) has ledger rows that are "old" the
+    /// moment they are written, so in the model one goes at any time once
+    /// order-svc no longer keeps its saga (purged).
+    FromCompletion,
 }
 
 /// The bounds and the variant of one check.

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run -p model -- orders=2 checkouts=2 crashes=1 duplicates=1 sweeps=1 \
-//!     retention=never|quiet|acceptance sweeper=heals|lost fault=none|ack-before-commit|...
+//!     retention=never|quiet|completion sweeper=heals|lost fault=none|ack-before-commit|...
 //! ```
 //! `make model` runs the larger bound.
 
@@ -45,8 +45,8 @@ fn set(c: &mut Config, arg: &str) -> Result<(), String> {
             c.retention = match value {
                 "never" => Retention::Never,
                 "quiet" => Retention::WhenQuiet,
-                "acceptance" => Retention::FromAcceptance,
-                _ => return Err("never, quiet or acceptance".into()),
+                "completion" => Retention::FromCompletion,
+                _ => return Err("never, quiet or completion".into()),
             }
         }
         "sweeper" => {
@@ -67,6 +67,7 @@ fn set(c: &mut Config, arg: &str) -> Result<(), String> {
                 "answer-before-finalise" => Fault::AnswerBeforeFinalise,
                 "newest-queued-first" => Fault::NewestQueuedFirst,
                 "no-resend" => Fault::NoResendOnRedelivery,
+                "retain-from-acceptance" => Fault::RetainFromAcceptance,
                 _ => return Err("unknown fault".into()),
             }
         }

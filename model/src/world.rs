@@ -313,7 +313,9 @@ impl State {
     }
 
     fn purges(&self, config: &Config, actions: &mut Vec<Action>) {
-        let any_time = config.retention == Retention::FromAcceptance;
+        let from_completion = config.retention == Retention::FromCompletion;
+        // The fault: final sagas and records aged from acceptance.
+        let any_time = from_completion && config.fault == Fault::RetainFromAcceptance;
         if config.retention == Retention::Never && config.fault != Fault::PurgeRunningLedger {
             return;
         }
@@ -325,10 +327,13 @@ impl State {
         for (s, b) in self.balances.iter().enumerate() {
             for r in b.ledger.keys() {
                 // balance/src/retention.rs asks order-svc: a row goes only
-                // once its saga is final (or gone).
-                let running = self.sagas.get(r).is_some_and(|g| !g.state.is_final());
+                // once its saga is gone (under the fault: final or gone).
+                let saga = self.sagas.get(r);
+                let running = saga.is_some_and(|g| !g.state.is_final());
                 let broken = config.fault == Fault::PurgeRunningLedger && running;
-                if (any_time && !running) || broken || self.quiet(*r) {
+                let over = if any_time { !running } else { saga.is_none() };
+                let when_quiet = config.retention == Retention::WhenQuiet && self.quiet(*r);
+                if (from_completion && over) || broken || when_quiet {
                     actions.push(Action::PurgeLedger(s, *r));
                 }
             }

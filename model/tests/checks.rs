@@ -74,6 +74,28 @@ fn retention_once_nothing_can_come_late() {
     });
 }
 
+/// Retention as the code does it (finding 2 of model/README.md, fixed):
+/// final sagas and records aged from their completion, ledger rows going
+/// once their saga is gone. Holds with a checkout completing after a
+/// re-publish (its rows old by key), a duplicate, and a crash.
+#[test]
+fn retention_from_completion() {
+    holds(Config {
+        stock: 2,
+        credit: 4,
+        retention: Retention::FromCompletion,
+        ..bound(1, 1, 0, 1, 1)
+    });
+    holds(Config {
+        retention: Retention::FromCompletion,
+        ..bound(2, 2, 0, 0, 1)
+    });
+    holds(Config {
+        retention: Retention::FromCompletion,
+        ..bound(1, 2, 1, 1, 1)
+    });
+}
+
 // --- the broken variants: each property bites ---
 
 #[test]
@@ -121,6 +143,30 @@ fn purging_a_running_sagas_ledger_row_breaks_conservation() {
         bound(2, 2, 0, 0, 0).with_fault(Fault::PurgeRunningLedger),
         CONSERVATION,
     );
+}
+
+/// Retention aged from the request ID (acceptance), as it was: a checkout
+/// that completes more than `RETENTION_HOURS` after it was accepted has its
+/// final saga (and then its ledger rows, the saga being final or gone)
+/// purgeable at once, while a duplicate step command or a sweeper's
+/// re-publish of its still-pending record may come later.
+#[test]
+fn retaining_from_acceptance_applies_a_debit_twice() {
+    let one = Config {
+        stock: 2,
+        credit: 4,
+        retention: Retention::FromCompletion,
+        ..bound(1, 1, 0, 0, 1)
+    }
+    .with_fault(Fault::RetainFromAcceptance);
+    fails(one, NO_EFFECT_TWICE);
+    fails(one, CONSERVATION);
+    let two = Config {
+        retention: Retention::FromCompletion,
+        ..bound(2, 2, 0, 0, 1)
+    }
+    .with_fault(Fault::RetainFromAcceptance);
+    fails(two, TOLD_FAILED_CHANGED_NOTHING);
 }
 
 #[test]
@@ -202,33 +248,6 @@ fn a_redelivered_step_result_resends_what_a_crash_lost() {
 }
 
 // --- findings in today's protocol (see model/README.md) ---
-
-/// Retention ages rows from their request ID (acceptance). A checkout
-/// that completes more than `RETENTION_HOURS` after it was accepted has its
-/// final saga (and then its ledger rows, the saga being final or gone)
-/// purgeable at once, while a duplicate step command or a sweeper's
-/// re-publish of its still-pending record may come later.
-#[test]
-fn finding_retention_counts_from_acceptance() {
-    let one = Config {
-        stock: 2,
-        credit: 4,
-        retention: Retention::FromAcceptance,
-        ..bound(1, 1, 0, 0, 1)
-    };
-    fails(one, NO_EFFECT_TWICE);
-    fails(one, CONSERVATION);
-    let two = Config {
-        retention: Retention::FromAcceptance,
-        ..bound(2, 2, 0, 0, 1)
-    };
-    fails(two, TOLD_FAILED_CHANGED_NOTHING);
-    // Without a late re-publish or duplicate, today's retention holds.
-    holds(Config {
-        retention: Retention::FromAcceptance,
-        ..bound(2, 2, 0, 0, 0)
-    });
-}
 
 /// The queue is served in request-ID order (acceptance at the api), not in
 /// the order checkouts reached order-svc.

@@ -65,8 +65,8 @@ pub async fn batch_init(
     })
 }
 
-/// The sagas among `req.saga_ids` that are not final (for the ledgers'
-/// retention in stock-svc and payment-svc).
+/// The sagas among `req.saga_ids` that order-svc still keeps, final or not
+/// (for the ledgers' retention in stock-svc and payment-svc).
 pub async fn unfinished_sagas(store: Store, req: UnfinishedSagas) -> Result<Unfinished, Rejection> {
     if req.saga_ids.len() > common::retention::ASK_CHUNK as usize {
         return Err(Rejection::invalid(format!(
@@ -75,6 +75,6 @@ pub async fn unfinished_sagas(store: Store, req: UnfinishedSagas) -> Result<Unfi
         )));
     }
     Ok(Unfinished {
-        saga_ids: store.unfinished(&req.saga_ids).await?,
+        saga_ids: store.kept(&req.saga_ids).await?,
     })
 }

@@ -23,15 +23,18 @@ pub fn migrations() -> refinery::Runner {
 /// transaction.
 pub const MAX_MESSAGES: usize = 64;
 
-/// What order-svc keeps for `RETENTION_HOURS` only: finished sagas (long
-/// enough that no redelivered checkout can come after its saga is gone) and
-/// dead letters (an operator reads them within that time or not at all).
+/// What order-svc keeps for `RETENTION_HOURS` only: final sagas, aged from
+/// their completion (long enough that no redelivered checkout or step can
+/// come after its saga is gone, even when the checkout completed long
+/// after its acceptance), and dead letters (an operator reads them within
+/// that time or not at all).
 pub const RETAINED: [common::retention::Table; 2] = [
     common::retention::Table {
         name: "sagas",
         key: "id",
         only: "state IN ('succeeded', 'failed')",
-        age: common::retention::Age::V7Key,
+        // Walks `sagas_by_completion` (sql/order/V6).
+        age: common::retention::Age::Column("completed_at"),
     },
     common::retention::Table {
         name: "dead_letters",

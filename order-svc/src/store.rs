@@ -62,17 +62,14 @@ impl Store {
         load(&conn, id).await
     }
 
-    /// Which of `ids` are sagas not final yet. A saga not found is final:
-    /// only final sagas are ever purged, and a saga exists before any of
+    /// Which of `ids` are sagas order-svc still keeps, final or not. A saga
+    /// not found is long over: only final sagas are ever purged (the
+    /// retention after their completion), and a saga exists before any of
     /// its steps is sent.
-    pub async fn unfinished(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, OrderError> {
+    pub async fn kept(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, OrderError> {
         let conn = common::db::get(&self.pool).await?;
-        let rows = common::db::query(
-            &conn,
-            "SELECT id FROM sagas WHERE id = ANY($1) AND state NOT IN ('succeeded', 'failed')",
-            &[&ids],
-        )
-        .await?;
+        let rows =
+            common::db::query(&conn, "SELECT id FROM sagas WHERE id = ANY($1)", &[&ids]).await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 

@@ -1,7 +1,9 @@
-//! Bounded tables: the purge deletes finished sagas, their ledger rows and
-//! dead letters past the retention, and idempotency keys past their expiry;
-//! it keeps younger rows, and sagas still running and their ledger rows,
-//! whatever their age.
+//! Bounded tables: the purge deletes final sagas and request records that
+//! completed longer than the retention ago, the ledger rows of sagas
+//! purged, dead letters past the retention, and idempotency keys past their
+//! expiry; it keeps younger rows, sagas still running, final sagas and
+//! records that completed recently however old their ID (a checkout that
+//! completed after a long outage), and their ledger rows.
 
 use std::time::{Duration, SystemTime};
 
@@ -19,18 +21,22 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
     let sys = System::builder().in_process().start().await;
     let db = sys.db(Binary::Order);
     let client = db.client().await;
-    let (old_done, old_running, young_done) = (
+    // late_done: accepted 198 hours ago, completed just now (an outage):
+    // old by its ID, young by its completion.
+    let (old_done, old_running, late_done, young_done) = (
         v7_floor(hours_ago(200)),
         v7_floor(hours_ago(199)),
+        v7_floor(hours_ago(198)),
         uuid::Uuid::now_v7(),
     );
     client
         .execute(
-            "INSERT INTO sagas (id, order_id, state, completed_at) VALUES
-                 ($1, 'o1', 'succeeded', now()),
-                 ($2, 'o2', 'running', NULL),
-                 ($3, 'o3', 'succeeded', now())",
-            &[&old_done, &old_running, &young_done],
+            "INSERT INTO sagas (id, order_id, state, reason, completed_at) VALUES
+                 ($1, 'o1', 'succeeded', NULL, now() - interval '170 hours'),
+                 ($2, 'o2', 'running', NULL, NULL),
+                 ($3, 'o3', 'failed', 'insufficient_stock', now() - interval '1 minute'),
+                 ($4, 'o4', 'succeeded', NULL, now())",
+            &[&old_done, &old_running, &late_done, &young_done],
         )
         .await
         .expect("sagas inserted");
@@ -64,7 +70,11 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(left, vec![old_running, young_done], "a running saga stays");
+    assert_eq!(
+        left,
+        vec![old_running, late_done, young_done],
+        "a running saga and one completed recently stay"
+    );
     let letters: i64 = client
         .query_one(
             "SELECT count(*) FROM dead_letters WHERE received_at > now() - interval '1 hour'",
@@ -76,9 +86,10 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
     assert_eq!(letters, 1, "the young dead letter stays");
     drop(pool);
 
-    // Ledger rows go with their saga: an old row whose saga is final (or
-    // purged) goes, an old row of a running saga stays, whatever its age
-    // (order-svc is asked which sagas are not final).
+    // Ledger rows go with their saga: an old row whose saga is gone goes;
+    // an old row of a saga still kept (running, or final but completed
+    // recently) stays, whatever its age (order-svc is asked which sagas it
+    // still keeps).
     let old_gone = v7_floor(hours_ago(201));
     let nats = testkit::nats_admin(&testkit::nats_url()).await;
     let order = common::rpc::RpcClient::new(
@@ -96,9 +107,10 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
             .execute(
                 &format!(
                     "INSERT INTO {ledger} (saga_id, lines, outcome) VALUES
-                         ($1, '[]', 'done'), ($2, '[]', 'done'), ($3, '[]', 'done'), ($4, '[]', 'done')"
+                         ($1, '[]', 'done'), ($2, '[]', 'done'), ($3, '[]', 'done'),
+                         ($4, '[]', 'done'), ($5, '[]', 'done')"
                 ),
-                &[&old_gone, &old_done, &old_running, &young_done],
+                &[&old_gone, &old_done, &old_running, &late_done, &young_done],
             )
             .await
             .expect("ledger rows inserted");
@@ -107,7 +119,7 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
         let purged = balance::retention::purge(&pool, &table, RETENTION, &order)
             .await
             .expect("purge");
-        assert_eq!(purged, 2, "{ledger}: the old rows of final sagas");
+        assert_eq!(purged, 2, "{ledger}: the old rows of purged sagas");
         let left: Vec<uuid::Uuid> = client
             .query(
                 &format!("SELECT saga_id FROM {ledger} ORDER BY saga_id"),
@@ -120,15 +132,49 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
             .collect();
         assert_eq!(
             left,
-            vec![old_running, young_done],
-            "{ledger}: a running saga's row stays"
+            vec![old_running, late_done, young_done],
+            "{ledger}: the rows of a running saga and of one completed recently stay"
         );
         drop(pool);
     }
 
-    // Idempotency keys go once past their own expiry, whatever the retention.
+    // Request records: a final one goes once it completed longer than the
+    // retention ago, whatever its ID; a pending one never goes.
     let api_db = sys.db(Binary::Api);
     let api = api_db.client().await;
+    let (old_final, late_final, old_pending) = (
+        v7_floor(hours_ago(200)),
+        v7_floor(hours_ago(199)),
+        v7_floor(hours_ago(198)),
+    );
+    api.execute(
+        "INSERT INTO requests (id, order_id, status, reason, completed_at, next_publish_at) VALUES
+             ($1, 'o1', 'succeeded', NULL, now() - interval '170 hours', now()),
+             ($2, 'o2', 'failed', 'insufficient_stock', now() - interval '1 minute', now()),
+             ($3, 'o3', 'pending', NULL, NULL, now())",
+        &[&old_final, &late_final, &old_pending],
+    )
+    .await
+    .expect("records inserted");
+    let pool = common::db::pool(&api_db.url, 2).expect("pool");
+    let records = api::requests::RETAINED;
+    assert_eq!(purge(&pool, &records, RETENTION).await.expect("purge"), 1);
+    assert_eq!(purge(&pool, &records, RETENTION).await.expect("purge"), 0);
+    let left: Vec<uuid::Uuid> = api
+        .query("SELECT id FROM requests ORDER BY id", &[])
+        .await
+        .expect("records")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        left,
+        vec![late_final, old_pending],
+        "a record completed recently and a pending one stay"
+    );
+    drop(pool);
+
+    // Idempotency keys go once past their own expiry, whatever the retention.
     api.batch_execute(
         "INSERT INTO idempotency_keys (key, fingerprint, locked_until, expires_at) VALUES
              ('gone', '\\x00', now(), now() - interval '1 second'),

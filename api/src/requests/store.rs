@@ -138,12 +138,14 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
     Ok(rows.iter().map(from_joined_row).collect())
 }
 
-/// Final records, with no webhook delivery still to make, are purged after
-/// the retention period (`RETENTION_HOURS`).
+/// Final records, with no webhook delivery still to make, are purged once
+/// they completed longer than the retention period (`RETENTION_HOURS`) ago;
+/// a pending record never is (the sweeper keeps re-publishing it).
 pub const RETAINED: common::retention::Table = common::retention::Table {
     name: "requests",
     key: "id",
-    age: common::retention::Age::V7Key,
+    // Walks `requests_by_completion` (sql/api/V4).
+    age: common::retention::Age::Column("completed_at"),
     only: "status <> 'pending' AND NOT EXISTS (SELECT 1 FROM webhooks w
            WHERE w.request_id = requests.id AND w.status IN ('waiting', 'pending'))",
 };
