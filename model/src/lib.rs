@@ -45,6 +45,13 @@ pub enum Fault {
     /// The next queued checkout is the newest, not the oldest. Breaks:
     /// [`QUEUE_IN_ORDER`].
     NewestQueuedFirst,
+    /// A step result its saga already recorded re-sends nothing (order-svc
+    /// before the resend): a crash between the commit that moved the saga
+    /// and its publishes loses the compensation, the outcome or the next
+    /// queued checkout's commands until the sweeper re-publishes the
+    /// request. Breaks: [`EVERY_REQUEST_ENDS`] with
+    /// [`Sweeper::LostPublishesOnly`].
+    NoResendOnRedelivery,
     /// With [`Retention::FromCompletion`]: retention as it was before it
     /// counted from completion. Final sagas and records are aged from
     /// their request ID (acceptance), so a checkout pending longer than
@@ -117,10 +124,6 @@ pub struct Config {
     pub sweeps: u8,
     /// Whether the sweeper's periodic re-publish heals a stuck record.
     pub sweeper: Sweeper,
-    /// The fix proposed for the gap [`Sweeper::LostPublishesOnly`] finds in
-    /// today's protocol (not today's code): a redelivered step result
-    /// re-sends what every started saga of its order still needs.
-    pub resend_on_redelivery: bool,
     pub retention: Retention,
     pub fault: Fault,
 }
@@ -139,7 +142,6 @@ impl Config {
         duplicates: 1,
         sweeps: 1,
         sweeper: Sweeper::Heals,
-        resend_on_redelivery: false,
         retention: Retention::Never,
         fault: Fault::None,
     };

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run -p model -- orders=2 checkouts=2 crashes=1 duplicates=1 sweeps=1 \
-//!     retention=never|quiet|completion sweeper=heals|lost resend=false|true fault=none|ack-before-commit|...
+//!     retention=never|quiet|completion sweeper=heals|lost fault=none|ack-before-commit|...
 //! ```
 //! `make model` runs the larger bound.
 
@@ -56,7 +56,6 @@ fn set(c: &mut Config, arg: &str) -> Result<(), String> {
                 _ => return Err("heals or lost".into()),
             }
         }
-        "resend" => c.resend_on_redelivery = value == "true",
         "fault" => {
             c.fault = match value {
                 "none" => Fault::None,
@@ -67,6 +66,7 @@ fn set(c: &mut Config, arg: &str) -> Result<(), String> {
                 "ignore-checkout-in-flight" => Fault::IgnoreCheckoutInFlight,
                 "answer-before-finalise" => Fault::AnswerBeforeFinalise,
                 "newest-queued-first" => Fault::NewestQueuedFirst,
+                "no-resend" => Fault::NoResendOnRedelivery,
                 "retain-from-acceptance" => Fault::RetainFromAcceptance,
                 _ => return Err("unknown fault".into()),
             }

@@ -150,6 +150,9 @@ pub struct State {
     // order-svc: durable sagas and orders.
     pub sagas: BTreeMap<Req, Saga>,
     pub orders: Vec<Order>,
+    /// Queued sagas ended as already paid → the saga whose end ended them:
+    /// the sagas' `completed_at`, shared by those one transaction finished.
+    pub finished_with: BTreeMap<Req, Req>,
     // stock-svc (0) and payment-svc (1).
     pub balances: [Balance; 2],
     /// JetStream: un-acknowledged messages and their copies.
@@ -240,6 +243,7 @@ impl State {
                 };
                 orders
             ],
+            finished_with: BTreeMap::new(),
             balances: [account(config.stock), account(config.credit)],
             network: BTreeMap::new(),
             crashes: config.crashes,
@@ -523,16 +527,8 @@ impl State {
         };
         let was_running = saga.state == SagaState::Running;
         if !saga.record(step, outcome) {
-            if config.resend_on_redelivery && saga.state != SagaState::Running {
-                // The proposed fix: the transaction that first recorded this
-                // result may have committed without its messages going out.
-                let order = saga.order_id.clone();
-                return self
-                    .sagas
-                    .values()
-                    .filter(|s| s.order_id == order && s.state != SagaState::Queued)
-                    .flat_map(|s| messages(s.outgoing()))
-                    .collect();
+            if saga.resends_on_repeat() && config.fault != Fault::NoResendOnRedelivery {
+                return self.resend(r);
             }
             return Vec::new();
         }
@@ -562,15 +558,35 @@ impl State {
                 row.paid |= saga.state == SagaState::Succeeded;
                 row.checkout_saga = None;
             }
-            out.extend(self.next_in_queue(config, o));
+            out.extend(self.next_in_queue(config, o, r));
         }
         out
+    }
+
+    /// order-svc `store::resend_candidates` for one redelivered result of
+    /// saga `r` (compensating or final): `r` itself, the saga holding its
+    /// order (running or compensating), and the sagas finished in the same
+    /// transaction as `r` (same `completed_at`), each one's `outgoing()`.
+    fn resend(&self, r: Req) -> Vec<Msg> {
+        let Some(saga) = self.sagas.get(&r) else {
+            return Vec::new();
+        };
+        self.sagas
+            .iter()
+            .filter(|(q, s)| {
+                s.order_id == saga.order_id
+                    && (**q == r
+                        || matches!(s.state, SagaState::Running | SagaState::Compensating)
+                        || self.finished_with.get(q) == Some(&r))
+            })
+            .flat_map(|(_, s)| messages(s.outgoing()))
+            .collect()
     }
 
     /// order-svc `store::next_in_queue` for one order: queued sagas in ID
     /// order (`ORDER BY order_id, id`); on a paid order all finish, on a
     /// free one the first starts (`set_checkout_sagas` takes the order).
-    fn next_in_queue(&mut self, config: &Config, o: usize) -> Vec<Msg> {
+    fn next_in_queue(&mut self, config: &Config, o: usize, ended: Req) -> Vec<Msg> {
         let mut queued: Vec<Req> = self
             .sagas
             .iter()
@@ -586,6 +602,7 @@ impl State {
                 if let Some(saga) = self.sagas.get_mut(&r) {
                     saga.finish_queued_as_paid();
                     out.extend(messages(saga.outgoing()));
+                    self.finished_with.insert(r, ended);
                 }
             }
         } else if self.orders[o].checkout_saga.is_none() {

@@ -209,6 +209,18 @@ impl Saga {
         slot_was_empty
     }
 
+    /// Whether a step result this saga already had (`record` returned
+    /// false) calls for re-sending what the saga caused: once it moved past
+    /// running, the batch that first recorded the result committed that
+    /// move and may have died before publishing it. A running saga sent
+    /// nothing on its first result; a queued one never had a step.
+    pub fn resends_on_repeat(&self) -> bool {
+        matches!(
+            self.state,
+            State::Compensating | State::Succeeded | State::Failed
+        )
+    }
+
     fn needs_release(&self) -> bool {
         self.reserve == Some(StepOutcome::Done) && !self.released
     }
@@ -310,6 +322,26 @@ mod tests {
             [Outgoing::Outcome(o)] => o.clone(),
             other => panic!("expected the outcome, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_repeated_result_resends_only_past_running() {
+        let mut s = saga();
+        assert!(s.record(Step::Reserve, Done));
+        assert!(!s.record(Step::Reserve, Done));
+        assert!(!s.resends_on_repeat(), "running: nothing was sent");
+        assert!(s.record(Step::Charge, Insufficient));
+        assert_eq!(s.state, State::Compensating);
+        assert!(!s.record(Step::Charge, Insufficient));
+        assert!(s.resends_on_repeat(), "compensating: the release again");
+        assert_eq!(steps(&s.outgoing()), vec![Step::Release]);
+        assert!(s.record(Step::Release, Done));
+        assert!(!s.record(Step::Release, Done));
+        assert!(s.resends_on_repeat(), "failed: the outcome again");
+        assert!(!outcome(&s).succeeded);
+        let mut q = Saga::queued(Uuid::from_u128(2), "o");
+        assert!(!q.record(Step::Reserve, Done));
+        assert!(!q.resends_on_repeat(), "queued: no step was asked");
     }
 
     #[test]

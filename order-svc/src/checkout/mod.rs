@@ -9,6 +9,9 @@
 //!
 //! Each batch is one transaction; what it causes is published (one message
 //! per destination, acked by JetStream) before the batch is acknowledged.
+//! A step result a saga already had re-sends what the saga's move caused:
+//! the batch that first recorded it may have died between its commit and
+//! its publishes (see `store::resend_candidates`).
 //! A checkout the batch cannot apply because of its data (an order whose
 //! quantities overflow) is rejected on its own: its saga ends `failed`
 //! (`invalid_order`) and the outcome goes to `api` like any other; a step
@@ -35,7 +38,7 @@ use crate::saga::{admit, Admission, OrderState, Outgoing, Saga, State};
 mod store;
 use store::{
     dead_letter, finish_orders, insert_rejected_saga, insert_sagas, load_orders, load_sagas,
-    next_in_queue, set_checkout_sagas, update_sagas,
+    next_in_queue, resend_candidates, set_checkout_sagas, update_sagas,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -220,12 +223,19 @@ impl Checkout {
         // changes nothing).
         let mut advanced_ids: BTreeSet<Uuid> = BTreeSet::new();
         let mut unknown: Vec<&StepResult> = Vec::new();
+        // Sagas past running that got a result they already had: the batch
+        // that first recorded it may have committed and died before
+        // publishing what it caused, so that is sent again below.
+        let mut redelivered: BTreeSet<Uuid> = BTreeSet::new();
         for result in results {
             let Some(saga) = sagas.get_mut(&result.saga_id) else {
                 unknown.push(result);
                 continue;
             };
             let new = saga.record(result.step, result.outcome);
+            if !new && saga.resends_on_repeat() {
+                redelivered.insert(result.saga_id);
+            }
             if new {
                 advanced_ids.insert(result.saga_id);
                 if let Some(started) = saga.created_at {
@@ -274,6 +284,29 @@ impl Checkout {
         update_sagas(&tx, &advanced, &started).await?;
         // Queued sagas that started here take their order.
         set_checkout_sagas(&tx, started.iter()).await?;
+        if !redelivered.is_empty() {
+            // Read after this batch's own writes; what it already sends for
+            // a saga is not sent twice.
+            let sent: BTreeSet<Uuid> = advanced
+                .iter()
+                .filter(|s| s.state != State::Running)
+                .chain(&started)
+                .map(|s| s.id)
+                .collect();
+            let ids: Vec<Uuid> = redelivered.into_iter().collect();
+            let again = resend_candidates(&tx, &ids).await?;
+            tracing::debug!(
+                results = ids.len(),
+                sagas = again.len(),
+                "redelivered step results; re-sending"
+            );
+            outgoing.extend(
+                again
+                    .iter()
+                    .filter(|s| !sent.contains(&s.id))
+                    .flat_map(Saga::outgoing),
+            );
+        }
         tx.commit().await?;
         drop(timer);
         self.publish(outgoing, stop).await

@@ -266,6 +266,36 @@ pub(super) async fn next_in_queue(
     Ok(next)
 }
 
+/// What a redelivered step result of these (compensating or final) sagas
+/// may have to send again, the batch that first recorded it having died
+/// between its commit and its publishes: each saga itself; the saga now
+/// holding its order (running or compensating: e.g. the queued checkout
+/// that batch started); and the sagas of its order that batch finished
+/// with it (queued ones ended as already paid, or failed with it), which
+/// share its `completed_at` (`now()`, the transaction's time). All of it
+/// is idempotent downstream (ledgers keyed by saga ID; `api` finalises only
+/// pending records). Uses `sagas_by_order`.
+pub(super) async fn resend_candidates(
+    tx: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<Vec<Saga>, CheckoutError> {
+    let rows = db::query(
+        tx,
+        &select_sagas(
+            SAGA_COLUMNS,
+            "WHERE id IN (
+                SELECT s.id FROM sagas AS r JOIN sagas AS s ON s.order_id = r.order_id
+                WHERE r.id = ANY($1)
+                  AND (s.id = r.id OR s.state IN ('running', 'compensating')
+                       OR s.completed_at = r.completed_at))
+             ORDER BY id",
+        ),
+        &[&ids],
+    )
+    .await?;
+    Ok(rows.iter().map(saga_from_row).collect())
+}
+
 /// Marks the orders of the sagas among `sagas` that run as having their
 /// checkout in flight.
 pub(super) async fn set_checkout_sagas<'a>(
