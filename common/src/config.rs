@@ -169,25 +169,9 @@ impl LogConfig {
     }
 }
 
-/// The NATS user a binary connects as (`NATS_USER`, `NATS_PASSWORD`): each
-/// service has its own, whose permissions (`nats/auth.conf`) cover only its
-/// own subjects.
-#[derive(Clone, PartialEq, Eq)]
-pub struct NatsAuth {
-    pub user: String,
-    pub password: String,
-}
+pub use crate::nats::NatsAuth;
 
-impl std::fmt::Debug for NatsAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the password: configurations end up in logs and panics.
-        f.debug_struct("NatsAuth")
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
+/// Read here, where every variable is: the type lives with the connection.
 impl NatsAuth {
     /// Both or neither: a user without a password (or the reverse) is a
     /// mistake, not a request for anonymous access.

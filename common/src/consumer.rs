@@ -47,15 +47,7 @@ use crate::jetstream::{self, Topology};
 
 mod isolate;
 
-/// Whether a failure is worth retrying as it is.
-pub trait Fault: std::fmt::Display {
-    /// True for faults outside the items (a database or NATS unreachable, a
-    /// serialization failure or deadlock): the same batch is retried in
-    /// place. False for faults in the items' data (a value out of range, a
-    /// violated constraint, a message too large to publish): the batch is
-    /// split until the failing item stands alone, and that item is rejected.
-    fn is_transient(&self) -> bool;
-}
+pub use crate::fault::Fault;
 
 /// A consumer's business logic: how to apply items, and how to give an item
 /// that cannot be applied its final outcome instead.

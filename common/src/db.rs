@@ -94,7 +94,7 @@ fn is_data_state(code: &SqlState) -> bool {
     matches!(code.code().get(..2), Some("22" | "23" | "54"))
 }
 
-impl crate::consumer::Fault for DbError {
+impl crate::fault::Fault for DbError {
     fn is_transient(&self) -> bool {
         DbError::is_transient(self)
     }

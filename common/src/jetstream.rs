@@ -100,7 +100,7 @@ impl JetStreamError {
     }
 }
 
-impl crate::consumer::Fault for JetStreamError {
+impl crate::fault::Fault for JetStreamError {
     fn is_transient(&self) -> bool {
         JetStreamError::is_transient(self)
     }

@@ -10,6 +10,7 @@ pub mod cancel;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod fault;
 pub mod jetstream;
 pub mod limits;
 pub mod messages;

@@ -8,7 +8,24 @@ use std::time::Duration;
 
 use backon::Retryable;
 
-use crate::config::NatsAuth;
+/// The NATS user a binary connects as (`NATS_USER`, `NATS_PASSWORD`): each
+/// service has its own, whose permissions (`nats/auth.conf`) cover only its
+/// own subjects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsAuth {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password: configurations end up in logs and panics.
+        f.debug_struct("NatsAuth")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {

@@ -42,7 +42,7 @@ impl NatsCluster {
     /// meta group formed).
     pub async fn start(n: usize) -> NatsCluster {
         assert!(n == 3, "nats/cluster/node.conf names three routes");
-        let dir = crate::system::workspace_root()
+        let dir = crate::workspace_root()
             .join("target/testkit-nats")
             .join(crate::unique_name());
         let nodes = (1..=n)
@@ -113,7 +113,7 @@ impl NatsCluster {
             .append(true)
             .open(&log_path)
             .expect("node log file");
-        let conf = crate::system::workspace_root().join("nats/cluster/node.conf");
+        let conf = crate::workspace_root().join("nats/cluster/node.conf");
         let mut cmd = Command::new(nats_server_bin());
         cmd.arg("-c")
             .arg(&conf)

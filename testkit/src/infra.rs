@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{free_port, system::workspace_root};
+use crate::{free_port, workspace_root};
 
 /// The servers of one test. Stop them with [`LocalInfra::shutdown`]; when
 /// dropped without it (a failed test), they are SIGKILLed and their data

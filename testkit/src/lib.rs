@@ -34,6 +34,14 @@ pub fn unique_name() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
+/// The repository's root (scripts, configs, the build's binaries).
+pub(crate) fn workspace_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default()
+}
+
 /// `NATS_URL`, defaulting to the project-local nats-server.
 pub fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| common::config::local_nats_url())

@@ -13,7 +13,7 @@ use common::config::NatsAuth;
 pub fn secrets_dir() -> PathBuf {
     std::env::var_os("CHECKOUT_SECRETS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::system::workspace_root().join(".local/secrets"))
+        .unwrap_or_else(|| crate::workspace_root().join(".local/secrets"))
 }
 
 /// The generated secret `name` (a file in [`secrets_dir`]), if there is one.

@@ -53,14 +53,7 @@ impl Binary {
 pub fn bin_dir() -> PathBuf {
     std::env::var_os("CHECKOUT_BIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/debug"))
-}
-
-pub(crate) fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
+        .unwrap_or_else(|| crate::workspace_root().join("target/debug"))
 }
 
 struct Proc {
@@ -149,7 +142,9 @@ impl SystemBuilder {
         .await
         .into_iter()
         .collect();
-        let log_dir = workspace_root().join("target/testkit-logs").join(&name);
+        let log_dir = crate::workspace_root()
+            .join("target/testkit-logs")
+            .join(&name);
         std::fs::create_dir_all(&log_dir).expect("log directory");
         let mut proxies = HashMap::new();
         for (binary, dep) in self.proxied {
