@@ -71,6 +71,15 @@ impl Client {
         self.send(self.raw().post(self.api.url(path))).await
     }
 
+    /// The body of `GET url` as text (`/metrics`, say); any status.
+    pub async fn text(&self, url: &str) -> String {
+        let resp = self.raw().get(url).send().await;
+        let resp = resp.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        resp.text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: body: {e}"))
+    }
+
     /// Sends a prepared request (for custom headers or bodies).
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
         // A GET may be sent again: after a test restarts a server on the

@@ -217,16 +217,7 @@ async fn concurrent_stock_and_payment_inits_leave_one_init() {
 async fn inits_handled(sys: &System, binary: Binary) -> u64 {
     let mut total = 0;
     for url in sys.urls(binary) {
-        let text = sys
-            .client
-            .raw()
-            .get(format!("{url}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
+        let text = sys.client.text(&format!("{url}/metrics")).await;
         total += text
             .lines()
             .filter(|l| {

@@ -183,15 +183,7 @@ async fn a_huge_publish_count_does_not_stop_the_sweep() {
     // The one still pending after 40 publishes shows in the parked gauge.
     let mut metrics = String::new();
     for _ in 0..100 {
-        metrics = c
-            .raw()
-            .get(format!("{}/metrics", c.base()))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
+        metrics = c.text(&format!("{}/metrics", c.base())).await;
         if metrics.contains("checkout_requests_parked 1") {
             break;
         }

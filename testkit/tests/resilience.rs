@@ -289,15 +289,7 @@ async fn a_full_stream_refuses_before_acceptance_and_loses_nothing() {
     assert!(refused.headers.contains_key("retry-after"), "{refused:?}");
     assert!(refused.body.get("request_id").is_none(), "nothing accepted");
     assert!(accepted.len() > 50, "only {} accepted", accepted.len());
-    let metrics = c
-        .raw()
-        .get(format!("{}/metrics", c.base()))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = c.text(&format!("{}/metrics", c.base())).await;
     assert!(
         metrics.contains("jetstream_stream_max_bytes{stream=\"ORDER\"} 65536"),
         "the backlog is exported"

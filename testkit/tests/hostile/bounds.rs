@@ -81,14 +81,7 @@ async fn huge_or_garbage_waits_are_clamped_never_5xx() {
 }
 
 async fn metrics(c: &testkit::Client) -> String {
-    c.raw()
-        .get(format!("{}/metrics", c.base()))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body")
+    c.text(&format!("{}/metrics", c.base())).await
 }
 
 #[tokio::test]
