@@ -555,59 +555,46 @@ service_db_url() {
     printf '%s://%s:%s@%s\n' "$scheme" "$2" "$(ensure_secret "pg-$2")" "$rest"
 }
 
-# schemathesis, the OpenAPI fuzzer of testkit/tests/schemathesis.rs: the version pinned here, in
-# its own virtualenv under $STATE/tools/schemathesis (reinstalled when the pin changes). Sets and
-# exports SCHEMATHESIS_BIN.
-SCHEMATHESIS_VERSION=4.32.5
-ensure_schemathesis_installed() {
-    local venv="$STATE/tools/schemathesis"
-    SCHEMATHESIS_BIN="$venv/bin/schemathesis"
-    if [[ -x "$SCHEMATHESIS_BIN" && "$(cat "$venv/.pinned" 2>/dev/null)" == "$SCHEMATHESIS_VERSION" ]]; then
-        export SCHEMATHESIS_BIN
+# ensure_pip_tool PACKAGE VERSION: a Python command-line tool pinned at VERSION, in its own
+# virtualenv under $STATE/tools/PACKAGE (reinstalled when the pin changes); prints the path of
+# its command (named like the package).
+ensure_pip_tool() {
+    local package="$1" version="$2" venv="$STATE/tools/$1"
+    local bin="$venv/bin/$package" pip_log="$STATE/$package-pip.log"
+    if [[ -x "$bin" && "$(cat "$venv/.pinned" 2>/dev/null)" == "$version" ]]; then
+        printf '%s\n' "$bin"
         return 0
     fi
     ensure_state_dirs
     mkdir -p "$STATE/tools"
     # Debian splits venv (and ensurepip) out of python3.
     if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-        apt_install python3 python3-venv
+        apt_install python3 python3-venv >&2
     fi
-    log "pip install schemathesis==$SCHEMATHESIS_VERSION (into $venv)"
+    log "pip install $package==$version (into $venv)"
     rm -rf "$venv"
-    python3 -m venv "$venv" >"$STATE/schemathesis-pip.log" 2>&1 &&
+    python3 -m venv "$venv" >"$pip_log" 2>&1 &&
         "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input \
-            "schemathesis==$SCHEMATHESIS_VERSION" >>"$STATE/schemathesis-pip.log" 2>&1 || {
-        show_log_tail "$STATE/schemathesis-pip.log"
+            "$package==$version" >>"$pip_log" 2>&1 || {
+        show_log_tail "$pip_log" >&2
         return 1
     }
-    printf '%s\n' "$SCHEMATHESIS_VERSION" >"$venv/.pinned"
+    printf '%s\n' "$version" >"$venv/.pinned"
+    printf '%s\n' "$bin"
+}
+
+# schemathesis, the OpenAPI fuzzer of testkit/tests/schemathesis.rs. Sets and exports
+# SCHEMATHESIS_BIN.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis_installed() {
+    SCHEMATHESIS_BIN="$(ensure_pip_tool schemathesis "$SCHEMATHESIS_VERSION")" || return 1
     export SCHEMATHESIS_BIN
 }
 
 # openapi-spec-validator, which api/tests/openapi.rs runs over api/openapi.json (a document that
-# is not valid OpenAPI breaks client generators): the version pinned here, in its own virtualenv
-# under $STATE/tools/openapi-spec-validator. Sets and exports OPENAPI_SPEC_VALIDATOR_BIN.
+# is not valid OpenAPI breaks client generators). Sets and exports OPENAPI_SPEC_VALIDATOR_BIN.
 OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
 ensure_openapi_spec_validator_installed() {
-    local venv="$STATE/tools/openapi-spec-validator"
-    OPENAPI_SPEC_VALIDATOR_BIN="$venv/bin/openapi-spec-validator"
-    if [[ -x "$OPENAPI_SPEC_VALIDATOR_BIN" && "$(cat "$venv/.pinned" 2>/dev/null)" == "$OPENAPI_SPEC_VALIDATOR_VERSION" ]]; then
-        export OPENAPI_SPEC_VALIDATOR_BIN
-        return 0
-    fi
-    ensure_state_dirs
-    mkdir -p "$STATE/tools"
-    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-        apt_install python3 python3-venv
-    fi
-    log "pip install openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION (into $venv)"
-    rm -rf "$venv"
-    python3 -m venv "$venv" >"$STATE/openapi-spec-validator-pip.log" 2>&1 &&
-        "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input \
-            "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION" >>"$STATE/openapi-spec-validator-pip.log" 2>&1 || {
-        show_log_tail "$STATE/openapi-spec-validator-pip.log"
-        return 1
-    }
-    printf '%s\n' "$OPENAPI_SPEC_VALIDATOR_VERSION" >"$venv/.pinned"
+    OPENAPI_SPEC_VALIDATOR_BIN="$(ensure_pip_tool openapi-spec-validator "$OPENAPI_SPEC_VALIDATOR_VERSION")" || return 1
     export OPENAPI_SPEC_VALIDATOR_BIN
 }
