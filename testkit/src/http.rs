@@ -13,6 +13,14 @@ pub struct Client {
 }
 
 /// Status and body (JSON, or `Value::Null` when the body is not JSON).
+/// What [`Client::one_unit_order`] made.
+#[derive(Debug, Clone)]
+pub struct OneUnitOrder {
+    pub user: String,
+    pub item: String,
+    pub order: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
@@ -141,9 +149,9 @@ impl Client {
         must(self.api.add_item(order, item, quantity).await)
     }
 
-    /// An order of one unit of a fresh item (`price`, `stock` units) by a
-    /// fresh user with `credit`.
-    pub async fn order_of_one(&self, credit: i64, price: i64, stock: i64) -> String {
+    /// A fresh user with `credit`, a fresh item (`price`, `stock` units) and
+    /// an order by that user of one unit of that item.
+    pub async fn one_unit_order(&self, credit: i64, price: i64, stock: i64) -> OneUnitOrder {
         let user = self.create_user(credit).await;
         let item = self.create_item(price).await;
         if stock > 0 {
@@ -151,7 +159,12 @@ impl Client {
         }
         let order = self.create_order(&user).await;
         self.add_item(&order, &item, 1).await;
-        order
+        OneUnitOrder { user, item, order }
+    }
+
+    /// [`Client::one_unit_order`]'s order alone.
+    pub async fn order_of_one(&self, credit: i64, price: i64, stock: i64) -> String {
+        self.one_unit_order(credit, price, stock).await.order
     }
 
     /// `POST /orders/checkout/{order}` with `Prefer: respond-async`.

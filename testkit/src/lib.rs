@@ -23,7 +23,7 @@ pub mod workload;
 
 pub use cluster::NatsCluster;
 pub use db::TestDb;
-pub use http::Client;
+pub use http::{Client, OneUnitOrder};
 pub use infra::{LocalInfra, Server};
 pub use probe::Probe;
 pub use secrets::{nats_admin, nats_auth};

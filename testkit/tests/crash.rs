@@ -78,24 +78,21 @@ async fn crash_during_workload(victim: Binary) {
     sys.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stock_svc_killed_mid_workload() {
-    crash_during_workload(Binary::Stock).await;
+/// One test per binary killed, so that each runs (and fails) on its own.
+macro_rules! killed_mid_workload {
+    ($($name:ident: $binary:expr,)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            crash_during_workload($binary).await;
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn order_svc_killed_mid_workload() {
-    crash_during_workload(Binary::Order).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn payment_svc_killed_mid_workload() {
-    crash_during_workload(Binary::Payment).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_killed_mid_workload() {
-    crash_during_workload(Binary::Api).await;
+killed_mid_workload! {
+    stock_svc_killed_mid_workload: Binary::Stock,
+    order_svc_killed_mid_workload: Binary::Order,
+    payment_svc_killed_mid_workload: Binary::Payment,
+    api_killed_mid_workload: Binary::Api,
 }
 
 /// `api` died after storing a record and before publishing it: the sweeper
@@ -108,11 +105,7 @@ async fn a_stored_but_unpublished_request_is_swept() {
         .start()
         .await;
     let c = &sys.client;
-    let user = c.create_user(5).await;
-    let item = c.create_item(5).await;
-    c.add_stock(&item, 1).await;
-    let order = c.create_order(&user).await;
-    c.add_item(&order, &item, 1).await;
+    let testkit::OneUnitOrder { user, item, order } = c.one_unit_order(5, 5, 1).await;
 
     // Exactly what api stores before publishing, and nothing else.
     let id = uuid::Uuid::now_v7();
@@ -143,11 +136,7 @@ async fn a_huge_publish_count_does_not_stop_the_sweep() {
         .start()
         .await;
     let c = &sys.client;
-    let user = c.create_user(5).await;
-    let item = c.create_item(5).await;
-    c.add_stock(&item, 1).await;
-    let order = c.create_order(&user).await;
-    c.add_item(&order, &item, 1).await;
+    let testkit::OneUnitOrder { user, order, .. } = c.one_unit_order(5, 5, 1).await;
 
     let (huge, normal, parked) = (
         uuid::Uuid::now_v7(),

@@ -78,11 +78,7 @@ async fn a_repeat_while_the_first_runs_is_409() {
         .start()
         .await;
     let c = sys.client.clone();
-    let user = c.create_user(10).await;
-    let item = c.create_item(1).await;
-    c.add_stock(&item, 1).await;
-    let order = c.create_order(&user).await;
-    c.add_item(&order, &item, 1).await;
+    let order = c.order_of_one(10, 1, 1).await;
     // Without stock-svc the first (synchronous) checkout keeps running.
     sys.kill(Binary::Stock).await;
     let send = || {

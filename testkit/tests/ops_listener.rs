@@ -46,14 +46,7 @@ async fn operations_move_to_their_own_listener() {
             200,
             "{name} ops /health"
         );
-        let metrics = http
-            .get(format!("{ops}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = sys.client.text(&format!("{ops}/metrics")).await;
         assert!(metrics.contains("build_info"), "{name}: {metrics:.200}");
     }
     // The API itself stays on the main listener.

@@ -12,6 +12,20 @@ use testkit::{Binary, System};
 
 const RETENTION: Duration = Duration::from_secs(168 * 3600);
 
+/// The first column of every row `sql` returns.
+async fn column<T>(client: &tokio_postgres::Client, sql: &str) -> Vec<T>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 fn hours_ago(h: u64) -> SystemTime {
     SystemTime::now() - Duration::from_secs(h * 3600)
 }
@@ -63,13 +77,7 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
         0
     );
 
-    let left: Vec<uuid::Uuid> = client
-        .query("SELECT id FROM sagas ORDER BY id", &[])
-        .await
-        .expect("sagas")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let left: Vec<uuid::Uuid> = column(&client, "SELECT id FROM sagas ORDER BY id").await;
     assert_eq!(
         left,
         vec![old_running, late_done, young_done],
@@ -120,16 +128,11 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
             .await
             .expect("purge");
         assert_eq!(purged, 2, "{ledger}: the old rows of purged sagas");
-        let left: Vec<uuid::Uuid> = client
-            .query(
-                &format!("SELECT saga_id FROM {ledger} ORDER BY saga_id"),
-                &[],
-            )
-            .await
-            .expect("ledger")
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let left: Vec<uuid::Uuid> = column(
+            &client,
+            &format!("SELECT saga_id FROM {ledger} ORDER BY saga_id"),
+        )
+        .await;
         assert_eq!(
             left,
             vec![old_running, late_done, young_done],
@@ -160,13 +163,7 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
     let records = api::requests::RETAINED;
     assert_eq!(purge(&pool, &records, RETENTION).await.expect("purge"), 1);
     assert_eq!(purge(&pool, &records, RETENTION).await.expect("purge"), 0);
-    let left: Vec<uuid::Uuid> = api
-        .query("SELECT id FROM requests ORDER BY id", &[])
-        .await
-        .expect("records")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let left: Vec<uuid::Uuid> = column(&api, "SELECT id FROM requests ORDER BY id").await;
     assert_eq!(
         left,
         vec![late_final, old_pending],
@@ -185,13 +182,7 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
     let pool = runtime::db::pool(&api_db.url, 2).expect("pool");
     let expired = api::idempotency::EXPIRED;
     assert_eq!(purge(&pool, &expired, RETENTION).await.expect("purge"), 1);
-    let keys: Vec<String> = api
-        .query("SELECT key FROM idempotency_keys", &[])
-        .await
-        .expect("keys")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let keys: Vec<String> = column(&api, "SELECT key FROM idempotency_keys").await;
     assert_eq!(keys, vec!["kept".to_owned()]);
     drop(pool);
     sys.shutdown().await;
