@@ -1,16 +1,16 @@
 //! A workload kind: how its subcommand runs, and how its result is shown (the envelope's
 //! status, the stdout table, the exit status, its section of the report, its overlay).
 //!
-//! Adding a kind: its subcommand in `cli`, one `impl Workload` in `kinds/`, and its entry in
-//! `kinds::ALL` (and the one line of `main` that runs it).
+//! Adding a kind: its module in `kinds/` (its arguments, its `impl Workload`, its driver), its
+//! subcommand in `cli`, its entry in `kinds::ALL` and the one line of `main` that runs it.
 
+use crate::load::{LoadSummary, WorkloadError};
 use crate::output::Rows;
 use crate::progress::Ui;
 use crate::report::files::Loaded;
-use crate::report::md::{Md, ReportError};
+use crate::report::md::{per_second, Md, ReportError};
 use crate::report::pgbench::Pgbenches;
 use crate::stats::SpectrumPoint;
-use crate::workload::WorkloadError;
 use api_client::Api;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -48,6 +48,16 @@ pub struct Overlay {
     pub spectrum: Vec<SpectrumPoint>,
     /// Completions per whole second of the window, at the middle of each second.
     pub throughput: Vec<(f64, f64)>,
+}
+
+impl Overlay {
+    /// A load run: the latency of every request, and its throughput.
+    pub fn of_load(l: &LoadSummary) -> Self {
+        Self {
+            spectrum: l.latency.spectrum.clone(),
+            throughput: per_second(l),
+        }
+    }
 }
 
 pub trait Workload: Sync + 'static {
@@ -145,17 +155,21 @@ fn typed<K: Workload>(l: &Loaded) -> Option<K::Result> {
     serde_json::from_value(l.env.result.clone()).ok()
 }
 
+/// The results of kind `K` among `loaded`, typed.
+pub fn runs<K: Workload>(loaded: &[Loaded]) -> Vec<(&Loaded, K::Result)> {
+    loaded
+        .iter()
+        .filter_map(|l| typed::<K>(l).map(|r| (l, r)))
+        .collect()
+}
+
 impl<K: Workload> Shown for Listed<K> {
     fn kind(&self) -> &'static str {
         K::KIND
     }
 
     fn report(&self, md: &mut Md, src: &Sources<'_>) -> Result<usize, ReportError> {
-        let runs: Vec<(&Loaded, K::Result)> = src
-            .loaded
-            .iter()
-            .filter_map(|l| typed::<K>(l).map(|r| (l, r)))
-            .collect();
+        let runs = runs::<K>(src.loaded);
         K::sections(md, src.dir, &runs, src.pg)?;
         Ok(runs.len())
     }

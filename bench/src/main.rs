@@ -2,8 +2,10 @@
 
 mod class;
 mod cli;
+mod duration;
 mod kind;
 mod kinds;
+mod load;
 mod output;
 mod plot;
 mod procs;
@@ -12,7 +14,6 @@ mod report;
 mod stats;
 mod verdict;
 mod webhook;
-mod workload;
 
 use clap::Parser;
 use cli::{Cli, Command};

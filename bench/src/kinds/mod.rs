@@ -1,4 +1,5 @@
-//! The workload kinds, one file each (see [`crate::kind::Workload`]).
+//! The workload kinds, one module each: its arguments, how it runs and how it is shown (see
+//! [`crate::kind::Workload`]).
 
 pub mod async_;
 pub mod ceiling;

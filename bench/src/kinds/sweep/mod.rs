@@ -1,13 +1,64 @@
-//! `sweep`: stress at rising levels, and the saturation point.
+//! `sweep`: stress at rising levels (`workload`), and the saturation point (`saturation`).
 
-use crate::cli::SweepArgs;
+mod saturation;
+mod workload;
+
+pub use workload::SweepResult;
+
+use crate::duration::parse_duration;
 use crate::kind::{Env, Workload};
+use crate::load::{InitArgs, WorkloadError};
 use crate::output::Rows;
 use crate::plot::{self, series};
 use crate::report::md::{svg_name, title, Md, ReportError};
-use crate::workload::sweep::SweepResult;
-use crate::workload::{self, WorkloadError};
+use clap::Args;
 use std::path::Path;
+use std::time::Duration;
+
+#[derive(Args, Debug, Clone)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub init: InitArgs,
+    /// Closed-loop client counts to try, in order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,2,4,8,16,32,64,128,256"
+    )]
+    pub clients_list: Vec<usize>,
+    /// Open-loop arrival rates to try instead (requests/s), e.g. 500,1000,2000,4000.
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Option<Vec<f64>>,
+    /// Measured duration of each step.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub step_duration: Duration,
+    /// Warm-up of each step.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Open loop: in-flight cap per step.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_in_flight: usize,
+    /// Operation weights (see `stress --mix`).
+    #[arg(long, default_value = "checkout=1")]
+    pub mix: String,
+    /// Closed loop: a step counts as still scaling if throughput grew by at least this fraction.
+    #[arg(long, default_value_t = 0.05)]
+    pub min_gain: f64,
+    /// Open loop: a step is sustained if at least this fraction of the offered rate completed.
+    #[arg(long, default_value_t = 0.95)]
+    pub min_achieved_ratio: f64,
+    /// A step with more than this fraction of errors + dropped requests is saturated.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_error_ratio: f64,
+    /// Optional p99 objective: a step above it is saturated.
+    #[arg(long, value_parser = parse_duration)]
+    pub slo_p99: Option<Duration>,
+    /// Stop after the first saturated step plus this many more.
+    #[arg(long, default_value_t = 1)]
+    pub steps_after_saturation: usize,
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
 
 pub struct Sweep;
 
@@ -20,7 +71,7 @@ impl Workload for Sweep {
         env: &Env<'_>,
         a: &SweepArgs,
     ) -> Result<(SweepResult, serde_json::Value), WorkloadError> {
-        workload::sweep::run(env.api, a, env.ui, env.request_timeout).await
+        workload::run(env, a).await
     }
 
     fn status(_: &SweepResult) -> String {

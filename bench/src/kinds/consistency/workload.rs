@@ -4,9 +4,10 @@
 //! touched), reads the populated state back as the baseline, fires every checkout at once,
 //! records each answer, then reads items, users and orders back and evaluates the verdict.
 
-use super::{concurrent, WorkloadError};
+use super::ConsistencyArgs;
 use crate::class::{classify, Class};
-use crate::cli::ConsistencyArgs;
+use crate::kind::Env;
+use crate::load::{concurrent, WorkloadError};
 use crate::progress::Ui;
 use crate::stats::{Latency, LatencySummary};
 use crate::verdict::{self, Answer, FinalState, ItemInit, OrderInit, Setup, Verdict};
@@ -63,7 +64,7 @@ fn answer_of(class: Class) -> Answer {
 }
 
 /// The populate plan: which item each line of each order takes.
-pub fn plan_setup(a: &ConsistencyArgs) -> Setup {
+fn plan_setup(a: &ConsistencyArgs) -> Setup {
     let items = a.items as usize;
     let users = a.users as usize;
     Setup {
@@ -103,10 +104,10 @@ fn validate(a: &ConsistencyArgs) -> Result<(), WorkloadError> {
 }
 
 pub async fn run(
-    api: &Api,
+    env: &Env<'_>,
     a: &ConsistencyArgs,
-    ui: &Ui,
 ) -> Result<(ConsistencyResult, serde_json::Value), WorkloadError> {
+    let (api, ui) = (env.api, env.ui);
     validate(a)?;
     let setup = plan_setup(a);
     let pc = a.populate_concurrency.max(1);

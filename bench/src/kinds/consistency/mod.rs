@@ -1,13 +1,62 @@
-//! `consistency`: the standard workload's verdict.
+//! `consistency`: the standard workload (every checkout at once, `workload`) and its verdict.
 
-use crate::cli::ConsistencyArgs;
+mod workload;
+
+pub use workload::ConsistencyResult;
+
+use crate::duration::parse_duration;
 use crate::kind::{Env, Overlay, Workload, EXIT_FAIL, EXIT_INCONCLUSIVE};
+use crate::load::WorkloadError;
 use crate::output::{codes, lat, Rows};
 use crate::report::md::{lat_row, Md, ReportError, LAT_HEAD};
 use crate::verdict::VerdictStatus;
-use crate::workload::consistency::ConsistencyResult;
-use crate::workload::{self, WorkloadError};
+use clap::Args;
 use std::path::Path;
+use std::time::Duration;
+
+#[derive(Args, Debug, Clone)]
+pub struct ConsistencyArgs {
+    /// Number of items.
+    #[arg(long, default_value_t = 1)]
+    pub items: u64,
+    /// Starting stock of each item.
+    #[arg(long, default_value_t = 100)]
+    pub stock: i64,
+    /// Price of each item.
+    #[arg(long, default_value_t = 1)]
+    pub price: i64,
+    /// Number of users.
+    #[arg(long, default_value_t = 1000)]
+    pub users: u64,
+    /// Starting credit of each user.
+    #[arg(long, default_value_t = 1)]
+    pub credit: i64,
+    /// Number of orders (order i belongs to user i mod users).
+    #[arg(long, default_value_t = 1000)]
+    pub orders: u64,
+    /// addItem calls per order (order i, line j takes item (i + j) mod items).
+    #[arg(long, default_value_t = 1)]
+    pub items_per_order: u64,
+    /// Quantity of each addItem call.
+    #[arg(long, default_value_t = 1)]
+    pub quantity: i64,
+    /// Maximum checkouts in flight (0 = all at once).
+    #[arg(long, default_value_t = 0)]
+    pub concurrency: usize,
+    /// Concurrent requests while populating and verifying.
+    #[arg(long, default_value_t = 32)]
+    pub populate_concurrency: usize,
+    /// Pause between the last answer and the first verification read.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub settle: Duration,
+    /// The state is read repeatedly until it has not changed for --quiet-period (the system
+    /// has quiesced), for at most this long; then the verdict is computed with a warning.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub settle_timeout: Duration,
+    /// How long the state must stay unchanged before it is judged.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub quiet_period: Duration,
+}
 
 pub struct Consistency;
 
@@ -20,7 +69,7 @@ impl Workload for Consistency {
         env: &Env<'_>,
         a: &ConsistencyArgs,
     ) -> Result<(ConsistencyResult, serde_json::Value), WorkloadError> {
-        workload::consistency::run(env.api, a, env.ui).await
+        workload::run(env, a).await
     }
 
     /// The verdict as the JSON spells it (`pass`, `fail`, `inconclusive`), not as it is shown.

@@ -1,15 +1,53 @@
-//! `async`: asynchronous checkouts, observed by polling or webhooks.
+//! `async`: asynchronous checkouts (`workload`), observed by polling or webhooks.
 
-use crate::cli::AsyncArgs;
+mod workload;
+
+pub use workload::AsyncResult;
+
+use crate::duration::parse_duration;
 use crate::kind::{Env, Overlay, Workload};
+use crate::load::{InitArgs, LoadArgs, WorkloadError};
 use crate::output::{codes, lat, load_status, Rows};
 use crate::plot::{self, series};
 use crate::report::md::{
     lat_row, load_plots, per_second, svg_name, title, Md, ReportError, LAT_HEAD,
 };
-use crate::workload::async_::AsyncResult;
-use crate::workload::{self, WorkloadError};
+use api_client::AsyncMode;
+use clap::Args;
 use std::path::Path;
+use std::time::Duration;
+
+#[derive(Args, Debug, Clone)]
+pub struct AsyncArgs {
+    #[command(flatten)]
+    pub init: InitArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// How to ask for async processing.
+    #[arg(long, value_enum, default_value_t = AsyncMode::Header)]
+    pub async_mode: AsyncMode,
+    /// Observe completion with a webhook receiver run by the harness (passes callback_url)
+    /// instead of polling. The receiver is on loopback: run the api with
+    /// WEBHOOK_ALLOW_PRIVATE=true, which refuses internal callback addresses otherwise.
+    #[arg(long)]
+    pub webhook: bool,
+    /// Port of the webhook receiver on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    pub webhook_port: u16,
+    /// callback_url to pass (default http://127.0.0.1:<port>/hook); use when the system
+    /// reaches the harness under another address.
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// Standard Webhooks secret ("whsec_…"): verify webhook-signature and count failures.
+    #[arg(long, env = "BENCH_WEBHOOK_SECRET")]
+    pub webhook_secret: Option<String>,
+    /// Long-poll wait in seconds (GET /requests/{id}?wait=…, at most 30).
+    #[arg(long, default_value_t = 10)]
+    pub poll_wait: u64,
+    /// Give up on a request that is not final after this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub final_timeout: Duration,
+}
 
 pub struct Async;
 
@@ -22,7 +60,7 @@ impl Workload for Async {
         env: &Env<'_>,
         a: &AsyncArgs,
     ) -> Result<(AsyncResult, serde_json::Value), WorkloadError> {
-        workload::async_::run(env.api, a, env.ui, env.request_timeout).await
+        workload::run(env, a).await
     }
 
     fn status(r: &AsyncResult) -> String {
