@@ -2,12 +2,7 @@
 //! owns its own arguments (`kinds::<kind>`).
 
 use crate::duration::parse_duration;
-use crate::kinds::async_::AsyncArgs;
-use crate::kinds::ceiling::CeilingArgs;
-use crate::kinds::consistency::ConsistencyArgs;
-use crate::kinds::soak::SoakArgs;
-use crate::kinds::stress::StressArgs;
-use crate::kinds::sweep::SweepArgs;
+use crate::kinds::{Async, Ceiling, Consistency, Soak, Stress, Sweep};
 use crate::report::ReportArgs;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -72,20 +67,20 @@ pub struct Cli {
 pub enum Command {
     /// Standard consistency workload: populate through the API, fire every checkout at once,
     /// verify the outcome through the API. Non-zero exit on any inconsistency.
-    Consistency(ConsistencyArgs),
+    Consistency(Consistency),
     /// Throughput and latency of random checkouts (or a mixed workload) over batch-initialised
     /// data, closed loop (--clients) or open loop (--rate).
-    Stress(StressArgs),
+    Stress(Stress),
     /// Asynchronous checkouts (Prefer: respond-async): accept rate and time to final status,
     /// observed by long-polling or by a webhook receiver run by the harness.
-    Async(AsyncArgs),
+    Async(Async),
     /// Runs `stress` at increasing concurrency (or rate) and finds the saturation point.
-    Sweep(SweepArgs),
+    Sweep(Sweep),
     /// Harness ceiling: closed loop against a trivial endpoint (GET /health).
-    Ceiling(CeilingArgs),
+    Ceiling(Ceiling),
     /// Long run at a fraction of the saturation throughput, reported per interval: throughput,
     /// p99, each binary's RSS and log growth, with a verdict on whether they stay flat.
-    Soak(SoakArgs),
+    Soak(Soak),
     /// Writes report.md and the plots from the JSON results of a directory.
     Report(ReportArgs),
 }

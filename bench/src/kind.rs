@@ -60,17 +60,17 @@ impl Overlay {
     }
 }
 
+/// What a run returns: its result and the parameters it ran with (the envelope's `params`).
+pub type Ran<R> = Result<(R, serde_json::Value), WorkloadError>;
+
+/// A kind is its subcommand's arguments (a `clap::Args` struct) and what it does with them.
 pub trait Workload: Sync + 'static {
     /// The subcommand and the envelope's `kind`.
     const KIND: &'static str;
-    type Args: Sync;
     type Result: Serialize + DeserializeOwned;
 
     /// Runs the workload: its result and the parameters it ran with.
-    fn run(
-        env: &Env<'_>,
-        args: &Self::Args,
-    ) -> impl Future<Output = Result<(Self::Result, serde_json::Value), WorkloadError>>;
+    fn run(&self, env: &Env<'_>) -> impl Future<Output = Ran<Self::Result>>;
 
     /// The envelope's `status`.
     fn status(r: &Self::Result) -> String;
@@ -80,7 +80,7 @@ pub trait Workload: Sync + 'static {
         None
     }
 
-    fn exit(_r: &Self::Result, _args: &Self::Args) -> u8 {
+    fn exit(&self, _r: &Self::Result) -> u8 {
         0
     }
 
@@ -111,8 +111,8 @@ pub trait Workload: Sync + 'static {
 }
 
 /// Runs `K` and prepares what `main` writes.
-pub async fn execute<K: Workload>(env: &Env<'_>, args: &K::Args) -> anyhow::Result<Finished> {
-    let (r, params) = K::run(env, args).await?;
+pub async fn execute<K: Workload>(env: &Env<'_>, kind: &K) -> anyhow::Result<Finished> {
+    let (r, params) = kind.run(env).await?;
     Ok(Finished {
         kind: K::KIND,
         status: K::status(&r),
@@ -120,7 +120,7 @@ pub async fn execute<K: Workload>(env: &Env<'_>, args: &K::Args) -> anyhow::Resu
         result: serde_json::to_value(&r)?,
         headline: K::headline(&r),
         rows: K::rows(&r),
-        exit: K::exit(&r, args),
+        exit: kind.exit(&r),
     })
 }
 

@@ -2,7 +2,7 @@
 //! all (so, what it can measure); its report section also carries the pgbench ceilings.
 
 use crate::duration::parse_duration;
-use crate::kind::{Env, Overlay, Workload};
+use crate::kind::{Env, Overlay, Ran, Workload};
 use crate::load::mix::{Mix, OpKind};
 use crate::load::{request_fn, run_load, LoadMode, LoadPlan, LoadSummary, Target, WorkloadError};
 use crate::output::{load_rows, load_status, Rows};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
-pub struct CeilingArgs {
+pub struct Ceiling {
     /// Path of the trivial endpoint.
     #[arg(long, default_value = "/health")]
     pub path: String,
@@ -37,45 +37,41 @@ pub struct CeilingResult {
     pub load: LoadSummary,
 }
 
-pub struct Ceiling;
-
 impl Workload for Ceiling {
     const KIND: &'static str = "ceiling";
-    type Args = CeilingArgs;
     type Result = CeilingResult;
 
-    async fn run(
-        env: &Env<'_>,
-        a: &CeilingArgs,
-    ) -> Result<(CeilingResult, serde_json::Value), WorkloadError> {
-        if a.clients == 0 || a.duration.is_zero() {
+    async fn run(&self, env: &Env<'_>) -> Ran<CeilingResult> {
+        if self.clients == 0 || self.duration.is_zero() {
             return Err(WorkloadError::Params(
                 "--clients and --duration must be > 0".into(),
             ));
         }
-        let mode = LoadMode::Closed { clients: a.clients };
+        let mode = LoadMode::Closed {
+            clients: self.clients,
+        };
         let drain = env.request_timeout + Duration::from_secs(5);
-        let plan = LoadPlan::timed(mode, a.duration, a.warmup, a.clients, drain);
+        let plan = LoadPlan::timed(mode, self.duration, self.warmup, self.clients, drain);
         env.ui.note(format!(
             "ceiling: GET {} with {} clients for {:.1} s",
-            a.path,
-            a.clients,
-            a.duration.as_secs_f64()
+            self.path,
+            self.clients,
+            self.duration.as_secs_f64()
         ));
         let health = Arc::new(Mix::single(OpKind::Health));
         let f = request_fn(
             env.api.clone(),
             health,
-            Arc::new(Target::health(&a.path)),
+            Arc::new(Target::health(&self.path)),
             1,
         );
         let outcome = run_load(&plan, env.ui, "ceiling", f).await?;
         let load = LoadSummary::new(&plan, &outcome);
         let params = serde_json::json!({
-            "path": a.path, "clients": a.clients,
-            "duration_s": a.duration.as_secs_f64(), "warmup_s": a.warmup.as_secs_f64(),
+            "path": self.path, "clients": self.clients,
+            "duration_s": self.duration.as_secs_f64(), "warmup_s": self.warmup.as_secs_f64(),
         });
-        let path = a.path.clone();
+        let path = self.path.clone();
         Ok((CeilingResult { path, load }, params))
     }
 

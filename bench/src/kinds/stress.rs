@@ -1,10 +1,10 @@
 //! `stress`: random checkouts (or a weighted mix) over batch-initialised data, in a closed or
 //! open loop.
 
-use crate::kind::{Env, Overlay, Workload};
+use crate::kind::{Env, Overlay, Ran, Workload};
 use crate::load::mix::{default_seed, Mix};
 use crate::load::{batch_init, request_fn, run_load, Target};
-use crate::load::{InitArgs, InitReport, LoadArgs, LoadPlan, LoadSummary, WorkloadError};
+use crate::load::{InitArgs, InitReport, LoadArgs, LoadPlan, LoadSummary};
 use crate::output::{load_rows, load_status, Rows};
 use crate::report::md::{load_plots, load_section, title, Md, ReportError};
 use clap::Args;
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
-pub struct StressArgs {
+pub struct Stress {
     #[command(flatten)]
     pub init: InitArgs,
     #[command(flatten)]
@@ -35,39 +35,33 @@ pub struct StressResult {
     pub load: LoadSummary,
 }
 
-pub struct Stress;
-
 impl Workload for Stress {
     const KIND: &'static str = "stress";
-    type Args = StressArgs;
     type Result = StressResult;
 
-    async fn run(
-        env: &Env<'_>,
-        a: &StressArgs,
-    ) -> Result<(StressResult, serde_json::Value), WorkloadError> {
+    async fn run(&self, env: &Env<'_>) -> Ran<StressResult> {
         let (api, ui) = (env.api, env.ui);
-        let mix = Arc::new(Mix::parse(&a.mix)?);
-        let plan = LoadPlan::from_args(&a.load, env.request_timeout + Duration::from_secs(5))?;
-        let seed = a.load.seed.unwrap_or_else(default_seed);
-        let init = batch_init(api, &a.init, ui).await?;
+        let mix = Arc::new(Mix::parse(&self.mix)?);
+        let plan = LoadPlan::from_args(&self.load, env.request_timeout + Duration::from_secs(5))?;
+        let seed = self.load.seed.unwrap_or_else(default_seed);
+        let init = batch_init(api, &self.init, ui).await?;
         ui.note(format!(
             "stress: {} for {:.1} s (warm-up {:.1} s)",
             plan.mode.describe(),
             plan.duration.as_secs_f64(),
             plan.warmup.as_secs_f64()
         ));
-        let target = Arc::new(Target::of(&a.init));
+        let target = Arc::new(Target::of(&self.init));
         let f = request_fn(api.clone(), mix.clone(), target, seed);
         let outcome = run_load(&plan, ui, "stress", f).await?;
         let load = LoadSummary::new(&plan, &outcome);
         let params = serde_json::json!({
-            "items": a.init.items, "stock": a.init.stock, "price": a.init.price,
-            "users": a.init.users, "credit": a.init.credit, "orders": a.init.orders,
-            "skip_init": a.init.skip_init,
+            "items": self.init.items, "stock": self.init.stock, "price": self.init.price,
+            "users": self.init.users, "credit": self.init.credit, "orders": self.init.orders,
+            "skip_init": self.init.skip_init,
             "mode": plan.mode, "duration_s": plan.duration.as_secs_f64(),
             "warmup_s": plan.warmup.as_secs_f64(), "max_in_flight": plan.max_in_flight,
-            "max_requests": plan.max_requests, "mix": a.mix, "seed": seed,
+            "max_requests": plan.max_requests, "mix": self.mix, "seed": seed,
             "co_expected_interval_ms": plan.co_interval.map(|d| d.as_secs_f64() * 1000.0),
             "request_timeout_s": env.request_timeout.as_secs_f64(),
         });

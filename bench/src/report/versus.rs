@@ -34,17 +34,13 @@ pub fn section(md: &mut Md, loaded: &[Loaded], pg: &Pgbenches) {
                     (o.throughput_rps, o.latency.p50_ms)
                 });
             let name = format!("{} ({})", l.stem, s.load.mode.describe());
-            if let Some(pg) = &pg.checkout {
+            for (what, pg) in [
+                ("checkout transaction", &pg.checkout),
+                ("UPDATE", &pg.update),
+            ] {
+                let Some(pg) = pg else { continue };
                 md.line(format!(
-                    "| checkout throughput, {name} vs pgbench checkout transaction{} | {tp:.1}/s | {:.1} tps | {} |",
-                    pg.clients.map(|c| format!(" ({c} clients)")).unwrap_or_default(),
-                    pg.tps,
-                    ratio(tp, pg.tps)
-                ));
-            }
-            if let Some(pg) = &pg.update {
-                md.line(format!(
-                    "| checkout throughput, {name} vs pgbench UPDATE{} | {tp:.1}/s | {:.1} tps | {} |",
+                    "| checkout throughput, {name} vs pgbench {what}{} | {tp:.1}/s | {:.1} tps | {} |",
                     pg.clients.map(|c| format!(" ({c} clients)")).unwrap_or_default(),
                     pg.tps,
                     ratio(tp, pg.tps)

@@ -5,8 +5,8 @@ mod workload;
 pub use workload::AsyncResult;
 
 use crate::duration::parse_duration;
-use crate::kind::{Env, Overlay, Workload};
-use crate::load::{InitArgs, LoadArgs, WorkloadError};
+use crate::kind::{Env, Overlay, Ran, Workload};
+use crate::load::{InitArgs, LoadArgs};
 use crate::output::{codes, lat, load_status, Rows};
 use crate::plot::{self, series};
 use crate::report::md::{
@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
-pub struct AsyncArgs {
+pub struct Async {
     #[command(flatten)]
     pub init: InitArgs,
     #[command(flatten)]
@@ -49,18 +49,12 @@ pub struct AsyncArgs {
     pub final_timeout: Duration,
 }
 
-pub struct Async;
-
 impl Workload for Async {
     const KIND: &'static str = "async";
-    type Args = AsyncArgs;
     type Result = AsyncResult;
 
-    async fn run(
-        env: &Env<'_>,
-        a: &AsyncArgs,
-    ) -> Result<(AsyncResult, serde_json::Value), WorkloadError> {
-        workload::run(env, a).await
+    async fn run(&self, env: &Env<'_>) -> Ran<AsyncResult> {
+        workload::run(env, self).await
     }
 
     fn status(r: &AsyncResult) -> String {
@@ -74,8 +68,37 @@ impl Workload for Async {
         })
     }
 
-    fn rows(r: &AsyncResult) -> Rows {
-        async_rows(r)
+    fn rows(a: &AsyncResult) -> Rows {
+        let mut r: Rows = vec![
+            (
+                "accepted".into(),
+                format!(
+                    "{} of {} ({:.1}%)",
+                    a.accepted,
+                    a.submitted,
+                    a.accept_rate * 100.0
+                ),
+            ),
+            ("observed by".into(), a.observe.clone()),
+            ("accept latency ms".into(), lat(&a.submit.latency)),
+            ("time to final ms".into(), lat(&a.finals.time_to_final)),
+            (
+                "finals".into(),
+                format!("{:.1}/s  {}", a.finals_per_s, codes(&a.finals.outcomes)),
+            ),
+            ("submit status codes".into(), codes(&a.submit.status_codes)),
+            ("polls".into(), a.finals.polls.to_string()),
+        ];
+        if let Some(w) = &a.webhook {
+            r.push((
+                "webhooks".into(),
+                format!(
+                    "received {}, missing {}, duplicates {}, late {}, malformed {}, bad signatures {}",
+                    w.received, w.missing, w.duplicates, w.late, w.malformed, w.signature_bad
+                ),
+            ));
+        }
+        r
     }
 
     fn section(md: &mut Md, dir: &Path, stem: &str, a: &AsyncResult) -> Result<(), ReportError> {
@@ -150,37 +173,4 @@ impl Workload for Async {
         md.images(&files);
         Ok(())
     }
-}
-
-fn async_rows(a: &AsyncResult) -> Rows {
-    let mut r: Rows = vec![
-        (
-            "accepted".into(),
-            format!(
-                "{} of {} ({:.1}%)",
-                a.accepted,
-                a.submitted,
-                a.accept_rate * 100.0
-            ),
-        ),
-        ("observed by".into(), a.observe.clone()),
-        ("accept latency ms".into(), lat(&a.submit.latency)),
-        ("time to final ms".into(), lat(&a.finals.time_to_final)),
-        (
-            "finals".into(),
-            format!("{:.1}/s  {}", a.finals_per_s, codes(&a.finals.outcomes)),
-        ),
-        ("submit status codes".into(), codes(&a.submit.status_codes)),
-        ("polls".into(), a.finals.polls.to_string()),
-    ];
-    if let Some(w) = &a.webhook {
-        r.push((
-            "webhooks".into(),
-            format!(
-                "received {}, missing {}, duplicates {}, late {}, malformed {}, bad signatures {}",
-                w.received, w.missing, w.duplicates, w.late, w.malformed, w.signature_bad
-            ),
-        ));
-    }
-    r
 }

@@ -1,9 +1,9 @@
 //! `async`: checkouts with `Prefer: respond-async`; accept rate and time to final status,
 //! observed by long-polling `GET /requests/{id}?wait=` or by the harness's webhook receiver.
 
-use super::AsyncArgs;
+use super::Async;
 use crate::class::{classify, Class};
-use crate::kind::Env;
+use crate::kind::{Env, Ran};
 use crate::load::mix::{default_seed, rand_for};
 use crate::load::{
     batch_init, run_load, Ctx, InitReport, LoadPlan, LoadSummary, RequestFn, WorkloadError,
@@ -188,10 +188,7 @@ impl Shared {
     }
 }
 
-pub async fn run(
-    env: &Env<'_>,
-    a: &AsyncArgs,
-) -> Result<(AsyncResult, serde_json::Value), WorkloadError> {
+pub async fn run(env: &Env<'_>, a: &Async) -> Ran<AsyncResult> {
     let (api, ui, request_timeout) = (env.api, env.ui, env.request_timeout);
     if a.final_timeout.is_zero() {
         return Err(WorkloadError::Params("--final-timeout must be > 0".into()));

@@ -5,8 +5,7 @@ mod workload;
 pub use workload::ConsistencyResult;
 
 use crate::duration::parse_duration;
-use crate::kind::{Env, Overlay, Workload, EXIT_FAIL, EXIT_INCONCLUSIVE};
-use crate::load::WorkloadError;
+use crate::kind::{Env, Overlay, Ran, Workload, EXIT_FAIL, EXIT_INCONCLUSIVE};
 use crate::output::{codes, lat, Rows};
 use crate::report::md::{lat_row, Md, ReportError, LAT_HEAD};
 use crate::verdict::VerdictStatus;
@@ -15,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
-pub struct ConsistencyArgs {
+pub struct Consistency {
     /// Number of items.
     #[arg(long, default_value_t = 1)]
     pub items: u64,
@@ -58,18 +57,12 @@ pub struct ConsistencyArgs {
     pub quiet_period: Duration,
 }
 
-pub struct Consistency;
-
 impl Workload for Consistency {
     const KIND: &'static str = "consistency";
-    type Args = ConsistencyArgs;
     type Result = ConsistencyResult;
 
-    async fn run(
-        env: &Env<'_>,
-        a: &ConsistencyArgs,
-    ) -> Result<(ConsistencyResult, serde_json::Value), WorkloadError> {
-        workload::run(env, a).await
+    async fn run(&self, env: &Env<'_>) -> Ran<ConsistencyResult> {
+        workload::run(env, self).await
     }
 
     /// The verdict as the JSON spells it (`pass`, `fail`, `inconclusive`), not as it is shown.
@@ -84,7 +77,7 @@ impl Workload for Consistency {
         Some(format!(": {}", r.verdict.status))
     }
 
-    fn exit(r: &ConsistencyResult, _: &ConsistencyArgs) -> u8 {
+    fn exit(&self, r: &ConsistencyResult) -> u8 {
         match r.verdict.status {
             VerdictStatus::Pass => 0,
             VerdictStatus::Fail => EXIT_FAIL,
@@ -99,8 +92,69 @@ impl Workload for Consistency {
         })
     }
 
-    fn rows(r: &ConsistencyResult) -> Rows {
-        consistency_rows(r)
+    fn rows(c: &ConsistencyResult) -> Rows {
+        let v = &c.verdict;
+        let mut r: Rows = vec![
+            ("verdict".into(), v.status.to_string()),
+            (
+                "checkouts".into(),
+                format!(
+                    "{}  (2xx {}, 4xx {}, errors {})",
+                    v.checkouts, v.answered_2xx, v.answered_4xx, v.answered_error
+                ),
+            ),
+            (
+                "units sold".into(),
+                format!(
+                    "{}  (2xx checkouts account for {})",
+                    v.units_sold, v.units_of_2xx_checkouts
+                ),
+            ),
+            (
+                "credit removed".into(),
+                format!(
+                    "{}  (2xx checkouts account for {})",
+                    v.credit_removed, v.credit_of_2xx_checkouts
+                ),
+            ),
+            ("paid orders".into(), v.paid_orders.to_string()),
+            ("checkout latency ms".into(), lat(&c.checkout_latency)),
+            ("status codes".into(), codes(&c.status_codes)),
+            (
+                "timing".into(),
+                format!(
+                    "populate {:.1} s, checkouts {:.2} s, verify {:.1} s ({} reads, {})",
+                    c.populate_s,
+                    c.checkout_s,
+                    c.verify_s,
+                    c.verify_reads,
+                    if c.state_stable {
+                        format!("unchanged for {:.0} s", c.quiet_period_s)
+                    } else {
+                        "still changing".to_string()
+                    }
+                ),
+            ),
+        ];
+        for ch in &v.checks {
+            r.push((
+                format!("  {}", ch.name),
+                format!(
+                    "{}  expected {}, actual {}{}",
+                    if ch.passed { "ok  " } else { "FAIL" },
+                    ch.expected,
+                    ch.actual,
+                    ch.details
+                        .first()
+                        .map(|d| format!("  e.g. {d}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        for w in &v.warnings {
+            r.push(("warning".into(), w.clone()));
+        }
+        r
     }
 
     fn section(
@@ -146,69 +200,4 @@ impl Workload for Consistency {
         md.blank();
         Ok(())
     }
-}
-
-fn consistency_rows(c: &ConsistencyResult) -> Rows {
-    let v = &c.verdict;
-    let mut r: Rows = vec![
-        ("verdict".into(), v.status.to_string()),
-        (
-            "checkouts".into(),
-            format!(
-                "{}  (2xx {}, 4xx {}, errors {})",
-                v.checkouts, v.answered_2xx, v.answered_4xx, v.answered_error
-            ),
-        ),
-        (
-            "units sold".into(),
-            format!(
-                "{}  (2xx checkouts account for {})",
-                v.units_sold, v.units_of_2xx_checkouts
-            ),
-        ),
-        (
-            "credit removed".into(),
-            format!(
-                "{}  (2xx checkouts account for {})",
-                v.credit_removed, v.credit_of_2xx_checkouts
-            ),
-        ),
-        ("paid orders".into(), v.paid_orders.to_string()),
-        ("checkout latency ms".into(), lat(&c.checkout_latency)),
-        ("status codes".into(), codes(&c.status_codes)),
-        (
-            "timing".into(),
-            format!(
-                "populate {:.1} s, checkouts {:.2} s, verify {:.1} s ({} reads, {})",
-                c.populate_s,
-                c.checkout_s,
-                c.verify_s,
-                c.verify_reads,
-                if c.state_stable {
-                    format!("unchanged for {:.0} s", c.quiet_period_s)
-                } else {
-                    "still changing".to_string()
-                }
-            ),
-        ),
-    ];
-    for ch in &v.checks {
-        r.push((
-            format!("  {}", ch.name),
-            format!(
-                "{}  expected {}, actual {}{}",
-                if ch.passed { "ok  " } else { "FAIL" },
-                ch.expected,
-                ch.actual,
-                ch.details
-                    .first()
-                    .map(|d| format!("  e.g. {d}"))
-                    .unwrap_or_default()
-            ),
-        ));
-    }
-    for w in &v.warnings {
-        r.push(("warning".into(), w.clone()));
-    }
-    r
 }

@@ -8,8 +8,8 @@ mod workload;
 pub use workload::SoakResult;
 
 use crate::duration::parse_duration;
-use crate::kind::{Env, Workload, EXIT_FAIL, EXIT_INCONCLUSIVE};
-use crate::load::{InitArgs, WorkloadError};
+use crate::kind::{Env, Ran, Workload, EXIT_FAIL, EXIT_INCONCLUSIVE};
+use crate::load::InitArgs;
 use crate::output::{load_status, Rows};
 use crate::report::md::{Md, ReportError};
 use clap::Args;
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
-pub struct SoakArgs {
+pub struct Soak {
     #[command(flatten)]
     pub init: InitArgs,
     /// How long the soak runs (after the saturation probe).
@@ -71,18 +71,12 @@ pub struct SoakArgs {
     pub strict: bool,
 }
 
-pub struct Soak;
-
 impl Workload for Soak {
     const KIND: &'static str = "soak";
-    type Args = SoakArgs;
     type Result = SoakResult;
 
-    async fn run(
-        env: &Env<'_>,
-        a: &SoakArgs,
-    ) -> Result<(SoakResult, serde_json::Value), WorkloadError> {
-        workload::run(env, a).await
+    async fn run(&self, env: &Env<'_>) -> Ran<SoakResult> {
+        workload::run(env, self).await
     }
 
     fn status(r: &SoakResult) -> String {
@@ -93,8 +87,8 @@ impl Workload for Soak {
         Some(format!(": {}", r.verdict.status))
     }
 
-    fn exit(r: &SoakResult, a: &SoakArgs) -> u8 {
-        match (a.strict, r.verdict.status.as_str()) {
+    fn exit(&self, r: &SoakResult) -> u8 {
+        match (self.strict, r.verdict.status.as_str()) {
             (true, "not_flat") => EXIT_FAIL,
             (true, "inconclusive") => EXIT_INCONCLUSIVE,
             _ => 0,

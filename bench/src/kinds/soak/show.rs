@@ -50,8 +50,12 @@ fn soak_interval(i: &SoakInterval) -> String {
     )
 }
 
+/// A compared figure, "-" where it was not measured.
+fn num(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.1}"))
+}
+
 fn flat_check(c: &FlatCheck) -> String {
-    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     format!(
         "{}  first {}, last {}  ({})",
         match c.flat {
@@ -177,7 +181,6 @@ pub fn section(md: &mut Md, dir: &Path, stem: &str, s: &SoakResult) -> Result<()
     md.line("Flat means: the last full interval against the first.");
     md.blank();
     md.line("| figure | first | last | rule | result |\n|---|---:|---:|---|---|");
-    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     for c in &s.verdict.checks {
         md.line(format!(
             "| {} | {} | {} | {} | {} |",

@@ -8,9 +8,9 @@
 //! orders than requests the numbering wraps and the result says so.
 
 use super::flatness::{intervals, verdict, Limits, SoakInterval, SoakVerdict};
-use super::SoakArgs;
+use super::Soak;
 use crate::class::classify;
-use crate::kind::Env;
+use crate::kind::{Env, Ran};
 use crate::load::{batch_init, run_load, Ctx, InitReport, LoadMode, LoadPlan, LoadSummary};
 use crate::load::{RequestFn, WorkloadError};
 use crate::procs::{self, Reading, Watched};
@@ -88,10 +88,7 @@ async fn sample(
     readings
 }
 
-pub async fn run(
-    env: &Env<'_>,
-    a: &SoakArgs,
-) -> Result<(SoakResult, serde_json::Value), WorkloadError> {
+pub async fn run(env: &Env<'_>, a: &Soak) -> Ran<SoakResult> {
     let (api, ui, request_timeout) = (env.api, env.ui, env.request_timeout);
     let interval_s = a.interval.as_secs();
     if interval_s == 0 || a.interval.subsec_nanos() != 0 {

@@ -6,8 +6,8 @@ mod workload;
 pub use workload::SweepResult;
 
 use crate::duration::parse_duration;
-use crate::kind::{Env, Workload};
-use crate::load::{InitArgs, WorkloadError};
+use crate::kind::{Env, Ran, Workload};
+use crate::load::InitArgs;
 use crate::output::Rows;
 use crate::plot::{self, series};
 use crate::report::md::{svg_name, title, Md, ReportError};
@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
-pub struct SweepArgs {
+pub struct Sweep {
     #[command(flatten)]
     pub init: InitArgs,
     /// Closed-loop client counts to try, in order.
@@ -60,26 +60,43 @@ pub struct SweepArgs {
     pub seed: Option<u64>,
 }
 
-pub struct Sweep;
-
 impl Workload for Sweep {
     const KIND: &'static str = "sweep";
-    type Args = SweepArgs;
     type Result = SweepResult;
 
-    async fn run(
-        env: &Env<'_>,
-        a: &SweepArgs,
-    ) -> Result<(SweepResult, serde_json::Value), WorkloadError> {
-        workload::run(env, a).await
+    async fn run(&self, env: &Env<'_>) -> Ran<SweepResult> {
+        workload::run(env, self).await
     }
 
     fn status(_: &SweepResult) -> String {
         "completed".into()
     }
 
-    fn rows(r: &SweepResult) -> Rows {
-        sweep_rows(r)
+    fn rows(s: &SweepResult) -> Rows {
+        let mut r: Rows = s
+            .curve
+            .iter()
+            .map(|p| {
+                (
+                    format!("level {}", p.level),
+                    format!(
+                        "{:.1} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  dropped {}",
+                        p.throughput, p.p50_ms, p.p99_ms, p.errors, p.dropped
+                    ),
+                )
+            })
+            .collect();
+        let sat = &s.saturation;
+        r.push((
+            "saturation point".into(),
+            match (sat.point_level, sat.point_throughput) {
+                (Some(l), Some(t)) => format!("level {l} ({t:.1} req/s)"),
+                _ => "-".into(),
+            },
+        ));
+        r.push(("reason".into(), sat.reason.clone()));
+        r.push(("peak".into(), format!("{:.1} req/s", sat.peak_throughput)));
+        r
     }
 
     fn section(md: &mut Md, dir: &Path, stem: &str, s: &SweepResult) -> Result<(), ReportError> {
@@ -152,31 +169,4 @@ impl Workload for Sweep {
         md.images(&[svg_name(&f1), svg_name(&f2)]);
         Ok(())
     }
-}
-
-fn sweep_rows(s: &SweepResult) -> Rows {
-    let mut r: Rows = s
-        .curve
-        .iter()
-        .map(|p| {
-            (
-                format!("level {}", p.level),
-                format!(
-                    "{:.1} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  dropped {}",
-                    p.throughput, p.p50_ms, p.p99_ms, p.errors, p.dropped
-                ),
-            )
-        })
-        .collect();
-    let sat = &s.saturation;
-    r.push((
-        "saturation point".into(),
-        match (sat.point_level, sat.point_throughput) {
-            (Some(l), Some(t)) => format!("level {l} ({t:.1} req/s)"),
-            _ => "-".into(),
-        },
-    ));
-    r.push(("reason".into(), sat.reason.clone()));
-    r.push(("peak".into(), format!("{:.1} req/s", sat.peak_throughput)));
-    r
 }

@@ -1,8 +1,8 @@
 //! `sweep`: `stress` at increasing concurrency or rate, step by step, until saturation.
 
 use super::saturation::{saturation, CurvePoint, Saturation, SaturationCriteria};
-use super::SweepArgs;
-use crate::kind::Env;
+use super::Sweep;
+use crate::kind::{Env, Ran};
 use crate::load::mix::{default_seed, Mix};
 use crate::load::{batch_init, request_fn, run_load, Target};
 use crate::load::{InitReport, LoadMode, LoadPlan, LoadSummary, WorkloadError};
@@ -38,10 +38,7 @@ fn curve_point(level: f64, l: &LoadSummary) -> CurvePoint {
     }
 }
 
-pub async fn run(
-    env: &Env<'_>,
-    a: &SweepArgs,
-) -> Result<(SweepResult, serde_json::Value), WorkloadError> {
+pub async fn run(env: &Env<'_>, a: &Sweep) -> Ran<SweepResult> {
     let (api, ui) = (env.api, env.ui);
     let mix = Arc::new(Mix::parse(&a.mix)?);
     let modes: Vec<LoadMode> = match &a.rates {
