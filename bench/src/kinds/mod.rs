@@ -17,12 +17,12 @@ pub use soak::Soak;
 pub use stress::Stress;
 pub use sweep::Sweep;
 
-static CONSISTENCY: Listed<Consistency> = Listed::new();
-static STRESS: Listed<Stress> = Listed::new();
-static ASYNC: Listed<Async> = Listed::new();
-static SWEEP: Listed<Sweep> = Listed::new();
-static SOAK: Listed<Soak> = Listed::new();
-static CEILING: Listed<Ceiling> = Listed::new();
-
 /// Every kind, in the order of the report's sections.
-pub static ALL: [&dyn Shown; 6] = [&CONSISTENCY, &STRESS, &ASYNC, &SWEEP, &SOAK, &CEILING];
+pub static ALL: [&dyn Shown; 6] = [
+    &Listed::<Consistency>::new(),
+    &Listed::<Stress>::new(),
+    &Listed::<Async>::new(),
+    &Listed::<Sweep>::new(),
+    &Listed::<Soak>::new(),
+    &Listed::<Ceiling>::new(),
+];
