@@ -1,16 +1,16 @@
 //! A workload kind: how its subcommand runs, and how its result is shown (the envelope's
 //! status, the stdout table, the exit status, its section of the report, its overlay).
 //!
-//! Adding a kind: its subcommand in `cli`, one `impl Workload` in `kinds/`, and its entry in
-//! `kinds::ALL` (and the one line of `main` that runs it).
+//! Adding a kind: its module in `kinds/` (its arguments, its `impl Workload`, its driver), its
+//! subcommand in `cli`, its entry in `kinds::ALL` and the one line of `main` that runs it.
 
+use crate::load::{LoadSummary, WorkloadError};
 use crate::output::Rows;
 use crate::progress::Ui;
 use crate::report::files::Loaded;
-use crate::report::md::{Md, ReportError};
+use crate::report::md::{per_second, Md, ReportError};
 use crate::report::pgbench::Pgbenches;
 use crate::stats::SpectrumPoint;
-use crate::workload::WorkloadError;
 use api_client::Api;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -50,17 +50,27 @@ pub struct Overlay {
     pub throughput: Vec<(f64, f64)>,
 }
 
+impl Overlay {
+    /// A load run: the latency of every request, and its throughput.
+    pub fn of_load(l: &LoadSummary) -> Self {
+        Self {
+            spectrum: l.latency.spectrum.clone(),
+            throughput: per_second(l),
+        }
+    }
+}
+
+/// What a run returns: its result and the parameters it ran with (the envelope's `params`).
+pub type Ran<R> = Result<(R, serde_json::Value), WorkloadError>;
+
+/// A kind is its subcommand's arguments (a `clap::Args` struct) and what it does with them.
 pub trait Workload: Sync + 'static {
     /// The subcommand and the envelope's `kind`.
     const KIND: &'static str;
-    type Args: Sync;
     type Result: Serialize + DeserializeOwned;
 
     /// Runs the workload: its result and the parameters it ran with.
-    fn run(
-        env: &Env<'_>,
-        args: &Self::Args,
-    ) -> impl Future<Output = Result<(Self::Result, serde_json::Value), WorkloadError>>;
+    fn run(&self, env: &Env<'_>) -> impl Future<Output = Ran<Self::Result>>;
 
     /// The envelope's `status`.
     fn status(r: &Self::Result) -> String;
@@ -70,7 +80,7 @@ pub trait Workload: Sync + 'static {
         None
     }
 
-    fn exit(_r: &Self::Result, _args: &Self::Args) -> u8 {
+    fn exit(&self, _r: &Self::Result) -> u8 {
         0
     }
 
@@ -101,8 +111,8 @@ pub trait Workload: Sync + 'static {
 }
 
 /// Runs `K` and prepares what `main` writes.
-pub async fn execute<K: Workload>(env: &Env<'_>, args: &K::Args) -> anyhow::Result<Finished> {
-    let (r, params) = K::run(env, args).await?;
+pub async fn execute<K: Workload>(env: &Env<'_>, kind: &K) -> anyhow::Result<Finished> {
+    let (r, params) = kind.run(env).await?;
     Ok(Finished {
         kind: K::KIND,
         status: K::status(&r),
@@ -110,7 +120,7 @@ pub async fn execute<K: Workload>(env: &Env<'_>, args: &K::Args) -> anyhow::Resu
         result: serde_json::to_value(&r)?,
         headline: K::headline(&r),
         rows: K::rows(&r),
-        exit: K::exit(&r, args),
+        exit: kind.exit(&r),
     })
 }
 
@@ -145,17 +155,21 @@ fn typed<K: Workload>(l: &Loaded) -> Option<K::Result> {
     serde_json::from_value(l.env.result.clone()).ok()
 }
 
+/// The results of kind `K` among `loaded`, typed.
+pub fn runs<K: Workload>(loaded: &[Loaded]) -> Vec<(&Loaded, K::Result)> {
+    loaded
+        .iter()
+        .filter_map(|l| typed::<K>(l).map(|r| (l, r)))
+        .collect()
+}
+
 impl<K: Workload> Shown for Listed<K> {
     fn kind(&self) -> &'static str {
         K::KIND
     }
 
     fn report(&self, md: &mut Md, src: &Sources<'_>) -> Result<usize, ReportError> {
-        let runs: Vec<(&Loaded, K::Result)> = src
-            .loaded
-            .iter()
-            .filter_map(|l| typed::<K>(l).map(|r| (l, r)))
-            .collect();
+        let runs = runs::<K>(src.loaded);
         K::sections(md, src.dir, &runs, src.pg)?;
         Ok(runs.len())
     }

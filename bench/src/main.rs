@@ -2,8 +2,10 @@
 
 mod class;
 mod cli;
+mod duration;
 mod kind;
 mod kinds;
+mod load;
 mod output;
 mod plot;
 mod procs;
@@ -12,7 +14,6 @@ mod report;
 mod stats;
 mod verdict;
 mod webhook;
-mod workload;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -93,12 +94,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     // One line a kind: what each runs and shows is its `Workload` (kinds/).
     let f = match &cli.command {
-        Command::Consistency(a) => execute::<kinds::Consistency>(&env, a).await?,
-        Command::Stress(a) => execute::<kinds::Stress>(&env, a).await?,
-        Command::Async(a) => execute::<kinds::Async>(&env, a).await?,
-        Command::Sweep(a) => execute::<kinds::Sweep>(&env, a).await?,
-        Command::Ceiling(a) => execute::<kinds::Ceiling>(&env, a).await?,
-        Command::Soak(a) => execute::<kinds::Soak>(&env, a).await?,
+        Command::Consistency(a) => execute(&env, a).await?,
+        Command::Stress(a) => execute(&env, a).await?,
+        Command::Async(a) => execute(&env, a).await?,
+        Command::Sweep(a) => execute(&env, a).await?,
+        Command::Ceiling(a) => execute(&env, a).await?,
+        Command::Soak(a) => execute(&env, a).await?,
         Command::Report(_) => return Ok(ExitCode::SUCCESS),
     };
     let title = format!(

@@ -1,7 +1,7 @@
 //! The JSON result envelope and the compact stdout tables.
 
+use crate::load::LoadSummary;
 use crate::stats::LatencySummary;
-use crate::workload::LoadSummary;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

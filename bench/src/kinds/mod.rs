@@ -1,4 +1,5 @@
-//! The workload kinds, one file each (see [`crate::kind::Workload`]).
+//! The workload kinds, one module each: its arguments, how it runs and how it is shown (see
+//! [`crate::kind::Workload`]).
 
 pub mod async_;
 pub mod ceiling;
@@ -16,12 +17,12 @@ pub use soak::Soak;
 pub use stress::Stress;
 pub use sweep::Sweep;
 
-static CONSISTENCY: Listed<Consistency> = Listed::new();
-static STRESS: Listed<Stress> = Listed::new();
-static ASYNC: Listed<Async> = Listed::new();
-static SWEEP: Listed<Sweep> = Listed::new();
-static SOAK: Listed<Soak> = Listed::new();
-static CEILING: Listed<Ceiling> = Listed::new();
-
 /// Every kind, in the order of the report's sections.
-pub static ALL: [&dyn Shown; 6] = [&CONSISTENCY, &STRESS, &ASYNC, &SWEEP, &SOAK, &CEILING];
+pub static ALL: [&dyn Shown; 6] = [
+    &Listed::<Consistency>::new(),
+    &Listed::<Stress>::new(),
+    &Listed::<Async>::new(),
+    &Listed::<Sweep>::new(),
+    &Listed::<Soak>::new(),
+    &Listed::<Ceiling>::new(),
+];

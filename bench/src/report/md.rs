@@ -1,9 +1,9 @@
 //! The pieces every report section is written with: the Markdown buffer, the latency table,
 //! the plots of one load run, and the report's error.
 
+use crate::load::LoadSummary;
 use crate::plot::{self, PlotError, Window};
 use crate::stats::{whole_seconds, LatencySummary};
-use crate::workload::LoadSummary;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]

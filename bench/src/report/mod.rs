@@ -17,6 +17,16 @@ use pgbench::Pgbenches;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Directory with the JSON results (default: --out-dir, or the newest bench/results/*).
+    pub dir: Option<PathBuf>,
+    /// Other runs to overlay on this directory's (before vs after, ours vs a reference): result
+    /// directories or JSON files; repeatable.
+    #[arg(long, value_name = "DIR_OR_JSON")]
+    pub compare: Vec<PathBuf>,
+}
+
 /// Writes `report.md` and the plots into `dir`, overlaying the runs of `compare` (result
 /// directories or files) on those of `dir`; returns the report's path.
 pub fn write_report(dir: &Path, compare: &[PathBuf]) -> Result<PathBuf, ReportError> {
@@ -113,28 +123,25 @@ pub fn write_report(dir: &Path, compare: &[PathBuf]) -> Result<PathBuf, ReportEr
 mod tests {
     use super::*;
     use crate::class::Class;
+    use crate::kinds::ceiling::CeilingResult;
+    use crate::load::{LoadMode, LoadOutcome, LoadPlan, LoadSummary};
     use crate::output::{write_json, Envelope, Host, SCHEMA};
     use crate::report::md::window;
     use crate::report::pgbench::parse_pgbench;
     use crate::stats::whole_seconds;
     use crate::stats::{Recorder, Sample};
-    use crate::workload::ceiling::CeilingResult;
-    use crate::workload::{LoadMode, LoadSummary};
-    use crate::workload::{LoadOutcome, LoadPlan};
     use api_client::Status;
     use std::time::Duration;
 
     /// A ceiling result of 11.5 s (warm-up 1 s) at `per_s` answers a second of `ms` each.
     fn ceiling_result(label: &str, per_s: u64, ms: u64) -> Envelope {
-        let plan = LoadPlan {
-            mode: LoadMode::Closed { clients: 4 },
-            duration: Duration::from_millis(10_500),
-            warmup: Duration::from_secs(1),
-            max_requests: None,
-            max_in_flight: 4,
-            co_interval: None,
-            drain_timeout: Duration::from_secs(1),
-        };
+        let plan = LoadPlan::timed(
+            LoadMode::Closed { clients: 4 },
+            Duration::from_millis(10_500),
+            Duration::from_secs(1),
+            4,
+            Duration::from_secs(1),
+        );
         let end = plan.warmup + plan.duration;
         let mut recorder = Recorder::new(plan.warmup, None).with_window_end(end);
         let n = per_s * end.as_millis() as u64 / 1000;

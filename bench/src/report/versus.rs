@@ -4,30 +4,14 @@
 use super::files::Loaded;
 use super::md::{ratio, Md};
 use super::pgbench::Pgbenches;
-use crate::workload::ceiling::CeilingResult;
-use crate::workload::stress::StressResult;
-use crate::workload::sweep::SweepResult;
-use crate::workload::LoadMode;
-
-fn typed<'a, T: serde::de::DeserializeOwned>(
-    loaded: &'a [Loaded],
-    kind: &str,
-) -> Vec<(&'a Loaded, T)> {
-    loaded
-        .iter()
-        .filter(|l| l.env.kind == kind)
-        .filter_map(|l| {
-            serde_json::from_value(l.env.result.clone())
-                .ok()
-                .map(|r| (l, r))
-        })
-        .collect()
-}
+use crate::kind::runs;
+use crate::kinds::{Ceiling, Stress, Sweep};
+use crate::load::LoadMode;
 
 pub fn section(md: &mut Md, loaded: &[Loaded], pg: &Pgbenches) {
-    let stress: Vec<(&Loaded, StressResult)> = typed(loaded, "stress");
-    let sweeps: Vec<(&Loaded, SweepResult)> = typed(loaded, "sweep");
-    let ceilings: Vec<(&Loaded, CeilingResult)> = typed(loaded, "ceiling");
+    let stress = runs::<Stress>(loaded);
+    let sweeps = runs::<Sweep>(loaded);
+    let ceilings = runs::<Ceiling>(loaded);
     let ceiling = ceilings.first().map(|(l, c)| (*l, c));
     let closed_stress = stress
         .iter()
@@ -50,17 +34,13 @@ pub fn section(md: &mut Md, loaded: &[Loaded], pg: &Pgbenches) {
                     (o.throughput_rps, o.latency.p50_ms)
                 });
             let name = format!("{} ({})", l.stem, s.load.mode.describe());
-            if let Some(pg) = &pg.checkout {
+            for (what, pg) in [
+                ("checkout transaction", &pg.checkout),
+                ("UPDATE", &pg.update),
+            ] {
+                let Some(pg) = pg else { continue };
                 md.line(format!(
-                    "| checkout throughput, {name} vs pgbench checkout transaction{} | {tp:.1}/s | {:.1} tps | {} |",
-                    pg.clients.map(|c| format!(" ({c} clients)")).unwrap_or_default(),
-                    pg.tps,
-                    ratio(tp, pg.tps)
-                ));
-            }
-            if let Some(pg) = &pg.update {
-                md.line(format!(
-                    "| checkout throughput, {name} vs pgbench UPDATE{} | {tp:.1}/s | {:.1} tps | {} |",
+                    "| checkout throughput, {name} vs pgbench {what}{} | {tp:.1}/s | {:.1} tps | {} |",
                     pg.clients.map(|c| format!(" ({c} clients)")).unwrap_or_default(),
                     pg.tps,
                     ratio(tp, pg.tps)

@@ -1,24 +1,21 @@
-//! Workloads and the load engine they share.
+//! What the load runs share: the load engine and its arguments, batch initialisation, the
+//! operation mix and the operations, and the error of a run.
 
-pub mod async_;
-pub mod ceiling;
-pub mod consistency;
+mod engine;
 mod init;
-mod load;
 pub mod mix;
-pub mod soak;
-pub mod stress;
-pub mod sweep;
+mod ops;
 
-pub use init::{batch_init, concurrent, InitReport};
 #[cfg(test)]
-pub use load::LoadOutcome;
-pub use load::{run_load, Ctx, LoadMode, LoadPlan, LoadSummary, RequestFn};
+pub use engine::LoadOutcome;
+pub use engine::{run_load, Ctx, LoadArgs, LoadMode, LoadPlan, LoadSummary, RequestFn};
+pub use init::{batch_init, concurrent, InitArgs, InitReport};
+pub use ops::{request_fn, Target};
 
 use crate::verdict::VerdictError;
 use api_client::ApiError;
 
-/// Errors of a workload run.
+/// Errors of a run (of the load engine and of every kind).
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
     #[error(transparent)]

@@ -1,14 +1,11 @@
-//! `sweep`: `stress` at increasing concurrency or rate, and the saturation point.
+//! `sweep`: `stress` at increasing concurrency or rate, step by step, until saturation.
 
-mod saturation;
-
-use super::mix::{default_seed, Mix};
-use super::stress::{request_fn, Target};
-use super::{batch_init, run_load, InitReport, LoadMode, LoadPlan, LoadSummary, WorkloadError};
-use crate::cli::SweepArgs;
-use crate::progress::Ui;
-use api_client::Api;
-use saturation::{saturation, CurvePoint, Saturation, SaturationCriteria};
+use super::saturation::{saturation, CurvePoint, Saturation, SaturationCriteria};
+use super::Sweep;
+use crate::kind::{Env, Ran};
+use crate::load::mix::{default_seed, Mix};
+use crate::load::{batch_init, request_fn, run_load, Target};
+use crate::load::{InitReport, LoadMode, LoadPlan, LoadSummary, WorkloadError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +26,7 @@ pub struct SweepResult {
     pub steps: Vec<SweepStep>,
 }
 
-pub fn curve_point(level: f64, l: &LoadSummary) -> CurvePoint {
+fn curve_point(level: f64, l: &LoadSummary) -> CurvePoint {
     CurvePoint {
         level,
         throughput: l.throughput_rps,
@@ -41,12 +38,8 @@ pub fn curve_point(level: f64, l: &LoadSummary) -> CurvePoint {
     }
 }
 
-pub async fn run(
-    api: &Api,
-    a: &SweepArgs,
-    ui: &Ui,
-    request_timeout: Duration,
-) -> Result<(SweepResult, serde_json::Value), WorkloadError> {
+pub async fn run(env: &Env<'_>, a: &Sweep) -> Ran<SweepResult> {
+    let (api, ui) = (env.api, env.ui);
     let mix = Arc::new(Mix::parse(&a.mix)?);
     let modes: Vec<LoadMode> = match &a.rates {
         Some(rates) => rates.iter().map(|&rate| LoadMode::Open { rate }).collect(),
@@ -84,12 +77,8 @@ pub async fn run(
     };
     let seed = a.seed.unwrap_or_else(default_seed);
     let init = batch_init(api, &a.init, ui).await?;
-    let target = Arc::new(Target {
-        items: a.init.items,
-        users: a.init.users,
-        orders: a.init.orders,
-        health_path: "/health".into(),
-    });
+    let target = Arc::new(Target::of(&a.init));
+    let drain = env.request_timeout + Duration::from_secs(5);
     let mut steps = Vec::new();
     let mut curve = Vec::new();
     let mut after_saturation: Option<usize> = None;
@@ -98,15 +87,7 @@ pub async fn run(
             LoadMode::Closed { clients } => *clients as f64,
             LoadMode::Open { rate } => *rate,
         };
-        let plan = LoadPlan {
-            mode: *mode,
-            duration: a.step_duration,
-            warmup: a.warmup,
-            max_requests: None,
-            max_in_flight: a.max_in_flight,
-            co_interval: None,
-            drain_timeout: request_timeout + Duration::from_secs(5),
-        };
+        let plan = LoadPlan::timed(*mode, a.step_duration, a.warmup, a.max_in_flight, drain);
         ui.note(format!(
             "sweep step {}/{}: {}",
             i + 1,

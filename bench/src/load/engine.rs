@@ -3,12 +3,13 @@
 
 use super::WorkloadError;
 use crate::class::Class;
-use crate::cli::LoadArgs;
+use crate::duration::parse_duration;
 use crate::progress::Ui;
 use crate::stats::{
     intended_offset, Counts, Event, LatencySummary, Recorder, Sample, TimelinePoint,
 };
 use api_client::Status;
+use clap::Args;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -67,6 +68,37 @@ impl Ctx {
     }
 }
 
+/// The load shape shared by `stress`, `async`, `sweep` and `ceiling`.
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Measured duration (after the warm-up).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Warm-up excluded from the statistics (still shown in the timeline).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Closed loop: number of concurrent clients (ignored when --rate is given).
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Open loop: fixed arrival rate in requests per second; latency is measured from each
+    /// request's intended send time (no coordinated omission).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Open loop: requests in flight at most; arrivals beyond it are counted as dropped.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_in_flight: usize,
+    /// Stop after this many requests.
+    #[arg(long)]
+    pub max_requests: Option<u64>,
+    /// Closed loop: also report latencies corrected for coordinated omission, assuming each
+    /// client meant to send one request per this interval (HDR record_correct).
+    #[arg(long, value_parser = parse_duration)]
+    pub co_expected_interval: Option<Duration>,
+    /// Seed of the (deterministic) choice of orders and operations.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "loop", rename_all = "snake_case")]
 pub enum LoadMode {
@@ -96,6 +128,25 @@ pub struct LoadPlan {
 }
 
 impl LoadPlan {
+    /// A plan bounded in time only, without coordinated-omission correction.
+    pub fn timed(
+        mode: LoadMode,
+        duration: Duration,
+        warmup: Duration,
+        max_in_flight: usize,
+        drain_timeout: Duration,
+    ) -> Self {
+        Self {
+            mode,
+            duration,
+            warmup,
+            max_requests: None,
+            max_in_flight,
+            co_interval: None,
+            drain_timeout,
+        }
+    }
+
     pub fn from_args(a: &LoadArgs, drain_timeout: Duration) -> Result<Self, WorkloadError> {
         let mode = match a.rate {
             Some(r) if r.is_finite() && r > 0.0 => LoadMode::Open { rate: r },

@@ -1,28 +1,60 @@
-//! `async`: asynchronous checkouts, observed by polling or webhooks.
+//! `async`: asynchronous checkouts (`workload`), observed by polling or webhooks.
 
-use crate::cli::AsyncArgs;
-use crate::kind::{Env, Overlay, Workload};
+mod workload;
+
+pub use workload::AsyncResult;
+
+use crate::duration::parse_duration;
+use crate::kind::{Env, Overlay, Ran, Workload};
+use crate::load::{InitArgs, LoadArgs};
 use crate::output::{codes, lat, load_status, Rows};
 use crate::plot::{self, series};
 use crate::report::md::{
     lat_row, load_plots, per_second, svg_name, title, Md, ReportError, LAT_HEAD,
 };
-use crate::workload::async_::AsyncResult;
-use crate::workload::{self, WorkloadError};
+use api_client::AsyncMode;
+use clap::Args;
 use std::path::Path;
+use std::time::Duration;
 
-pub struct Async;
+#[derive(Args, Debug, Clone)]
+pub struct Async {
+    #[command(flatten)]
+    pub init: InitArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// How to ask for async processing.
+    #[arg(long, value_enum, default_value_t = AsyncMode::Header)]
+    pub async_mode: AsyncMode,
+    /// Observe completion with a webhook receiver run by the harness (passes callback_url)
+    /// instead of polling. The receiver is on loopback: run the api with
+    /// WEBHOOK_ALLOW_PRIVATE=true, which refuses internal callback addresses otherwise.
+    #[arg(long)]
+    pub webhook: bool,
+    /// Port of the webhook receiver on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    pub webhook_port: u16,
+    /// callback_url to pass (default http://127.0.0.1:<port>/hook); use when the system
+    /// reaches the harness under another address.
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// Standard Webhooks secret ("whsec_…"): verify webhook-signature and count failures.
+    #[arg(long, env = "BENCH_WEBHOOK_SECRET")]
+    pub webhook_secret: Option<String>,
+    /// Long-poll wait in seconds (GET /requests/{id}?wait=…, at most 30).
+    #[arg(long, default_value_t = 10)]
+    pub poll_wait: u64,
+    /// Give up on a request that is not final after this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub final_timeout: Duration,
+}
 
 impl Workload for Async {
     const KIND: &'static str = "async";
-    type Args = AsyncArgs;
     type Result = AsyncResult;
 
-    async fn run(
-        env: &Env<'_>,
-        a: &AsyncArgs,
-    ) -> Result<(AsyncResult, serde_json::Value), WorkloadError> {
-        workload::async_::run(env.api, a, env.ui, env.request_timeout).await
+    async fn run(&self, env: &Env<'_>) -> Ran<AsyncResult> {
+        workload::run(env, self).await
     }
 
     fn status(r: &AsyncResult) -> String {
@@ -36,8 +68,37 @@ impl Workload for Async {
         })
     }
 
-    fn rows(r: &AsyncResult) -> Rows {
-        async_rows(r)
+    fn rows(a: &AsyncResult) -> Rows {
+        let mut r: Rows = vec![
+            (
+                "accepted".into(),
+                format!(
+                    "{} of {} ({:.1}%)",
+                    a.accepted,
+                    a.submitted,
+                    a.accept_rate * 100.0
+                ),
+            ),
+            ("observed by".into(), a.observe.clone()),
+            ("accept latency ms".into(), lat(&a.submit.latency)),
+            ("time to final ms".into(), lat(&a.finals.time_to_final)),
+            (
+                "finals".into(),
+                format!("{:.1}/s  {}", a.finals_per_s, codes(&a.finals.outcomes)),
+            ),
+            ("submit status codes".into(), codes(&a.submit.status_codes)),
+            ("polls".into(), a.finals.polls.to_string()),
+        ];
+        if let Some(w) = &a.webhook {
+            r.push((
+                "webhooks".into(),
+                format!(
+                    "received {}, missing {}, duplicates {}, late {}, malformed {}, bad signatures {}",
+                    w.received, w.missing, w.duplicates, w.late, w.malformed, w.signature_bad
+                ),
+            ));
+        }
+        r
     }
 
     fn section(md: &mut Md, dir: &Path, stem: &str, a: &AsyncResult) -> Result<(), ReportError> {
@@ -112,37 +173,4 @@ impl Workload for Async {
         md.images(&files);
         Ok(())
     }
-}
-
-fn async_rows(a: &AsyncResult) -> Rows {
-    let mut r: Rows = vec![
-        (
-            "accepted".into(),
-            format!(
-                "{} of {} ({:.1}%)",
-                a.accepted,
-                a.submitted,
-                a.accept_rate * 100.0
-            ),
-        ),
-        ("observed by".into(), a.observe.clone()),
-        ("accept latency ms".into(), lat(&a.submit.latency)),
-        ("time to final ms".into(), lat(&a.finals.time_to_final)),
-        (
-            "finals".into(),
-            format!("{:.1}/s  {}", a.finals_per_s, codes(&a.finals.outcomes)),
-        ),
-        ("submit status codes".into(), codes(&a.submit.status_codes)),
-        ("polls".into(), a.finals.polls.to_string()),
-    ];
-    if let Some(w) = &a.webhook {
-        r.push((
-            "webhooks".into(),
-            format!(
-                "received {}, missing {}, duplicates {}, late {}, malformed {}, bad signatures {}",
-                w.received, w.missing, w.duplicates, w.late, w.malformed, w.signature_bad
-            ),
-        ));
-    }
-    r
 }

@@ -4,15 +4,18 @@
 //! touched), reads the populated state back as the baseline, fires every checkout at once,
 //! records each answer, then reads items, users and orders back and evaluates the verdict.
 
-use super::{concurrent, WorkloadError};
+use super::Consistency;
 use crate::class::{classify, Class};
-use crate::cli::ConsistencyArgs;
+use crate::kind::{Env, Ran};
+use crate::load::{concurrent, WorkloadError};
 use crate::progress::Ui;
 use crate::stats::{Latency, LatencySummary};
 use crate::verdict::{self, Answer, FinalState, ItemInit, OrderInit, Setup, Verdict};
-use api_client::{Api, Status};
+use api_client::{Api, ApiError, Status};
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -63,7 +66,7 @@ fn answer_of(class: Class) -> Answer {
 }
 
 /// The populate plan: which item each line of each order takes.
-pub fn plan_setup(a: &ConsistencyArgs) -> Setup {
+fn plan_setup(a: &Consistency) -> Setup {
     let items = a.items as usize;
     let users = a.users as usize;
     Setup {
@@ -85,7 +88,7 @@ pub fn plan_setup(a: &ConsistencyArgs) -> Setup {
     }
 }
 
-fn validate(a: &ConsistencyArgs) -> Result<(), WorkloadError> {
+fn validate(a: &Consistency) -> Result<(), WorkloadError> {
     let p = |m: &str| Err(WorkloadError::Params(m.to_string()));
     if a.items == 0 || a.users == 0 || a.orders == 0 {
         return p("--items, --users and --orders must be >= 1");
@@ -102,11 +105,8 @@ fn validate(a: &ConsistencyArgs) -> Result<(), WorkloadError> {
     Ok(())
 }
 
-pub async fn run(
-    api: &Api,
-    a: &ConsistencyArgs,
-    ui: &Ui,
-) -> Result<(ConsistencyResult, serde_json::Value), WorkloadError> {
+pub async fn run(env: &Env<'_>, a: &Consistency) -> Ran<ConsistencyResult> {
+    let (api, ui) = (env.api, env.ui);
     validate(a)?;
     let setup = plan_setup(a);
     let pc = a.populate_concurrency.max(1);
@@ -117,47 +117,30 @@ pub async fn run(
         "consistency: populating {} items (stock {}, price {}), {} users (credit {}), {} orders",
         a.items, a.stock, a.price, a.users, a.credit, a.orders
     ));
-    let bar = ui.bar(a.items, "items");
-    let (stock, price) = (a.stock, a.price);
-    let item_ids = concurrent(a.items as usize, pc, &bar, |_| {
-        let api = api.clone();
-        async move {
+    let (stock, price, credit) = (a.stock, a.price, a.credit);
+    let item_ids = Arc::new(
+        each(ui, "items", a.items, pc, api, move |api, _| async move {
             let id = api.create_item(price).await?;
             if stock > 0 {
                 api.add_stock(&id, stock).await?;
             }
             Ok(id)
-        }
-    })
-    .await?;
-    bar.finish_and_clear();
-
-    let bar = ui.bar(a.users, "users");
-    let credit = a.credit;
-    let user_ids = concurrent(a.users as usize, pc, &bar, |_| {
-        let api = api.clone();
-        async move {
+        })
+        .await?,
+    );
+    let user_ids = Arc::new(
+        each(ui, "users", a.users, pc, api, move |api, _| async move {
             let id = api.create_user().await?;
             if credit > 0 {
                 api.add_funds(&id, credit).await?;
             }
             Ok(id)
-        }
-    })
-    .await?;
-    bar.finish_and_clear();
-
-    let bar = ui.bar(a.orders, "orders");
-    let item_ids = Arc::new(item_ids);
-    let user_ids = Arc::new(user_ids);
-    let setup_arc = Arc::new(setup.clone());
-    let order_ids = concurrent(a.orders as usize, pc, &bar, |o| {
-        let (api, items, users, s) = (
-            api.clone(),
-            item_ids.clone(),
-            user_ids.clone(),
-            setup_arc.clone(),
-        );
+        })
+        .await?,
+    );
+    let (items, users, s) = (item_ids.clone(), user_ids.clone(), Arc::new(setup.clone()));
+    let order_ids = each(ui, "orders", a.orders, pc, api, move |api, o| {
+        let (items, users, s) = (items.clone(), users.clone(), s.clone());
         async move {
             let order = &s.orders[o];
             let id = api.create_order(&users[order.user]).await?;
@@ -168,13 +151,10 @@ pub async fn run(
         }
     })
     .await?;
-    bar.finish_and_clear();
 
     // --- baseline: what the system says it holds now
-    let bar = ui.bar(a.items + a.users, "baseline");
-    let base_items = read_items(api, &item_ids, pc, &bar).await?;
-    let base_credit = read_users(api, &user_ids, pc, &bar).await?;
-    bar.finish_and_clear();
+    let base = read_state(api, &item_ids, &user_ids, &[], pc, ui, "baseline").await?;
+    let (base_items, base_credit) = (base.items, base.credit);
     for (i, st) in base_items.iter().enumerate() {
         if st.stock != a.stock || st.price != a.price {
             return Err(WorkloadError::Setup(format!(
@@ -245,9 +225,8 @@ pub async fn run(
     // compensations may still be in flight)
     tokio::time::sleep(a.settle).await;
     let t2 = Instant::now();
-    let ids = Arc::new(order_ids.clone());
     let mut reads = 1u32;
-    let mut snap = read_state(api, &item_ids, &user_ids, &ids, pc, ui).await?;
+    let mut snap = read_state(api, &item_ids, &user_ids, &order_ids, pc, ui, "verify").await?;
     let mut unchanged_since = Instant::now();
     let state_stable = loop {
         if reads >= 2 && unchanged_since.elapsed() >= a.quiet_period {
@@ -257,7 +236,7 @@ pub async fn run(
             break false;
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let next = read_state(api, &item_ids, &user_ids, &ids, pc, ui).await?;
+        let next = read_state(api, &item_ids, &user_ids, &order_ids, pc, ui, "verify").await?;
         reads += 1;
         if next != snap {
             ui.note("consistency: state still changing, reading again");
@@ -319,20 +298,67 @@ pub async fn run(
     ))
 }
 
+/// `f(api, i)` for `i` in `0..n`, `concurrency` at a time, under a progress bar.
+async fn each<T, F, Fut>(
+    ui: &Ui,
+    what: &str,
+    n: u64,
+    concurrency: usize,
+    api: &Api,
+    f: F,
+) -> Result<Vec<T>, WorkloadError>
+where
+    F: Fn(Api, usize) -> Fut,
+    Fut: Future<Output = Result<T, WorkloadError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let bar = ui.bar(n, what);
+    let out = concurrent(n as usize, concurrency, &bar, |i| f(api.clone(), i)).await?;
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// `read(api, id)` of every ID, `concurrency` at a time.
+async fn read_all<T, F, Fut>(
+    api: &Api,
+    ids: &[String],
+    concurrency: usize,
+    bar: &ProgressBar,
+    read: F,
+) -> Result<Vec<T>, WorkloadError>
+where
+    F: Fn(Api, String) -> Fut,
+    Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
+    T: Send + 'static,
+{
+    concurrent(ids.len(), concurrency, bar, |i| {
+        let read = read(api.clone(), ids[i].clone());
+        async move { Ok(read.await?) }
+    })
+    .await
+}
+
+/// Reads the items, users and orders back, under a progress bar named `what`.
 async fn read_state(
     api: &Api,
-    items: &Arc<Vec<String>>,
-    users: &Arc<Vec<String>>,
-    orders: &Arc<Vec<String>>,
+    items: &[String],
+    users: &[String],
+    orders: &[String],
     pc: usize,
     ui: &Ui,
+    what: &str,
 ) -> Result<Snapshot, WorkloadError> {
-    let bar = ui.bar((items.len() + users.len() + orders.len()) as u64, "verify");
-    let items = read_items(api, items, pc, &bar).await?;
-    let credit = read_users(api, users, pc, &bar).await?;
-    let orders = concurrent(orders.len(), pc, &bar, |o| {
-        let (api, ids) = (api.clone(), orders.clone());
-        async move { Ok(api.find_order(&ids[o]).await?) }
+    let bar = ui.bar((items.len() + users.len() + orders.len()) as u64, what);
+    let items = read_all(api, items, pc, &bar, |api, id| async move {
+        api.find_item(&id).await
+    })
+    .await?;
+    let credit = read_all(api, users, pc, &bar, |api, id| async move {
+        api.find_user(&id).await
+    })
+    .await?;
+    let orders = read_all(api, orders, pc, &bar, |api, id| async move {
+        api.find_order(&id).await
     })
     .await?;
     bar.finish_and_clear();
@@ -343,39 +369,13 @@ async fn read_state(
     })
 }
 
-async fn read_items(
-    api: &Api,
-    ids: &Arc<Vec<String>>,
-    pc: usize,
-    bar: &indicatif::ProgressBar,
-) -> Result<Vec<api_client::ItemState>, WorkloadError> {
-    concurrent(ids.len(), pc, bar, |i| {
-        let (api, ids) = (api.clone(), ids.clone());
-        async move { Ok(api.find_item(&ids[i]).await?) }
-    })
-    .await
-}
-
-async fn read_users(
-    api: &Api,
-    ids: &Arc<Vec<String>>,
-    pc: usize,
-    bar: &indicatif::ProgressBar,
-) -> Result<Vec<i64>, WorkloadError> {
-    concurrent(ids.len(), pc, bar, |u| {
-        let (api, ids) = (api.clone(), ids.clone());
-        async move { Ok(api.find_user(&ids[u]).await?) }
-    })
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn args() -> ConsistencyArgs {
-        ConsistencyArgs {
+    fn args() -> Consistency {
+        Consistency {
             items: 3,
             stock: 100,
             price: 2,

@@ -1,53 +1,11 @@
-//! `soak`: a long open-loop run at a fraction of saturation, reported per interval, with a
-//! flatness verdict.
+//! How a soak is shown: its stdout table and its report section.
 
-use crate::cli::SoakArgs;
-use crate::kind::{Env, Workload, EXIT_FAIL, EXIT_INCONCLUSIVE};
-use crate::output::{load_rows, load_status, Rows};
+use super::flatness::{FlatCheck, SoakInterval};
+use super::SoakResult;
+use crate::output::{load_rows, Rows};
 use crate::plot::{self, series};
 use crate::report::md::{load_plots, load_section, svg_name, title, Md, ReportError};
-use crate::workload::soak::{FlatCheck, SoakInterval, SoakResult};
-use crate::workload::{self, WorkloadError};
 use std::path::Path;
-
-pub struct Soak;
-
-impl Workload for Soak {
-    const KIND: &'static str = "soak";
-    type Args = SoakArgs;
-    type Result = SoakResult;
-
-    async fn run(
-        env: &Env<'_>,
-        a: &SoakArgs,
-    ) -> Result<(SoakResult, serde_json::Value), WorkloadError> {
-        workload::soak::run(env.api, a, env.ui, env.request_timeout).await
-    }
-
-    fn status(r: &SoakResult) -> String {
-        load_status(&r.load).into()
-    }
-
-    fn headline(r: &SoakResult) -> Option<String> {
-        Some(format!(": {}", r.verdict.status))
-    }
-
-    fn exit(r: &SoakResult, a: &SoakArgs) -> u8 {
-        match (a.strict, r.verdict.status.as_str()) {
-            (true, "not_flat") => EXIT_FAIL,
-            (true, "inconclusive") => EXIT_INCONCLUSIVE,
-            _ => 0,
-        }
-    }
-
-    fn rows(r: &SoakResult) -> Rows {
-        soak_rows(r)
-    }
-
-    fn section(md: &mut Md, dir: &Path, stem: &str, s: &SoakResult) -> Result<(), ReportError> {
-        section(md, dir, stem, s)
-    }
-}
 
 /// How the soak's rate was chosen.
 fn soak_rate(s: &SoakResult) -> String {
@@ -92,8 +50,12 @@ fn soak_interval(i: &SoakInterval) -> String {
     )
 }
 
+/// A compared figure, "-" where it was not measured.
+fn num(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.1}"))
+}
+
 fn flat_check(c: &FlatCheck) -> String {
-    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     format!(
         "{}  first {}, last {}  ({})",
         match c.flat {
@@ -107,7 +69,7 @@ fn flat_check(c: &FlatCheck) -> String {
     )
 }
 
-fn soak_rows(s: &SoakResult) -> Rows {
+pub fn rows(s: &SoakResult) -> Rows {
     let mut r: Rows = vec![
         ("rate".into(), soak_rate(s)),
         (
@@ -150,7 +112,7 @@ fn soak_rows(s: &SoakResult) -> Rows {
     r
 }
 
-fn section(md: &mut Md, dir: &Path, stem: &str, s: &SoakResult) -> Result<(), ReportError> {
+pub fn section(md: &mut Md, dir: &Path, stem: &str, s: &SoakResult) -> Result<(), ReportError> {
     md.line(format!(
         "## Soak ({stem}): **{}**",
         s.verdict.status.replace('_', " ")
@@ -219,7 +181,6 @@ fn section(md: &mut Md, dir: &Path, stem: &str, s: &SoakResult) -> Result<(), Re
     md.line("Flat means: the last full interval against the first.");
     md.blank();
     md.line("| figure | first | last | rule | result |\n|---|---:|---:|---|---|");
-    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     for c in &s.verdict.checks {
         md.line(format!(
             "| {} | {} | {} | {} | {} |",

@@ -10,15 +10,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 fn plan(mode: LoadMode, duration_ms: u64) -> LoadPlan {
-    LoadPlan {
-        mode,
-        duration: Duration::from_millis(duration_ms),
-        warmup: Duration::ZERO,
-        max_requests: None,
-        max_in_flight: 4,
-        co_interval: None,
-        drain_timeout: Duration::from_secs(2),
-    }
+    let duration = Duration::from_millis(duration_ms);
+    LoadPlan::timed(mode, duration, Duration::ZERO, 4, Duration::from_secs(2))
 }
 
 fn sleeper(ms: u64) -> RequestFn {

@@ -7,17 +7,13 @@
 //! after the probe's), so the work per request does not fall as orders get paid; with fewer
 //! orders than requests the numbering wraps and the result says so.
 
-mod flatness;
-
-use flatness::{intervals, verdict, Limits, SoakVerdict};
-pub use flatness::{FlatCheck, SoakInterval};
-
-use super::{batch_init, run_load, Ctx, InitReport, LoadMode, LoadPlan, LoadSummary};
-use super::{RequestFn, WorkloadError};
+use super::flatness::{intervals, verdict, Limits, SoakInterval, SoakVerdict};
+use super::Soak;
 use crate::class::classify;
-use crate::cli::SoakArgs;
+use crate::kind::{Env, Ran};
+use crate::load::{batch_init, run_load, Ctx, InitReport, LoadMode, LoadPlan, LoadSummary};
+use crate::load::{RequestFn, WorkloadError};
 use crate::procs::{self, Reading, Watched};
-use crate::progress::Ui;
 use api_client::Api;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -92,12 +88,8 @@ async fn sample(
     readings
 }
 
-pub async fn run(
-    api: &Api,
-    a: &SoakArgs,
-    ui: &Ui,
-    request_timeout: Duration,
-) -> Result<(SoakResult, serde_json::Value), WorkloadError> {
+pub async fn run(env: &Env<'_>, a: &Soak) -> Ran<SoakResult> {
+    let (api, ui, request_timeout) = (env.api, env.ui, env.request_timeout);
     let interval_s = a.interval.as_secs();
     if interval_s == 0 || a.interval.subsec_nanos() != 0 {
         return Err(WorkloadError::Params(
@@ -136,17 +128,11 @@ pub async fn run(
         Some(r) if r.is_finite() && r > 0.0 => (None, r, None),
         Some(r) => return Err(WorkloadError::Params(format!("--rate {r} must be > 0"))),
         None => {
-            let plan = LoadPlan {
-                mode: LoadMode::Closed {
-                    clients: a.probe_clients,
-                },
-                duration: a.probe_duration,
-                warmup: Duration::ZERO,
-                max_requests: None,
-                max_in_flight: a.probe_clients,
-                co_interval: None,
-                drain_timeout: drain,
+            let mode = LoadMode::Closed {
+                clients: a.probe_clients,
             };
+            let (duration, clients) = (a.probe_duration, a.probe_clients);
+            let plan = LoadPlan::timed(mode, duration, Duration::ZERO, clients, drain);
             ui.note(format!(
                 "soak: measuring saturation ({} for {:.0} s)",
                 plan.mode.describe(),
@@ -192,15 +178,8 @@ pub async fn run(
         ));
     }
 
-    let plan = LoadPlan {
-        mode: LoadMode::Open { rate },
-        duration: a.duration,
-        warmup: Duration::ZERO,
-        max_requests: None,
-        max_in_flight: a.max_in_flight,
-        co_interval: None,
-        drain_timeout: drain,
-    };
+    let mode = LoadMode::Open { rate };
+    let plan = LoadPlan::timed(mode, a.duration, Duration::ZERO, a.max_in_flight, drain);
     ui.note(format!(
         "soak: {} for {:.0} s, reported every {interval_s} s",
         plan.mode.describe(),

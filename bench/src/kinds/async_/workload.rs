@@ -1,13 +1,13 @@
 //! `async`: checkouts with `Prefer: respond-async`; accept rate and time to final status,
 //! observed by long-polling `GET /requests/{id}?wait=` or by the harness's webhook receiver.
 
-use super::mix::{default_seed, rand_for};
-use super::{
+use super::Async;
+use crate::class::{classify, Class};
+use crate::kind::{Env, Ran};
+use crate::load::mix::{default_seed, rand_for};
+use crate::load::{
     batch_init, run_load, Ctx, InitReport, LoadPlan, LoadSummary, RequestFn, WorkloadError,
 };
-use crate::class::{classify, Class};
-use crate::cli::AsyncArgs;
-use crate::progress::Ui;
 use crate::stats::{Event, FinalOutcome, FinalSample, FinalSummary};
 use crate::webhook::{Receiver, Registry, WebhookSummary};
 use api_client::{Api, AsyncMode, RequestRecord, Status};
@@ -188,12 +188,8 @@ impl Shared {
     }
 }
 
-pub async fn run(
-    api: &Api,
-    a: &AsyncArgs,
-    ui: &Ui,
-    request_timeout: Duration,
-) -> Result<(AsyncResult, serde_json::Value), WorkloadError> {
+pub async fn run(env: &Env<'_>, a: &Async) -> Ran<AsyncResult> {
+    let (api, ui, request_timeout) = (env.api, env.ui, env.request_timeout);
     if a.final_timeout.is_zero() {
         return Err(WorkloadError::Params("--final-timeout must be > 0".into()));
     }

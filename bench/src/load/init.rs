@@ -2,12 +2,14 @@
 //! for the calls that populate one by one.
 
 use super::WorkloadError;
-use crate::cli::InitArgs;
+use crate::duration::parse_duration;
 use crate::progress::Ui;
 use api_client::Api;
+use clap::Args;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
+use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -53,6 +55,38 @@ where
     out.into_iter()
         .collect::<Option<Vec<T>>>()
         .ok_or_else(|| WorkloadError::Join("a task finished without a result".into()))
+}
+
+/// Batch initialisation shared by `stress`, `async` and `sweep`.
+#[derive(Args, Debug, Clone)]
+pub struct InitArgs {
+    /// Items created by batch_init.
+    #[arg(long, default_value_t = 100_000)]
+    pub items: u64,
+    /// Starting stock of each item.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub stock: i64,
+    /// Price of each item.
+    #[arg(long, default_value_t = 1)]
+    pub price: i64,
+    /// Users created by batch_init.
+    #[arg(long, default_value_t = 100_000)]
+    pub users: u64,
+    /// Starting credit of each user.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub credit: i64,
+    /// Orders created by batch_init (the checkouts pick among them at random). A million, so
+    /// that a run at thousands of checkouts/s rarely meets an order it already paid.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub orders: u64,
+    /// Do not call batch_init: reuse the data already there (the sizes must still match).
+    /// Orders paid by earlier runs then check out without a saga, so such runs are cheaper
+    /// and not comparable with runs on fresh data.
+    #[arg(long)]
+    pub skip_init: bool,
+    /// Timeout of each batch_init call.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub init_timeout: Duration,
 }
 
 /// What batch initialisation did.
