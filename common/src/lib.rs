@@ -11,6 +11,7 @@ pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod fault;
+pub mod ids;
 pub mod jetstream;
 pub mod limits;
 pub mod messages;
