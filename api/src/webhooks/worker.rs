@@ -36,7 +36,7 @@ pub enum WorkerError {
 
 /// The event body; identical for every attempt of one event.
 pub fn event_body(record: &RequestRecord) -> Vec<u8> {
-    let kind = match record.status {
+    let kind = match record.progress.status() {
         Status::Succeeded => "checkout.succeeded",
         _ => "checkout.failed",
     };

@@ -1,4 +1,10 @@
-//! Orders in PostgreSQL.
+//! Orders in PostgreSQL: the one module that writes `orders` and
+//! `order_lines`. The endpoints' statements are here, what the checkout
+//! saga does to orders in [`checkout`], the benchmark reset in
+//! [`batch_init`].
+
+pub mod batch_init;
+pub(crate) mod checkout;
 
 use common::{
     db::DbError,
@@ -22,6 +28,9 @@ pub enum OrderError {
     /// A documented bound (`common::limits`) would be passed.
     #[error("{0}")]
     Limit(String),
+    /// A write that contradicts what the same transaction read: a bug.
+    #[error("{0}")]
+    Inconsistent(String),
     #[error(transparent)]
     Db(DbError),
 }
@@ -68,9 +77,7 @@ impl Store {
     /// its steps is sent.
     pub async fn kept(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, OrderError> {
         let conn = common::db::get(&self.pool).await?;
-        let rows =
-            common::db::query(&conn, "SELECT id FROM sagas WHERE id = ANY($1)", &[&ids]).await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(crate::saga::kept(&conn, ids).await?)
     }
 
     /// Appends a line and adds `quantity × unit_price` to the total, in one
@@ -179,13 +186,13 @@ impl Store {
         })
     }
 
-    /// Creates or resets orders `"0"`..`"n-1"` (see [`crate::batch_init`]).
+    /// Creates or resets orders `"0"`..`"n-1"` (see [`batch_init`]).
     pub async fn batch_init(
         &self,
-        spec: crate::batch_init::Spec,
+        spec: batch_init::Spec,
         stop: &tokio_util::sync::CancellationToken,
     ) -> Result<u64, common::setup::SetupError> {
-        crate::batch_init::run(&self.pool, spec, stop).await
+        batch_init::run(&self.pool, spec, stop).await
     }
 }
 
