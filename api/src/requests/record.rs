@@ -71,8 +71,8 @@ impl Progress {
     }
 }
 
-/// What `GET /requests/{id}` returns. Shown (and announced between
-/// replicas) as [`RecordView`]: `status` and `reason` side by side.
+/// A request record. Shown (and announced between replicas) as
+/// [`RecordView`]: `status` and `reason` side by side.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(into = "RecordView", try_from = "RecordView")]
 pub struct RequestRecord {
@@ -86,7 +86,7 @@ pub struct RequestRecord {
     pub webhook: Option<WebhookView>,
 }
 
-/// The request record as the API shows it.
+/// What `GET /requests/{id}` returns.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordView {
     pub request_id: Uuid,
