@@ -186,7 +186,9 @@ async fn checkout(
         Some(waiter) => {
             let record = s.requests.wait_final(record, deadline, waiter).await;
             match record.progress {
-                Progress::Final(Verdict::Succeeded) => (StatusCode::OK, Json(&record)).into_response(),
+                Progress::Final(Verdict::Succeeded) => {
+                    (StatusCode::OK, Json(&record)).into_response()
+                }
                 Progress::Final(Verdict::Failed(reason)) => failed(&record, reason),
                 // The client bounded the wait itself (RFC 7240): the record.
                 Progress::Pending if prefer_wait.is_some() => accepted(&record),

@@ -215,7 +215,11 @@ mod tests {
         let e = ApiError::from(common::db::DbError::from(bad));
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.to_string(), "a stored record cannot be read");
-        assert!(chain(&e).contains(r#"unknown request status "done""#), "{}", chain(&e));
+        assert!(
+            chain(&e).contains(r#"unknown request status "done""#),
+            "{}",
+            chain(&e)
+        );
     }
 
     #[test]

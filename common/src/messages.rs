@@ -680,7 +680,9 @@ pub mod saga {
         fn step_commands_of_the_previous_version_decode_to_their_meaning() {
             let cases = [
                 (
-                    format!(r#"{{"saga_id":"{SAGA}","step":"reserve","lines":[["i1",2],["i2",1]]}}"#),
+                    format!(
+                        r#"{{"saga_id":"{SAGA}","step":"reserve","lines":[["i1",2],["i2",1]]}}"#
+                    ),
                     StepAction::Reserve {
                         items: vec![
                             (ItemId::from("i1"), Quantity::new("q", 2).unwrap()),
@@ -733,7 +735,10 @@ pub mod saga {
                 (r#""charge","lines":[["u",1],["v",1]]"#, "exactly one"),
                 (r#""release","lines":[["i",1]]"#, "no lines"),
                 (r#""reserve","lines":[["i",0]]"#, "Quantity must be between"),
-                (r#""reserve","lines":[["i",-1]]"#, "Quantity must be between"),
+                (
+                    r#""reserve","lines":[["i",-1]]"#,
+                    "Quantity must be between",
+                ),
                 (r#""charge","lines":[["u",-5]]"#, "Amount must be between"),
             ] {
                 let e = decode(&format!(r#"{{"saga_id":"{SAGA}","step":{bad}}}"#)).unwrap_err();
@@ -746,11 +751,15 @@ pub mod saga {
             let order_id = OrderId::from("o");
             for (old, verdict) in [
                 (
-                    format!(r#"{{"request_id":"{SAGA}","order_id":"o","succeeded":true,"reason":null}}"#),
+                    format!(
+                        r#"{{"request_id":"{SAGA}","order_id":"o","succeeded":true,"reason":null}}"#
+                    ),
                     Verdict::Succeeded,
                 ),
                 (
-                    format!(r#"{{"request_id":"{SAGA}","order_id":"o","succeeded":false,"reason":"insufficient_stock"}}"#),
+                    format!(
+                        r#"{{"request_id":"{SAGA}","order_id":"o","succeeded":false,"reason":"insufficient_stock"}}"#
+                    ),
                     Verdict::Failed(FailureReason::InsufficientStock),
                 ),
             ] {
@@ -767,8 +776,14 @@ pub mod saga {
             }
             for (bad, says) in [
                 (r#""succeeded":false,"reason":null"#, "without a reason"),
-                (r#""succeeded":true,"reason":"item_not_found""#, "with a reason"),
-                (r#""succeeded":false,"reason":"gremlins""#, "unknown variant"),
+                (
+                    r#""succeeded":true,"reason":"item_not_found""#,
+                    "with a reason",
+                ),
+                (
+                    r#""succeeded":false,"reason":"gremlins""#,
+                    "unknown variant",
+                ),
             ] {
                 let json = format!(r#"{{"request_id":"{SAGA}","order_id":"o",{bad}}}"#);
                 let e = serde_json::from_str::<CheckoutOutcome>(&json).unwrap_err();
@@ -792,7 +807,10 @@ pub mod saga {
             );
             let e = StepOutcome::parse("maybe").unwrap_err();
             assert_eq!(e.to_string(), r#"unknown step outcome "maybe""#);
-            assert_eq!(FailureReason::parse("unknown").unwrap_err().value, "unknown");
+            assert_eq!(
+                FailureReason::parse("unknown").unwrap_err().value,
+                "unknown"
+            );
         }
     }
 }

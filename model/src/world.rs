@@ -196,7 +196,10 @@ fn basket(config: &Config) -> Basket {
     Basket {
         user_id: UserId::from(USER),
         amount: Amount::new("price", config.price).expect("the model's price is an amount"),
-        items: vec![(ItemId::from(ITEM), Quantity::new("quantity", 1).expect("1 unit"))],
+        items: vec![(
+            ItemId::from(ITEM),
+            Quantity::new("quantity", 1).expect("1 unit"),
+        )],
     }
 }
 
@@ -634,12 +637,7 @@ impl State {
 
     /// stock-svc / payment-svc `Store::apply` for a batch of one: the
     /// saga's ledger row and the balance in, `plan` decides, its rows out.
-    fn on_command(
-        &mut self,
-        config: &Config,
-        r: Req,
-        action: &StepAction,
-    ) -> Vec<Msg> {
+    fn on_command(&mut self, config: &Config, r: Req, action: &StepAction) -> Vec<Msg> {
         let step = action.step();
         let (svc, debit) = service(step);
         let id = saga_id(r);

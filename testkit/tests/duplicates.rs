@@ -69,12 +69,7 @@ async fn reserve_release_charge_refund_apply_once() {
         items: vec![(ItemId::from(item.as_str()), Quantity::new("q", 3).unwrap())],
     };
 
-    send_copies(
-        &js,
-        &format!("{p}.js.stock.steps"),
-        &cmd(reserve()),
-    )
-    .await;
+    send_copies(&js, &format!("{p}.js.stock.steps"), &cmd(reserve())).await;
     send_copies(
         &js,
         &format!("{p}.js.payment.steps"),
@@ -107,12 +102,7 @@ async fn reserve_release_charge_refund_apply_once() {
     assert_eq!(c.credit(&user).await, 50, "refunded once");
 
     // A late copy of the debit after its compensation does not apply again.
-    send_copies(
-        &js,
-        &format!("{p}.js.stock.steps"),
-        &cmd(reserve()),
-    )
-    .await;
+    send_copies(&js, &format!("{p}.js.stock.steps"), &cmd(reserve())).await;
     drained(&js, &format!("{p}_STOCK"), "stock").await;
     assert_eq!(c.stock(&item).await, 10);
 

@@ -126,7 +126,10 @@ static DURATION: std::sync::LazyLock<prometheus::Histogram> = std::sync::LazyLoc
 });
 
 fn observe(record: &RequestRecord) {
-    let reason = record.progress.reason().map_or("none", FailureReason::as_str);
+    let reason = record
+        .progress
+        .reason()
+        .map_or("none", FailureReason::as_str);
     OUTCOMES
         .with_label_values(&[record.progress.status().as_str(), reason])
         .inc();

@@ -27,7 +27,6 @@ impl Status {
             Status::Failed => "failed",
         }
     }
-
 }
 
 /// Where a record stands: pending, or final with its verdict (a failure
@@ -222,19 +221,35 @@ mod tests {
     #[test]
     fn stored_pairs_parse_to_a_progress_and_nothing_else_does() {
         let failed = Progress::Final(Verdict::Failed(FailureReason::InsufficientCredit));
-        for p in [Progress::Pending, Progress::Final(Verdict::Succeeded), failed] {
+        for p in [
+            Progress::Pending,
+            Progress::Final(Verdict::Succeeded),
+            failed,
+        ] {
             let reason = p.reason().map(FailureReason::as_str);
             assert_eq!(Progress::parse(p.status().as_str(), reason), Ok(p));
         }
         for (status, reason, says) in [
-            ("failed", None, r#"unknown request status "failed (reason none)""#),
+            (
+                "failed",
+                None,
+                r#"unknown request status "failed (reason none)""#,
+            ),
             (
                 "succeeded",
                 Some("user_not_found"),
                 r#"unknown request status "succeeded (reason user_not_found)""#,
             ),
-            ("done", None, r#"unknown request status "done (reason none)""#),
-            ("failed", Some("unknown"), r#"unknown failure reason "unknown""#),
+            (
+                "done",
+                None,
+                r#"unknown request status "done (reason none)""#,
+            ),
+            (
+                "failed",
+                Some("unknown"),
+                r#"unknown failure reason "unknown""#,
+            ),
         ] {
             let e = Progress::parse(status, reason).unwrap_err();
             assert_eq!(e.to_string(), says);

@@ -111,7 +111,10 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.request_id).collect();
-    let progress: Vec<Progress> = outcomes.iter().map(|o| Progress::Final(o.verdict)).collect();
+    let progress: Vec<Progress> = outcomes
+        .iter()
+        .map(|o| Progress::Final(o.verdict))
+        .collect();
     let statuses: Vec<&str> = progress.iter().map(|p| p.status().as_str()).collect();
     let reasons: Vec<Option<&str>> = progress
         .iter()

@@ -23,8 +23,8 @@ use async_nats::jetstream::Context;
 use common::{
     consumer::{Consumer, Fault, Handler, Liveness},
     db::{self, DbError},
-    jetstream::{self, JetStreamError, Topology},
     ids::{ItemId, OrderId},
+    jetstream::{self, JetStreamError, Topology},
     messages::saga::{CheckoutRequested, FailureReason, StepResult, Verdict},
     nats::Subjects,
     tasks::Tasks,
@@ -35,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::store::{
-    dead_letter, insert_rejected_saga, insert_sagas, load_sagas, next_in_queue,
-    resend_candidates, update_sagas, StoredSagaError,
+    dead_letter, insert_rejected_saga, insert_sagas, load_sagas, next_in_queue, resend_candidates,
+    update_sagas, StoredSagaError,
 };
 use super::{admit, Admission, OrderState, Outgoing, Saga, State};
 use crate::orders::{
@@ -166,10 +166,9 @@ impl Checkout {
         let mut conn = db::get(&self.pool).await?;
         let tx = conn.transaction().await?;
         // Independent reads, pipelined on the one connection.
-        let (mut sagas, mut orders) =
-            futures::try_join!(load_sagas(&tx, &ids, false), async {
-                Ok(load_orders(&tx, &order_ids).await?)
-            })?;
+        let (mut sagas, mut orders) = futures::try_join!(load_sagas(&tx, &ids, false), async {
+            Ok(load_orders(&tx, &order_ids).await?)
+        })?;
 
         let mut created: Vec<Uuid> = Vec::new();
         let mut outgoing = Vec::new();
@@ -191,7 +190,9 @@ impl Checkout {
                 (Admission::Start, Some(order)) => match order.basket(self.max_lines) {
                     // Past the bounds, its step command might not fit a
                     // message: it fails alone, before anything is moved.
-                    None => Saga::finished(id, order_id, Verdict::Failed(FailureReason::InvalidOrder)),
+                    None => {
+                        Saga::finished(id, order_id, Verdict::Failed(FailureReason::InvalidOrder))
+                    }
                     Some(basket) => {
                         if let Some(item_id) = &order.overflowing {
                             // Fails the batch; the consumer isolates this one.

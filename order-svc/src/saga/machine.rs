@@ -21,7 +21,9 @@ use common::{
     ids::{ItemId, OrderId, UserId},
     limits::{Amount, Quantity},
     messages::{
-        saga::{CheckoutOutcome, FailureReason, Step, StepAction, StepCommand, StepOutcome, Verdict},
+        saga::{
+            CheckoutOutcome, FailureReason, Step, StepAction, StepCommand, StepOutcome, Verdict,
+        },
         Unparsable,
     },
 };
@@ -69,7 +71,10 @@ impl State {
         let unfit = || {
             Unparsable::new(
                 "saga state",
-                &format!("{state} (reason {})", reason.map_or("none", FailureReason::as_str)),
+                &format!(
+                    "{state} (reason {})",
+                    reason.map_or("none", FailureReason::as_str)
+                ),
             )
         };
         Ok(match (state, reason) {
@@ -581,13 +586,21 @@ mod tests {
         }
         for (state, reason, says) in [
             ("done", None, r#"unknown saga state "done""#),
-            ("failed", None, r#"unknown saga state "failed (reason none)""#),
+            (
+                "failed",
+                None,
+                r#"unknown saga state "failed (reason none)""#,
+            ),
             (
                 "running",
                 Some("item_not_found"),
                 r#"unknown saga state "running (reason item_not_found)""#,
             ),
-            ("failed", Some("gremlins"), r#"unknown failure reason "gremlins""#),
+            (
+                "failed",
+                Some("gremlins"),
+                r#"unknown failure reason "gremlins""#,
+            ),
         ] {
             let e = State::parse(state, reason).unwrap_err();
             assert_eq!(e.to_string(), says);

@@ -146,7 +146,10 @@ pub(super) async fn next_in_queue(
                 }
             }
             Some(order) if order.checkout_saga.is_none() => {
-                match order.basket(max_lines).filter(|_| order.overflowing.is_none()) {
+                match order
+                    .basket(max_lines)
+                    .filter(|_| order.overflowing.is_none())
+                {
                     Some(basket) => {
                         if let Some(mut first) = sagas.into_iter().next() {
                             first.start_queued(basket);
@@ -231,7 +234,11 @@ pub(super) async fn insert_rejected_saga(
         tx,
         "INSERT INTO sagas (id, order_id, state, reason, completed_at)
          VALUES ($1, $2, 'failed', $3, now()) ON CONFLICT (id) DO NOTHING",
-        &[&id, &order_id.as_str(), &FailureReason::InvalidOrder.as_str()],
+        &[
+            &id,
+            &order_id.as_str(),
+            &FailureReason::InvalidOrder.as_str(),
+        ],
     )
     .await?;
     Ok(inserted == 1)
