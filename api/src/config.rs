@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use common::config::{ConfigError, Vars};
+use runtime::config::{ConfigError, Vars};
 
 /// Everything the api reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub common: common::config::Config,
+    pub common: runtime::config::Config,
     pub api: ApiSettings,
 }
 
@@ -29,7 +29,7 @@ impl Config {
     }
 
     pub fn load(vars: &Vars) -> Result<Self, ConfigError> {
-        let common = common::config::Config::load(vars, "api", crate::DEFAULT_PORT)?;
+        let common = runtime::config::Config::load(vars, "api", crate::DEFAULT_PORT)?;
         let api = ApiSettings {
             rpc_timeout: vars.interval_ms("RPC_TIMEOUT_MS", Duration::from_secs(30))?,
             checkout: crate::state::Settings::load(vars, common.retention)?,

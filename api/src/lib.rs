@@ -18,7 +18,7 @@ pub mod state;
 pub mod webhooks;
 
 use axum::{http::StatusCode, middleware, response::Response, Router};
-use common::{bootstrap::Deps, rpc::RpcClient};
+use runtime::{bootstrap::Deps, rpc::RpcClient};
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -45,11 +45,11 @@ pub enum ApiStartError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
-    JetStream(#[from] common::jetstream::JetStreamError),
+    JetStream(#[from] runtime::jetstream::JetStreamError),
     #[error(transparent)]
     Webhooks(#[from] webhooks::worker::WorkerError),
     #[error(transparent)]
-    Task(#[from] common::tasks::TaskFailed),
+    Task(#[from] runtime::tasks::TaskFailed),
 }
 
 /// The whole HTTP surface; `ops` are the operations routes this listener
@@ -93,9 +93,9 @@ pub fn router(state: AppState, ops: Router) -> Router {
                 .layer(CatchPanicLayer::custom(|_| {
                     problem::problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
                 }))
-                .layer(middleware::from_fn(common::metrics::track_http))
+                .layer(middleware::from_fn(runtime::metrics::track_http))
                 // Every 4xx/5xx below is a problem document (RFC 9457).
-                .layer(middleware::from_fn(common::problem::normalize))
+                .layer(middleware::from_fn(runtime::http::problem::normalize))
                 .layer(middleware::from_fn(body::check))
                 .layer(body::limit()),
         )
@@ -124,9 +124,9 @@ pub async fn run(
              public development secret; receivers cannot tell them from forgeries"
         );
     }
-    let js = common::jetstream::setup(&deps.nats, &deps.topology).await?;
+    let js = runtime::jetstream::setup(&deps.nats, &deps.topology).await?;
     let settings = config.checkout;
-    let mut tasks = common::tasks::Tasks::new();
+    let mut tasks = runtime::tasks::Tasks::new();
     let webhooks = config.webhooks;
     let webhook_wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let backlog = backlog::Backlog::start(
@@ -149,7 +149,7 @@ pub async fn run(
         let tables = vec![requests::RETAINED, idempotency::EXPIRED];
         let retention = settings.retention;
         async move {
-            common::retention::run(pool, tables, retention, stop).await;
+            runtime::retention::run(pool, tables, retention, stop).await;
             Ok::<_, std::convert::Infallible>(())
         }
     });
@@ -181,16 +181,16 @@ pub async fn run(
     let draining = state.requests.draining();
     // Stopped last, so /ready and /metrics answer during the drain.
     let ops_stop = tokio_util::sync::CancellationToken::new();
-    let (ops_routes, ops) = match common::bootstrap::listen_ops(&deps.config).await? {
+    let (ops_routes, ops) = match runtime::bootstrap::listen_ops(&deps.config).await? {
         Some(ops_listener) => (
-            common::ops::health_router(),
-            Some(tokio::spawn(common::ops::serve(
+            runtime::http::ops::health_router(),
+            Some(tokio::spawn(runtime::http::ops::serve(
                 ops_listener,
-                common::ops::standalone(common::ops::router(readiness)),
+                runtime::http::ops::standalone(runtime::http::ops::router(readiness)),
                 ops_stop.clone().cancelled_owned(),
             ))),
         ),
-        None => (common::ops::router(readiness), None),
+        None => (runtime::http::ops::router(readiness), None),
     };
     let app = router(state, ops_routes);
     if let Ok(addr) = listener.local_addr() {
@@ -215,7 +215,7 @@ pub async fn run(
         .with_graceful_shutdown(draining.cancelled_owned())
         .await;
     let (tasks, failure) = watcher.await.map_err(std::io::Error::other)?;
-    tasks.drain(common::bootstrap::DRAIN_GRACE).await;
+    tasks.drain(runtime::bootstrap::DRAIN_GRACE).await;
     // What the drained tasks published (acks, announcements) may still sit
     // in the connection's buffer.
     if let Err(e) = deps.nats.flush().await {

@@ -1,5 +1,5 @@
 //! Errors as RFC 9457 `application/problem+json` answers (the document's
-//! shape, `type` and `title` rules: [`common::problem`]).
+//! shape, `type` and `title` rules: [`runtime::http::problem`]).
 //!
 //! Business refusals are 4xx; 5xx is kept for our own faults (a dependency
 //! unreachable past every retry), as API.md requires.
@@ -8,7 +8,8 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use common::rpc::{CallError, Refusal, Rejection};
+use contracts::endpoint::{Refusal, Rejection};
+use runtime::rpc::CallError;
 
 /// Why a request failed. Refusals carry the text the client reads; faults
 /// (`Unavailable`, `Internal`) carry their cause, which goes to the log
@@ -114,7 +115,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 
 /// Renders a problem document with the given status; `slug` is its `code`.
 pub fn problem(status: StatusCode, slug: &str, detail: &str) -> Response {
-    common::problem::response(status, slug, detail, serde_json::Map::new())
+    runtime::http::problem::response(status, slug, detail, serde_json::Map::new())
 }
 
 impl IntoResponse for ApiError {
@@ -133,7 +134,7 @@ impl IntoResponse for ApiError {
             if unknown {
                 "outcome-unknown"
             } else {
-                common::problem::code_of(self.status())
+                runtime::http::problem::code_of(self.status())
             },
             &self.to_string(),
         );
@@ -183,12 +184,12 @@ impl From<CallError> for ApiError {
     }
 }
 
-impl From<common::db::DbError> for ApiError {
-    fn from(e: common::db::DbError) -> Self {
+impl From<runtime::db::DbError> for ApiError {
+    fn from(e: runtime::db::DbError) -> Self {
         match e {
             // Not an outage: a stored value names nothing known (logged at
             // error where it was read). Never answered as some other state.
-            common::db::DbError::Unreadable(_) => {
+            runtime::db::DbError::Unreadable(_) => {
                 ApiError::internal("a stored record cannot be read", e)
             }
             e => ApiError::unavailable("database unavailable", e),
@@ -211,8 +212,8 @@ mod tests {
 
     #[test]
     fn an_unreadable_stored_value_is_an_internal_fault_not_an_outage() {
-        let bad = common::messages::Unparsable::new("request status", "done");
-        let e = ApiError::from(common::db::DbError::from(bad));
+        let bad = contracts::messages::Unparsable::new("request status", "done");
+        let e = ApiError::from(runtime::db::DbError::from(bad));
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.to_string(), "a stored record cannot be read");
         assert!(

@@ -3,11 +3,11 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use common::{
+use deadpool_postgres::Pool;
+use runtime::{
     config::{ConfigError, Vars},
     rpc::RpcClient,
 };
-use deadpool_postgres::Pool;
 
 use crate::requests::Requests;
 

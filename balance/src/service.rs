@@ -4,13 +4,16 @@
 use std::future::Future;
 
 use async_nats::jetstream::Context;
-use common::{
+use contracts::{
+    messages::saga::{Step, StepCommand, StepResult},
+    Subjects,
+};
+use runtime::{
     bootstrap::{Deps, RunError},
     consumer::{Consumer, Fault, Handler, Liveness},
     db::DbError,
-    jetstream::{self, Outgoing, Topology},
-    messages::saga::{Step, StepCommand, StepResult},
-    nats::Subjects,
+    jetstream,
+    jetstream::{Outgoing, Topology},
     rpc::Server,
     tasks::Tasks,
 };
@@ -53,7 +56,7 @@ pub async fn run<A: Accounts>(
     let readiness = deps.readiness().with_consumers([consumer]);
     let retention = deps.config.retention;
     let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
-    let order = common::rpc::RpcClient::new(
+    let order = runtime::rpc::RpcClient::new(
         deps.nats.clone(),
         deps.subjects.clone(),
         crate::retention::ASK_TIMEOUT,

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use balance::plan::{self, Command, Entry};
-use common::{
+use contracts::{
     ids::{ItemId, OrderId, UserId},
     limits::{Amount, Quantity},
     messages::saga::{FailureReason, Step, StepAction, StepOutcome, Verdict},

@@ -6,7 +6,7 @@ pub mod handlers;
 pub mod orders;
 pub mod saga;
 
-use common::{bootstrap::Deps, rpc::Server, tasks::Tasks};
+use runtime::{bootstrap::Deps, rpc::Server, tasks::Tasks};
 
 mod embedded {
     refinery::embed_migrations!("../sql/order");
@@ -26,19 +26,19 @@ pub const MAX_MESSAGES: usize = 64;
 /// come after its saga is gone, even when the checkout completed long
 /// after its acceptance), and dead letters (an operator reads them within
 /// that time or not at all).
-pub const RETAINED: [common::retention::Table; 2] = [
-    common::retention::Table {
+pub const RETAINED: [runtime::retention::Table; 2] = [
+    runtime::retention::Table {
         name: "sagas",
         key: "id",
         only: "state IN ('succeeded', 'failed')",
         // Walks `sagas_by_completion` (sql/order/V6).
-        age: common::retention::Age::Column("completed_at"),
+        age: runtime::retention::Age::Column("completed_at"),
     },
-    common::retention::Table {
+    runtime::retention::Table {
         name: "dead_letters",
         key: "id",
         only: "true",
-        age: common::retention::Age::Column("received_at"),
+        age: runtime::retention::Age::Column("received_at"),
     },
 ];
 
@@ -52,8 +52,8 @@ pub async fn run(
     deps: Deps,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), common::bootstrap::RunError> {
-    use common::messages::order::*;
+) -> Result<(), runtime::bootstrap::RunError> {
+    use contracts::messages::order::*;
     let store = orders::Store::new(deps.pool.clone(), deps.config.max_lines_per_order);
     let mut server = Server::start(
         &deps.nats,
@@ -78,7 +78,7 @@ pub async fn run(
     server
         .add::<UnfinishedSagas, _, _, _>(store.clone(), handlers::unfinished_sagas)
         .await?;
-    let js = common::jetstream::setup(&deps.nats, &deps.topology).await?;
+    let js = runtime::jetstream::setup(&deps.nats, &deps.topology).await?;
     let mut tasks = Tasks::new();
     let checkout = saga::Checkout::new(
         deps.pool.clone(),
@@ -92,7 +92,7 @@ pub async fn run(
     let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
     let retention = deps.config.retention;
     tasks.spawn("retention", async move {
-        common::retention::run(pool, RETAINED.to_vec(), retention, stop).await;
+        runtime::retention::run(pool, RETAINED.to_vec(), retention, stop).await;
         Ok::<_, std::convert::Infallible>(())
     });
     let readiness = deps.readiness().with_consumers(consumers);

@@ -7,10 +7,8 @@
 //! into the `charges` ledger.
 
 use balance::{Accounts, Field, Init, Spec, Tables};
-use common::{
-    bootstrap::{Deps, RunError},
-    messages::{payment::*, saga::Step},
-};
+use contracts::messages::{payment::*, saga::Step};
+use runtime::bootstrap::{Deps, RunError};
 use tokio_postgres::Row;
 
 mod embedded {

@@ -7,10 +7,8 @@
 //! carry a price, reserved into the `reservations` ledger.
 
 use balance::{Accounts, Field, Init, Spec, Tables};
-use common::{
-    bootstrap::{Deps, RunError},
-    messages::{saga::Step, stock::*},
-};
+use contracts::messages::{saga::Step, stock::*};
+use runtime::bootstrap::{Deps, RunError};
 use tokio_postgres::Row;
 
 mod embedded {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
-use common::{
+use contracts::{
     ids::{ItemId, UserId},
     limits::{Amount, Quantity},
     messages::saga::{CheckoutOutcome, Step, StepAction, StepCommand, StepOutcome, StepResult},

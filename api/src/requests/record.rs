@@ -1,7 +1,7 @@
 //! The request record: what a client polls, as the API shows it.
 
 use chrono::{DateTime, Utc};
-use common::{
+use contracts::{
     ids::OrderId,
     messages::{
         saga::{FailureReason, Verdict},

@@ -87,7 +87,7 @@ impl Drop for Waiter {
 mod tests {
     use super::*;
     use crate::requests::Progress;
-    use common::messages::saga::Verdict;
+    use contracts::messages::saga::Verdict;
 
     fn record(id: Uuid) -> RequestRecord {
         RequestRecord {

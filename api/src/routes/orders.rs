@@ -5,7 +5,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use common::{
+use contracts::{
     limits::{Price, Quantity},
     messages::{order::*, payment::FindUser, stock::FindItem, BatchInitDone},
 };

@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 
-use common::{
-    db,
+use contracts::{
     ids::{ItemId, OrderId, UserId},
     limits::{Amount, Quantity},
 };
 use deadpool_postgres::GenericClient;
+use runtime::db;
 use uuid::Uuid;
 
 use super::OrderError;
@@ -30,7 +30,7 @@ pub(crate) struct OrderRow {
 
 impl OrderRow {
     /// What a checkout of the order takes, if the order is inside the
-    /// bounds a checkout needs (`common::limits`: its step command fits a
+    /// bounds a checkout needs (`contracts::limits`: its step command fits a
     /// message and its sums fit BIGINT). Orders stored since the bounds
     /// always are; one stored before them (or before `ORDER_MAX_LINES` was
     /// lowered) fails its checkout alone (`invalid_order`). A sum past

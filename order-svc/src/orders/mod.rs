@@ -6,12 +6,12 @@
 pub mod batch_init;
 pub(crate) mod checkout;
 
-use common::{
-    db::DbError,
+use contracts::{
     limits::{Price, Quantity, MAX_AMOUNT, MAX_QUANTITY},
     messages::order::{LineAdded, Order},
 };
 use deadpool_postgres::{GenericClient, Pool};
+use runtime::db::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -25,7 +25,7 @@ pub enum OrderError {
         "order {order_id} already has the most lines an order may hold ({max}, ORDER_MAX_LINES)"
     )]
     TooManyLines { order_id: String, max: usize },
-    /// A documented bound (`common::limits`) would be passed.
+    /// A documented bound (`contracts::limits`) would be passed.
     #[error("{0}")]
     Limit(String),
     /// A write that contradicts what the same transaction read: a bug.
@@ -35,7 +35,7 @@ pub enum OrderError {
     Db(DbError),
 }
 
-common::db_error_variant!(OrderError, OrderError::Db);
+runtime::db_error_variant!(OrderError, OrderError::Db);
 
 #[derive(Clone)]
 pub struct Store {
@@ -51,7 +51,7 @@ impl Store {
 
     pub async fn create(&self, user_id: &str) -> Result<Order, OrderError> {
         let id = uuid::Uuid::now_v7().to_string();
-        let conn = common::db::get(&self.pool).await?;
+        let conn = runtime::db::get(&self.pool).await?;
         conn.execute(
             "INSERT INTO orders (id, user_id) VALUES ($1, $2)",
             &[&id, &user_id],
@@ -67,7 +67,7 @@ impl Store {
     }
 
     pub async fn find(&self, id: &str) -> Result<Order, OrderError> {
-        let conn = common::db::get(&self.pool).await?;
+        let conn = runtime::db::get(&self.pool).await?;
         load(&conn, id).await
     }
 
@@ -76,7 +76,7 @@ impl Store {
     /// retention after their completion), and a saga exists before any of
     /// its steps is sent.
     pub async fn kept(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, OrderError> {
-        let conn = common::db::get(&self.pool).await?;
+        let conn = runtime::db::get(&self.pool).await?;
         Ok(crate::saga::kept(&conn, ids).await?)
     }
 
@@ -101,7 +101,7 @@ impl Store {
         })?;
         let (q, p, c) = (quantity.get(), unit_price.get(), cost.get());
         let max_lines = self.max_lines as i64;
-        let mut conn = common::db::get(&self.pool).await?;
+        let mut conn = runtime::db::get(&self.pool).await?;
         let tx = conn.transaction().await?;
         // The lock first: the lines read next are then every line committed
         // before it, and no other addItem of this order runs meanwhile.
@@ -191,7 +191,7 @@ impl Store {
         &self,
         spec: batch_init::Spec,
         stop: &tokio_util::sync::CancellationToken,
-    ) -> Result<u64, common::setup::SetupError> {
+    ) -> Result<u64, runtime::setup::SetupError> {
         batch_init::run(&self.pool, spec, stop).await
     }
 }

@@ -20,16 +20,20 @@
 use std::collections::BTreeSet;
 
 use async_nats::jetstream::Context;
-use common::{
-    consumer::{Consumer, Fault, Handler, Liveness},
-    db::{self, DbError},
+use contracts::{
     ids::{ItemId, OrderId},
-    jetstream::{self, JetStreamError, Topology},
     messages::saga::{CheckoutRequested, FailureReason, StepResult, Verdict},
-    nats::Subjects,
-    tasks::Tasks,
+    Subjects,
 };
 use deadpool_postgres::{GenericClient, Pool};
+use runtime::{
+    consumer::{Consumer, Fault, Handler, Liveness},
+    db,
+    db::DbError,
+    jetstream,
+    jetstream::{JetStreamError, Topology},
+    tasks::Tasks,
+};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -65,7 +69,7 @@ pub enum CheckoutError {
     },
 }
 
-common::db_error_variant!(CheckoutError, CheckoutError::Db);
+runtime::db_error_variant!(CheckoutError, CheckoutError::Db);
 
 impl Fault for CheckoutError {
     fn is_transient(&self) -> bool {
@@ -399,7 +403,7 @@ static STEP_SECONDS: std::sync::LazyLock<prometheus::HistogramVec> =
             "saga_step_seconds",
             "Time from the start of a checkout saga until a step's result arrived, by step",
             &["step"],
-            common::metrics::LATENCY_BUCKETS.to_vec()
+            runtime::metrics::LATENCY_BUCKETS.to_vec()
         )
         .expect("metric registers once")
     });

@@ -17,7 +17,7 @@
 //! running one paid the order, answered "already paid") when that one ends:
 //! first come, first served, and nothing is redelivered in a loop meanwhile.
 
-use common::{
+use contracts::{
     ids::{ItemId, OrderId, UserId},
     limits::{Amount, Quantity},
     messages::{

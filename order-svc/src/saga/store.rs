@@ -5,8 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use common::{
-    db,
+use contracts::{
     ids::{OrderId, UserId},
     limits::{Amount, OutOfBounds},
     messages::{
@@ -15,6 +14,7 @@ use common::{
     },
 };
 use deadpool_postgres::GenericClient;
+use runtime::db;
 use serde_json::Value;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -358,7 +358,7 @@ fn items_json(s: &Saga) -> Value {
 pub(crate) async fn kept(
     conn: &impl GenericClient,
     ids: &[Uuid],
-) -> Result<Vec<Uuid>, common::db::DbError> {
+) -> Result<Vec<Uuid>, runtime::db::DbError> {
     let rows = db::query(conn, "SELECT id FROM sagas WHERE id = ANY($1)", &[&ids]).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use common::{
+use contracts::{
     ids::ItemId,
     limits::Quantity,
     messages::saga::{StepAction, StepCommand},

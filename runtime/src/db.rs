@@ -29,7 +29,7 @@ pub enum DbError {
     /// A stored value that names nothing known: refused, never read as
     /// some default. Not transient; an internal fault for the caller.
     #[error("stored value cannot be read: {0}")]
-    Unreadable(#[from] crate::messages::Unparsable),
+    Unreadable(#[from] contracts::messages::Unparsable),
 }
 
 /// tokio-postgres prints only "db error" for server errors; the server's

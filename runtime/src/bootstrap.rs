@@ -6,10 +6,11 @@ use deadpool_postgres::Pool;
 use crate::{
     config::Config,
     db::DbError,
+    http::ops::Readiness,
     jetstream::{JetStreamError, Topology},
-    nats::{NatsError, Subjects},
-    ops::Readiness,
+    nats::NatsError,
 };
+use contracts::Subjects;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -180,18 +181,18 @@ impl Deps {
         // With OPS_LISTEN_ADDR the main listener keeps only /health.
         let (main_routes, ops) = match crate::bootstrap::listen_ops(&self.config).await? {
             Some(ops_listener) => (
-                crate::ops::health_router(),
-                Some(tokio::spawn(crate::ops::serve(
+                crate::http::ops::health_router(),
+                Some(tokio::spawn(crate::http::ops::serve(
                     ops_listener,
-                    crate::ops::standalone(crate::ops::router(readiness)),
+                    crate::http::ops::standalone(crate::http::ops::router(readiness)),
                     stopped(),
                 ))),
             ),
-            None => (crate::ops::router(readiness), None),
+            None => (crate::http::ops::router(readiness), None),
         };
-        let main = tokio::spawn(crate::ops::serve(
+        let main = tokio::spawn(crate::http::ops::serve(
             listener,
-            crate::ops::standalone(main_routes),
+            crate::http::ops::standalone(main_routes),
             stopped(),
         ));
         let mut failure = None;
