@@ -572,7 +572,7 @@ impl State {
         out
     }
 
-    /// order-svc `store::resend_candidates` for one redelivered result of
+    /// order-svc `saga::store::resend_candidates` for one redelivered result of
     /// saga `r` (compensating or final): `r` itself, the saga holding its
     /// order (running or compensating), and the sagas finished in the same
     /// transaction as `r` (same `completed_at`), each one's `outgoing()`.
@@ -592,7 +592,7 @@ impl State {
             .collect()
     }
 
-    /// order-svc `store::next_in_queue` for one order: queued sagas in ID
+    /// order-svc `saga::store::next_in_queue` for one order: queued sagas in ID
     /// order (`ORDER BY order_id, id`); on a paid order all finish, on a
     /// free one the first starts (`set_checkout_sagas` takes the order).
     fn next_in_queue(&mut self, config: &Config, o: usize, ended: Req) -> Vec<Msg> {
