@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::Endpoint;
+use crate::ids::{ItemId, OrderId, UserId};
 
 /// Implements [`Endpoint`] for a request type.
 macro_rules! endpoint {
@@ -48,7 +49,8 @@ pub mod stock {
 
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
     pub struct Item {
-        pub item_id: String,
+        #[schema(value_type = String)]
+        pub item_id: ItemId,
         pub stock: i64,
         pub price: i64,
     }
@@ -61,20 +63,20 @@ pub mod stock {
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct FindItem {
-        pub item_id: String,
+        pub item_id: ItemId,
     }
     endpoint!(FindItem => Item, "stock", "find_item", idempotent: true);
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct AddStock {
-        pub item_id: String,
+        pub item_id: ItemId,
         pub amount: i64,
     }
     endpoint!(AddStock => Item, "stock", "add_stock", idempotent: false);
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct SubtractStock {
-        pub item_id: String,
+        pub item_id: ItemId,
         pub amount: i64,
     }
     endpoint!(SubtractStock => Item, "stock", "subtract_stock", idempotent: false);
@@ -95,7 +97,8 @@ pub mod payment {
 
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
     pub struct User {
-        pub user_id: String,
+        #[schema(value_type = String)]
+        pub user_id: UserId,
         pub credit: i64,
     }
 
@@ -105,20 +108,20 @@ pub mod payment {
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct FindUser {
-        pub user_id: String,
+        pub user_id: UserId,
     }
     endpoint!(FindUser => User, "payment", "find_user", idempotent: true);
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct AddFunds {
-        pub user_id: String,
+        pub user_id: UserId,
         pub amount: i64,
     }
     endpoint!(AddFunds => User, "payment", "add_funds", idempotent: false);
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct Pay {
-        pub user_id: String,
+        pub user_id: UserId,
         pub amount: i64,
     }
     endpoint!(Pay => User, "payment", "pay", idempotent: false);
@@ -138,12 +141,14 @@ pub mod order {
 
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
     pub struct Order {
-        pub order_id: String,
+        #[schema(value_type = String)]
+        pub order_id: OrderId,
         pub paid: bool,
         /// One `[item_id, quantity]` pair per `addItem` call, in call order.
         #[schema(schema_with = lines_schema)]
-        pub items: Vec<(String, i64)>,
-        pub user_id: String,
+        pub items: Vec<(ItemId, i64)>,
+        #[schema(value_type = String)]
+        pub user_id: UserId,
         pub total_cost: i64,
     }
 
@@ -169,13 +174,13 @@ pub mod order {
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct CreateOrder {
-        pub user_id: String,
+        pub user_id: UserId,
     }
     endpoint!(CreateOrder => Order, "order", "create_order", idempotent: false);
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct FindOrder {
-        pub order_id: String,
+        pub order_id: OrderId,
     }
     endpoint!(FindOrder => Order, "order", "find_order", idempotent: true);
 
@@ -183,8 +188,8 @@ pub mod order {
     /// stock-svc just before. Bounds: [`crate::limits`].
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct AddItem {
-        pub order_id: String,
-        pub item_id: String,
+        pub order_id: OrderId,
+        pub item_id: ItemId,
         pub quantity: i64,
         pub unit_price: i64,
     }
@@ -195,7 +200,8 @@ pub mod order {
     /// the order has (`/orders/find` lists them).
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
     pub struct LineAdded {
-        pub order_id: String,
+        #[schema(value_type = String)]
+        pub order_id: OrderId,
         /// Lines the order holds now (at most `ORDER_MAX_LINES`).
         pub lines: i64,
         pub total_cost: i64,
@@ -245,7 +251,6 @@ pub mod order {
 /// into messages carries no meaning.
 pub mod saga {
     use super::*;
-    use crate::ids::{ItemId, OrderId, UserId};
     use crate::limits::{Amount, OutOfBounds, Quantity};
     use crate::Subjects;
     use uuid::Uuid;

@@ -185,10 +185,10 @@ pub struct NewRecord {
 }
 
 impl NewRecord {
-    pub fn new(order_id: impl Into<OrderId>, callback_url: Option<String>) -> Self {
+    pub fn new(order_id: OrderId, callback_url: Option<String>) -> Self {
         Self {
             request_id: Uuid::now_v7(),
-            order_id: order_id.into(),
+            order_id,
             callback_url,
             created_at: Utc::now(),
         }
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn the_record_shows_as_before_and_a_failure_without_reason_does_not_decode() {
-        let record = NewRecord::new("o", None).record();
+        let record = NewRecord::new(OrderId::from("o"), None).record();
         let shown = serde_json::to_value(&record).unwrap();
         assert_eq!(shown["status"], "pending");
         assert_eq!(shown["reason"], serde_json::Value::Null);
