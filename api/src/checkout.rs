@@ -14,7 +14,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use contracts::messages::saga::FailureReason;
+use contracts::messages::saga::{FailureReason, Verdict};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::{
     params::{id, Path},
     problem::ApiError,
-    requests::{NewRecord, RequestRecord, Status},
+    requests::{NewRecord, Progress, RequestRecord},
     state::AppState,
 };
 
@@ -185,14 +185,16 @@ async fn checkout(
         None => accepted(&record),
         Some(waiter) => {
             let record = s.requests.wait_final(record, deadline, waiter).await;
-            match record.status {
-                Status::Succeeded => (StatusCode::OK, Json(&record)).into_response(),
-                Status::Failed => failed(&record),
+            match record.progress {
+                Progress::Final(Verdict::Succeeded) => {
+                    (StatusCode::OK, Json(&record)).into_response()
+                }
+                Progress::Final(Verdict::Failed(reason)) => failed(&record, reason),
                 // The client bounded the wait itself (RFC 7240): the record.
-                Status::Pending if prefer_wait.is_some() => accepted(&record),
+                Progress::Pending if prefer_wait.is_some() => accepted(&record),
                 // Only an outage outlasts the default wait: say so, and
                 // where the outcome will be.
-                Status::Pending => outcome_unknown(&record),
+                Progress::Pending => outcome_unknown(&record),
             }
         }
     };
@@ -242,13 +244,13 @@ fn outcome_unknown(record: &RequestRecord) -> Response {
 }
 
 /// A failed checkout as a 4xx problem document carrying the record.
-fn failed(record: &RequestRecord) -> Response {
-    let reason = record.reason.map_or("unknown", FailureReason::as_str);
+fn failed(record: &RequestRecord, reason: FailureReason) -> Response {
     let status = match reason {
-        "order_not_found" => StatusCode::NOT_FOUND,
-        "invalid_order" => StatusCode::UNPROCESSABLE_ENTITY,
+        FailureReason::OrderNotFound => StatusCode::NOT_FOUND,
+        FailureReason::InvalidOrder => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::CONFLICT,
     };
+    let reason = reason.as_str();
     let slug = format!("checkout-{}", reason.replace('_', "-"));
     let mut extensions = serde_json::Map::new();
     extensions.insert("request_id".into(), json!(record.request_id));

@@ -63,7 +63,7 @@ pub fn bounded<T>(
 /// An ID as given; only empty, absurdly long or control-character IDs are
 /// refused. The length counts characters, as the document's `maxLength`
 /// does; the document's `pattern` excludes the same control characters.
-pub fn id(name: &str, raw: &str) -> Result<String, ApiError> {
+pub fn id<T: From<String>>(name: &str, raw: &str) -> Result<T, ApiError> {
     if raw.is_empty() || raw.chars().count() > 128 {
         return Err(ApiError::BadRequest(format!(
             "{name} must be 1 to 128 characters"
@@ -74,7 +74,7 @@ pub fn id(name: &str, raw: &str) -> Result<String, ApiError> {
             "{name} must not contain control characters"
         )));
     }
-    Ok(raw.to_owned())
+    Ok(T::from(raw.to_owned()))
 }
 
 #[cfg(test)]
@@ -125,15 +125,15 @@ mod tests {
 
     #[test]
     fn ids() {
-        assert!(id("x", "").is_err());
-        assert!(id("x", &"a".repeat(129)).is_err());
+        assert!(id::<String>("x", "").is_err());
+        assert!(id::<String>("x", &"a".repeat(129)).is_err());
         assert!(
-            id("x", &"µ".repeat(128)).is_ok(),
+            id::<String>("x", &"µ".repeat(128)).is_ok(),
             "128 characters, 256 bytes"
         );
-        assert!(id("x", "a\nb").is_err());
-        assert!(id("x", "\u{11}").is_err());
-        assert_eq!(id("x", "µ-1").ok().as_deref(), Some("µ-1"));
-        assert_eq!(id("x", "42").ok().as_deref(), Some("42"));
+        assert!(id::<String>("x", "a\nb").is_err());
+        assert!(id::<String>("x", "\u{11}").is_err());
+        assert_eq!(id::<String>("x", "µ-1").ok().as_deref(), Some("µ-1"));
+        assert_eq!(id::<String>("x", "42").ok().as_deref(), Some("42"));
     }
 }

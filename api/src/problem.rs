@@ -186,7 +186,14 @@ impl From<CallError> for ApiError {
 
 impl From<runtime::db::DbError> for ApiError {
     fn from(e: runtime::db::DbError) -> Self {
-        ApiError::unavailable("database unavailable", e)
+        match e {
+            // Not an outage: a stored value names nothing known (logged at
+            // error where it was read). Never answered as some other state.
+            runtime::db::DbError::Unreadable(_) => {
+                ApiError::internal("a stored record cannot be read", e)
+            }
+            e => ApiError::unavailable("database unavailable", e),
+        }
     }
 }
 
@@ -201,6 +208,19 @@ mod tests {
         assert_eq!(e.to_string(), "database unavailable");
         assert_eq!(chain(&e), "database unavailable: connection refused");
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn an_unreadable_stored_value_is_an_internal_fault_not_an_outage() {
+        let bad = contracts::messages::Unparsable::new("request status", "done");
+        let e = ApiError::from(runtime::db::DbError::from(bad));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.to_string(), "a stored record cannot be read");
+        assert!(
+            chain(&e).contains(r#"unknown request status "done""#),
+            "{}",
+            chain(&e)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use contracts::messages::saga::StepOutcome;
+use contracts::messages::saga::{StepAction, StepOutcome};
 use uuid::Uuid;
 
 /// One command of a batch.
@@ -29,6 +29,20 @@ impl Command {
         match self {
             Command::Debit { saga_id, .. } | Command::Compensate { saga_id } => *saga_id,
         }
+    }
+}
+
+/// What a debit takes, per account of the service performing it: each item
+/// and its quantity for a reserve, the user and the amount for a charge;
+/// nothing for a compensation (it gives back what the ledger recorded).
+pub fn debit_lines(action: &StepAction) -> Vec<(String, i64)> {
+    match action {
+        StepAction::Reserve { items } => items
+            .iter()
+            .map(|(item, q)| (item.to_string(), q.get()))
+            .collect(),
+        StepAction::Charge { user_id, amount } => vec![(user_id.to_string(), amount.get())],
+        StepAction::Release | StepAction::Refund => Vec::new(),
     }
 }
 

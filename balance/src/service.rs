@@ -144,17 +144,18 @@ impl Steps {
         // and answered with nothing (order-svc never sends one here).
         let mut ours: Vec<Command> = Vec::with_capacity(commands.len());
         for cmd in commands {
-            if cmd.step == debit {
+            let step = cmd.step();
+            if step == debit {
                 ours.push(Command::Debit {
                     saga_id: cmd.saga_id,
-                    lines: cmd.lines.clone(),
+                    lines: crate::plan::debit_lines(&cmd.action),
                 });
-            } else if cmd.step == compensate {
+            } else if step == compensate {
                 ours.push(Command::Compensate {
                     saga_id: cmd.saga_id,
                 });
             } else {
-                tracing::error!(ledger = self.spec.tables.ledger, step = ?cmd.step, saga_id = %cmd.saga_id, "step for another service; ignored");
+                tracing::error!(ledger = self.spec.tables.ledger, ?step, saga_id = %cmd.saga_id, "step for another service; ignored");
             }
         }
         let outcomes = self.store.apply(&ours).await?;
@@ -213,19 +214,7 @@ impl Handler<StepCommand> for Steps {
     /// unanswered for an operator (its saga waits) rather than answered
     /// falsely.
     async fn reject(&self, item: &StepCommand, cause: &str) -> Result<(), StepsError> {
-        let (saga_id, step) = (item.saga_id, item.step);
-        if step == self.spec.debit {
-            let outcome = self.store.reject_debit(saga_id).await?;
-            tracing::warn!(ledger = self.spec.tables.ledger, %saga_id, ?outcome, %cause, "debit rejected");
-            let result = StepResult {
-                saga_id,
-                step,
-                outcome,
-            };
-            return self.answer(&[result]).await;
-        }
-        tracing::error!(ledger = self.spec.tables.ledger, %saga_id, step = step.as_str(), %cause, "step cannot be applied; left unanswered");
-        Ok(())
+        self.reject_step(item.saga_id, item.step(), cause).await
     }
 
     /// A debit that still names its saga is rejected (an undecodable
@@ -241,17 +230,31 @@ impl Handler<StepCommand> for Steps {
             .and_then(|s| serde_json::from_value::<Step>(s.clone()).ok());
         match (saga_id, step) {
             (Some(saga_id), Some(step)) if step == self.spec.debit => {
-                let command = StepCommand {
-                    saga_id,
-                    step,
-                    lines: Vec::new(),
-                };
-                self.reject(&command, cause).await
+                self.reject_step(saga_id, step, cause).await
             }
             _ => {
                 tracing::error!(ledger = self.spec.tables.ledger, item = %raw, %cause, "undecodable step command; dropped");
                 Ok(())
             }
         }
+    }
+}
+
+impl Steps {
+    /// A debit is rejected; anything else is left unanswered (see
+    /// [`Handler::reject`]).
+    async fn reject_step(&self, saga_id: Uuid, step: Step, cause: &str) -> Result<(), StepsError> {
+        if step == self.spec.debit {
+            let outcome = self.store.reject_debit(saga_id).await?;
+            tracing::warn!(ledger = self.spec.tables.ledger, %saga_id, ?outcome, %cause, "debit rejected");
+            let result = StepResult {
+                saga_id,
+                step,
+                outcome,
+            };
+            return self.answer(&[result]).await;
+        }
+        tracing::error!(ledger = self.spec.tables.ledger, %saga_id, step = step.as_str(), %cause, "step cannot be applied; left unanswered");
+        Ok(())
     }
 }

@@ -26,7 +26,7 @@ use std::{
 
 use contracts::{
     limits::{Amount, MAX_BALANCE},
-    messages::saga::StepOutcome,
+    messages::{saga::StepOutcome, Unparsable},
 };
 use deadpool_postgres::Pool;
 use runtime::db::DbError;
@@ -311,9 +311,11 @@ impl Store {
             existing.insert(
                 row.get::<_, Uuid>(0),
                 Entry {
-                    // The table's CHECK admits only known spellings.
-                    outcome: StepOutcome::parse(outcome).unwrap_or(StepOutcome::NotFound),
-                    lines: serde_json::from_value(lines).unwrap_or_default(),
+                    // The table's CHECK admits only known spellings; a row
+                    // that is not one is refused, never replayed as another.
+                    outcome: StepOutcome::parse(outcome)?,
+                    lines: serde_json::from_value(lines.clone())
+                        .map_err(|_| Unparsable::new("ledger lines", &lines.to_string()))?,
                     compensated: row.get(3),
                 },
             );
@@ -377,7 +379,7 @@ impl Store {
         let rows = runtime::db::query(&conn, &self.sql.reject_debit, &[&saga_id]).await?;
         match rows.first() {
             // The table's CHECK admits only known spellings.
-            Some(row) => Ok(StepOutcome::parse(row.get(0)).unwrap_or(StepOutcome::Rejected)),
+            Some(row) => Ok(StepOutcome::parse(row.get(0))?),
             // A concurrent debit of the saga committed after this statement
             // began: the next attempt sees it.
             None => Err(DbError::Conflict(format!(

@@ -6,6 +6,7 @@
 //! - [`messages`]: every endpoint's request and response, and the checkout
 //!   saga's JetStream messages;
 //! - [`subjects`]: the NATS subject and stream names;
+//! - [`ids`]: the order, item and user IDs as types of their own;
 //! - [`limits`]: the bounds of every quantity, price, amount and ID.
 //!
 //! Only data and its rules live here (no I/O, no runtime): a binary, a
@@ -13,6 +14,7 @@
 //! the messages are carried is the `runtime` crate's concern.
 
 pub mod endpoint;
+pub mod ids;
 pub mod limits;
 pub mod messages;
 pub mod subjects;

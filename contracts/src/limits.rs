@@ -45,7 +45,12 @@ pub struct OutOfBounds {
 macro_rules! bounded {
     ($(#[$doc:meta])* $ty:ident, $min:expr, $max:expr) => {
         $(#[$doc])*
+        ///
+        /// On the wire it is the number itself; decoding one outside the
+        /// bounds fails.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "i64", into = "i64")]
         pub struct $ty(i64);
 
         impl $ty {
@@ -70,6 +75,11 @@ macro_rules! bounded {
                 self.0
             }
 
+            /// The highest value.
+            pub fn max() -> Self {
+                Self(Self::MAX)
+            }
+
             /// The sum, if it stays inside the bounds.
             pub fn checked_add(self, other: Self) -> Option<Self> {
                 self.0
@@ -82,6 +92,20 @@ macro_rules! bounded {
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 self.0.fmt(f)
+            }
+        }
+
+        impl TryFrom<i64> for $ty {
+            type Error = OutOfBounds;
+
+            fn try_from(value: i64) -> Result<Self, OutOfBounds> {
+                Self::new(stringify!($ty), value)
+            }
+        }
+
+        impl From<$ty> for i64 {
+            fn from(value: $ty) -> i64 {
+                value.0
             }
         }
     };
@@ -164,6 +188,16 @@ mod tests {
         assert_eq!(price.times(one).map(Amount::get), Some(MAX_PRICE));
         let a = Amount::new("a", MAX_AMOUNT).unwrap();
         assert_eq!(a.checked_add(Amount::new("a", 1).unwrap()), None);
+    }
+
+    #[test]
+    fn on_the_wire_a_bounded_value_is_its_number_and_decodes_only_inside() {
+        let q = Quantity::new("q", 7).unwrap();
+        assert_eq!(serde_json::to_string(&q).unwrap(), "7");
+        assert_eq!(serde_json::from_str::<Quantity>("7").unwrap(), q);
+        let e = serde_json::from_str::<Quantity>("0").unwrap_err();
+        assert!(e.to_string().contains("Quantity must be between"), "{e}");
+        assert!(serde_json::from_str::<Amount>("1000000000000000001").is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::Endpoint;
+use crate::ids::{ItemId, OrderId, UserId};
 
 /// Implements [`Endpoint`] for a request type.
 macro_rules! endpoint {
@@ -48,7 +49,8 @@ pub mod stock {
 
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
     pub struct Item {
-        pub item_id: String,
+        #[schema(value_type = String)]
+        pub item_id: ItemId,
         pub stock: i64,
         pub price: i64,
     }
@@ -61,20 +63,20 @@ pub mod stock {
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct FindItem {
-        pub item_id: String,
+        pub item_id: ItemId,
     }
     endpoint!(FindItem => Item, "stock", "find_item", idempotent: true);
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct AddStock {
-        pub item_id: String,
+        pub item_id: ItemId,
         pub amount: i64,
     }
     endpoint!(AddStock => Item, "stock", "add_stock", idempotent: false);
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct SubtractStock {
-        pub item_id: String,
+        pub item_id: ItemId,
         pub amount: i64,
     }
     endpoint!(SubtractStock => Item, "stock", "subtract_stock", idempotent: false);
@@ -95,7 +97,8 @@ pub mod payment {
 
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
     pub struct User {
-        pub user_id: String,
+        #[schema(value_type = String)]
+        pub user_id: UserId,
         pub credit: i64,
     }
 
@@ -105,20 +108,20 @@ pub mod payment {
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct FindUser {
-        pub user_id: String,
+        pub user_id: UserId,
     }
     endpoint!(FindUser => User, "payment", "find_user", idempotent: true);
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct AddFunds {
-        pub user_id: String,
+        pub user_id: UserId,
         pub amount: i64,
     }
     endpoint!(AddFunds => User, "payment", "add_funds", idempotent: false);
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct Pay {
-        pub user_id: String,
+        pub user_id: UserId,
         pub amount: i64,
     }
     endpoint!(Pay => User, "payment", "pay", idempotent: false);
@@ -138,12 +141,14 @@ pub mod order {
 
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
     pub struct Order {
-        pub order_id: String,
+        #[schema(value_type = String)]
+        pub order_id: OrderId,
         pub paid: bool,
         /// One `[item_id, quantity]` pair per `addItem` call, in call order.
         #[schema(schema_with = lines_schema)]
-        pub items: Vec<(String, i64)>,
-        pub user_id: String,
+        pub items: Vec<(ItemId, i64)>,
+        #[schema(value_type = String)]
+        pub user_id: UserId,
         pub total_cost: i64,
     }
 
@@ -169,13 +174,13 @@ pub mod order {
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct CreateOrder {
-        pub user_id: String,
+        pub user_id: UserId,
     }
     endpoint!(CreateOrder => Order, "order", "create_order", idempotent: false);
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct FindOrder {
-        pub order_id: String,
+        pub order_id: OrderId,
     }
     endpoint!(FindOrder => Order, "order", "find_order", idempotent: true);
 
@@ -183,8 +188,8 @@ pub mod order {
     /// stock-svc just before. Bounds: [`crate::limits`].
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct AddItem {
-        pub order_id: String,
-        pub item_id: String,
+        pub order_id: OrderId,
+        pub item_id: ItemId,
         pub quantity: i64,
         pub unit_price: i64,
     }
@@ -195,7 +200,8 @@ pub mod order {
     /// the order has (`/orders/find` lists them).
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
     pub struct LineAdded {
-        pub order_id: String,
+        #[schema(value_type = String)]
+        pub order_id: OrderId,
         /// Lines the order holds now (at most `ORDER_MAX_LINES`).
         pub lines: i64,
         pub total_cost: i64,
@@ -245,6 +251,7 @@ pub mod order {
 /// into messages carries no meaning.
 pub mod saga {
     use super::*;
+    use crate::limits::{Amount, OutOfBounds, Quantity};
     use crate::Subjects;
     use uuid::Uuid;
 
@@ -272,7 +279,7 @@ pub mod saga {
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
     pub struct CheckoutRequested {
         pub request_id: Uuid,
-        pub order_id: String,
+        pub order_id: OrderId,
     }
 
     /// A saga step performed by stock-svc or payment-svc.
@@ -308,15 +315,50 @@ pub mod saga {
         }
     }
 
-    /// order-svc → stock-svc / payment-svc. `lines` are what to debit
-    /// (item and quantity summed per item, or user and amount); empty for
-    /// the compensations, which undo exactly what the saga's debit recorded.
+    /// What a step command asks, with the payload of its step.
+    // Hash and Ord let the protocol model (`model/`) keep these in its states.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum StepAction {
+        /// Take these units of each item (summed per item over the order's
+        /// lines, in the order they were first added).
+        Reserve { items: Vec<(ItemId, Quantity)> },
+        /// Take this amount (the order's total) from the user.
+        Charge { user_id: UserId, amount: Amount },
+        /// Give back what the saga's reserve recorded.
+        Release,
+        /// Give back what the saga's charge recorded.
+        Refund,
+    }
+
+    impl StepAction {
+        pub fn step(&self) -> Step {
+            match self {
+                StepAction::Reserve { .. } => Step::Reserve,
+                StepAction::Charge { .. } => Step::Charge,
+                StepAction::Release => Step::Release,
+                StepAction::Refund => Step::Refund,
+            }
+        }
+    }
+
+    /// order-svc → stock-svc / payment-svc.
+    ///
+    /// Encoded as it always was (`{"saga_id", "step", "lines"}`, `lines`
+    /// being `[item, quantity]` pairs for a reserve, the one `[user,
+    /// amount]` pair for a charge and empty for the compensations), so that
+    /// messages in flight across an upgrade, in either direction, keep
+    /// their meaning; one that does not fit its step does not decode.
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(try_from = "wire::StepCommand", into = "wire::StepCommand")]
     pub struct StepCommand {
         pub saga_id: Uuid,
-        pub step: Step,
-        #[serde(default)]
-        pub lines: Vec<(String, i64)>,
+        pub action: StepAction,
+    }
+
+    impl StepCommand {
+        pub fn step(&self) -> Step {
+            self.action.step()
+        }
     }
 
     /// How a step ended.
@@ -346,13 +388,14 @@ pub mod saga {
             }
         }
 
-        pub fn parse(s: &str) -> Option<Self> {
+        /// The stored spelling back; anything else is an error naming it.
+        pub fn parse(s: &str) -> Result<Self, Unparsable> {
             match s {
-                "done" => Some(StepOutcome::Done),
-                "insufficient" => Some(StepOutcome::Insufficient),
-                "not_found" => Some(StepOutcome::NotFound),
-                "rejected" => Some(StepOutcome::Rejected),
-                _ => None,
+                "done" => Ok(StepOutcome::Done),
+                "insufficient" => Ok(StepOutcome::Insufficient),
+                "not_found" => Ok(StepOutcome::NotFound),
+                "rejected" => Ok(StepOutcome::Rejected),
+                _ => Err(Unparsable::new("step outcome", s)),
             }
         }
     }
@@ -392,8 +435,10 @@ pub mod saga {
             }
         }
 
-        pub fn parse(s: &str) -> Option<Self> {
-            serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+        /// The stored spelling back; anything else is an error naming it.
+        pub fn parse(s: &str) -> Result<Self, Unparsable> {
+            serde_json::from_value(serde_json::Value::String(s.to_owned()))
+                .map_err(|_| Unparsable::new("failure reason", s))
         }
     }
 
@@ -403,27 +448,35 @@ pub mod saga {
     /// `NATS_MAX_MESSAGE_BYTES` must be at least this, so that every
     /// checkout fits a message (checked at start-up).
     pub fn largest_item_bytes(max_lines: usize) -> usize {
-        use crate::limits::{MAX_AMOUNT, MAX_ID_BYTES};
+        use crate::limits::MAX_ID_BYTES;
         // Worst cases: an order ID from a client with every character
         // escaped (`"` becomes two bytes); item and user IDs, which the
         // services make themselves and never need escaping, at the longest;
         // the longest numbers and variants.
         let id = "\"".repeat(MAX_ID_BYTES);
         let saga_id = Uuid::max();
+        let item = (ItemId::new("x".repeat(MAX_ID_BYTES)), Quantity::max());
         let command = StepCommand {
             saga_id,
-            step: Step::Reserve,
-            lines: vec![("x".repeat(MAX_ID_BYTES), MAX_AMOUNT); max_lines.max(1)],
+            action: StepAction::Reserve {
+                items: vec![item; max_lines.max(1)],
+            },
+        };
+        let charge = StepCommand {
+            saga_id,
+            action: StepAction::Charge {
+                user_id: UserId::new("x".repeat(MAX_ID_BYTES)),
+                amount: Amount::max(),
+            },
         };
         let request = CheckoutRequested {
             request_id: saga_id,
-            order_id: id.clone(),
+            order_id: OrderId::new(id.clone()),
         };
         let outcome = CheckoutOutcome {
             request_id: saga_id,
-            order_id: id,
-            succeeded: false,
-            reason: Some(FailureReason::InsufficientCredit),
+            order_id: OrderId::new(id),
+            verdict: Verdict::Failed(FailureReason::InsufficientCredit),
         };
         let result = StepResult {
             saga_id,
@@ -433,6 +486,7 @@ pub mod saga {
         let len = |v: Result<Vec<u8>, serde_json::Error>| v.map_or(0, |v| v.len());
         [
             len(serde_json::to_vec(&command)),
+            len(serde_json::to_vec(&charge)),
             len(serde_json::to_vec(&request)),
             len(serde_json::to_vec(&outcome)),
             len(serde_json::to_vec(&result)),
@@ -443,12 +497,348 @@ pub mod saga {
             + 2
     }
 
-    /// order-svc → `api`: the saga is over. `reason` is set when it failed.
+    /// How a checkout ended.
+    // Hash and Ord let the protocol model (`model/`) keep these in its states.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Verdict {
+        /// The order is paid (by this checkout or an earlier one).
+        Succeeded,
+        /// Nothing changed, for this reason.
+        Failed(FailureReason),
+    }
+
+    impl Verdict {
+        pub fn succeeded(self) -> bool {
+            self == Verdict::Succeeded
+        }
+
+        pub fn reason(self) -> Option<FailureReason> {
+            match self {
+                Verdict::Succeeded => None,
+                Verdict::Failed(reason) => Some(reason),
+            }
+        }
+
+        /// From the stored or encoded pair (`succeeded`, `reason`): a
+        /// success has no reason and a failure has one; anything else is
+        /// an error.
+        pub fn from_parts(
+            succeeded: bool,
+            reason: Option<FailureReason>,
+        ) -> Result<Self, Undecodable> {
+            match (succeeded, reason) {
+                (true, None) => Ok(Verdict::Succeeded),
+                (false, Some(reason)) => Ok(Verdict::Failed(reason)),
+                (true, Some(reason)) => Err(Undecodable::SucceededWithReason(reason)),
+                (false, None) => Err(Undecodable::FailedWithoutReason),
+            }
+        }
+    }
+
+    /// order-svc → `api`: the saga is over.
+    ///
+    /// Encoded as it always was (`{"request_id", "order_id", "succeeded",
+    /// "reason"}`). A failure without a reason (which no version of
+    /// order-svc sends: the sagas table requires a reason for a failure)
+    /// does not decode.
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(try_from = "wire::CheckoutOutcome", into = "wire::CheckoutOutcome")]
     pub struct CheckoutOutcome {
         pub request_id: Uuid,
-        pub order_id: String,
-        pub succeeded: bool,
-        pub reason: Option<FailureReason>,
+        pub order_id: OrderId,
+        pub verdict: Verdict,
+    }
+
+    /// A saga message whose fields contradict each other.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum Undecodable {
+        #[error("a {step} command carries no lines, got {lines}")]
+        CompensationWithLines { step: &'static str, lines: usize },
+        #[error("a charge command carries exactly one [user, amount] line, got {0}")]
+        ChargeLines(usize),
+        #[error(transparent)]
+        OutOfBounds(#[from] OutOfBounds),
+        #[error("a failed checkout outcome without a reason")]
+        FailedWithoutReason,
+        #[error("a succeeded checkout outcome with a reason ({})", .0.as_str())]
+        SucceededWithReason(FailureReason),
+    }
+
+    /// The encodings, as plain records; the types above convert from and to
+    /// them.
+    mod wire {
+        use super::*;
+
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        pub struct StepCommand {
+            pub saga_id: Uuid,
+            pub step: Step,
+            #[serde(default)]
+            pub lines: Vec<(String, i64)>,
+        }
+
+        impl From<super::StepCommand> for StepCommand {
+            fn from(c: super::StepCommand) -> Self {
+                let step = c.step();
+                let lines = match c.action {
+                    StepAction::Reserve { items } => items
+                        .into_iter()
+                        .map(|(item, q)| (item.into_string(), q.get()))
+                        .collect(),
+                    StepAction::Charge { user_id, amount } => {
+                        vec![(user_id.into_string(), amount.get())]
+                    }
+                    StepAction::Release | StepAction::Refund => Vec::new(),
+                };
+                StepCommand {
+                    saga_id: c.saga_id,
+                    step,
+                    lines,
+                }
+            }
+        }
+
+        impl TryFrom<StepCommand> for super::StepCommand {
+            type Error = Undecodable;
+
+            fn try_from(c: StepCommand) -> Result<Self, Undecodable> {
+                let action = match c.step {
+                    Step::Reserve => StepAction::Reserve {
+                        items: c
+                            .lines
+                            .into_iter()
+                            .map(|(item, q)| Ok((ItemId::from(item), Quantity::try_from(q)?)))
+                            .collect::<Result<_, OutOfBounds>>()?,
+                    },
+                    Step::Charge => match <[(String, i64); 1]>::try_from(c.lines) {
+                        Ok([(user, amount)]) => StepAction::Charge {
+                            user_id: UserId::from(user),
+                            amount: Amount::try_from(amount)?,
+                        },
+                        Err(lines) => return Err(Undecodable::ChargeLines(lines.len())),
+                    },
+                    step @ (Step::Release | Step::Refund) => {
+                        if !c.lines.is_empty() {
+                            return Err(Undecodable::CompensationWithLines {
+                                step: step.as_str(),
+                                lines: c.lines.len(),
+                            });
+                        }
+                        if step == Step::Release {
+                            StepAction::Release
+                        } else {
+                            StepAction::Refund
+                        }
+                    }
+                };
+                Ok(super::StepCommand {
+                    saga_id: c.saga_id,
+                    action,
+                })
+            }
+        }
+
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        pub struct CheckoutOutcome {
+            pub request_id: Uuid,
+            pub order_id: OrderId,
+            pub succeeded: bool,
+            pub reason: Option<FailureReason>,
+        }
+
+        impl From<super::CheckoutOutcome> for CheckoutOutcome {
+            fn from(o: super::CheckoutOutcome) -> Self {
+                CheckoutOutcome {
+                    request_id: o.request_id,
+                    order_id: o.order_id,
+                    succeeded: o.verdict.succeeded(),
+                    reason: o.verdict.reason(),
+                }
+            }
+        }
+
+        impl TryFrom<CheckoutOutcome> for super::CheckoutOutcome {
+            type Error = Undecodable;
+
+            fn try_from(o: CheckoutOutcome) -> Result<Self, Undecodable> {
+                Ok(super::CheckoutOutcome {
+                    request_id: o.request_id,
+                    order_id: o.order_id,
+                    verdict: Verdict::from_parts(o.succeeded, o.reason)?,
+                })
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        const SAGA: &str = "0190a5b0-0000-7000-8000-000000000001";
+
+        fn saga_id() -> Uuid {
+            Uuid::parse_str(SAGA).unwrap()
+        }
+
+        fn decode(json: &str) -> Result<StepCommand, serde_json::Error> {
+            serde_json::from_str(json)
+        }
+
+        /// Messages exactly as the previous version wrote them still mean
+        /// the same, and the new encoding is byte for byte the old one.
+        #[test]
+        fn step_commands_of_the_previous_version_decode_to_their_meaning() {
+            let cases = [
+                (
+                    format!(
+                        r#"{{"saga_id":"{SAGA}","step":"reserve","lines":[["i1",2],["i2",1]]}}"#
+                    ),
+                    StepAction::Reserve {
+                        items: vec![
+                            (ItemId::from("i1"), Quantity::new("q", 2).unwrap()),
+                            (ItemId::from("i2"), Quantity::new("q", 1).unwrap()),
+                        ],
+                    },
+                ),
+                (
+                    format!(r#"{{"saga_id":"{SAGA}","step":"charge","lines":[["u",10]]}}"#),
+                    StepAction::Charge {
+                        user_id: UserId::from("u"),
+                        amount: Amount::new("a", 10).unwrap(),
+                    },
+                ),
+                (
+                    format!(r#"{{"saga_id":"{SAGA}","step":"release","lines":[]}}"#),
+                    StepAction::Release,
+                ),
+                (
+                    format!(r#"{{"saga_id":"{SAGA}","step":"refund","lines":[]}}"#),
+                    StepAction::Refund,
+                ),
+            ];
+            for (old, action) in cases {
+                let command = decode(&old).unwrap();
+                assert_eq!(
+                    command,
+                    StepCommand {
+                        saga_id: saga_id(),
+                        action
+                    }
+                );
+                assert_eq!(serde_json::to_string(&command).unwrap(), old);
+            }
+            // `lines` was optional for the compensations.
+            let bare = format!(r#"{{"saga_id":"{SAGA}","step":"refund"}}"#);
+            assert_eq!(decode(&bare).unwrap().action, StepAction::Refund);
+            // An empty order reserves nothing (and charges 0).
+            let empty = format!(r#"{{"saga_id":"{SAGA}","step":"reserve","lines":[]}}"#);
+            assert_eq!(
+                decode(&empty).unwrap().action,
+                StepAction::Reserve { items: vec![] }
+            );
+        }
+
+        #[test]
+        fn a_step_command_that_does_not_fit_its_step_does_not_decode() {
+            for (bad, says) in [
+                (r#""charge","lines":[]"#, "exactly one"),
+                (r#""charge","lines":[["u",1],["v",1]]"#, "exactly one"),
+                (r#""release","lines":[["i",1]]"#, "no lines"),
+                (r#""reserve","lines":[["i",0]]"#, "Quantity must be between"),
+                (
+                    r#""reserve","lines":[["i",-1]]"#,
+                    "Quantity must be between",
+                ),
+                (r#""charge","lines":[["u",-5]]"#, "Amount must be between"),
+            ] {
+                let e = decode(&format!(r#"{{"saga_id":"{SAGA}","step":{bad}}}"#)).unwrap_err();
+                assert!(e.to_string().contains(says), "{bad}: {e}");
+            }
+        }
+
+        #[test]
+        fn outcomes_of_the_previous_version_decode_and_a_failure_needs_its_reason() {
+            let order_id = OrderId::from("o");
+            for (old, verdict) in [
+                (
+                    format!(
+                        r#"{{"request_id":"{SAGA}","order_id":"o","succeeded":true,"reason":null}}"#
+                    ),
+                    Verdict::Succeeded,
+                ),
+                (
+                    format!(
+                        r#"{{"request_id":"{SAGA}","order_id":"o","succeeded":false,"reason":"insufficient_stock"}}"#
+                    ),
+                    Verdict::Failed(FailureReason::InsufficientStock),
+                ),
+            ] {
+                let outcome: CheckoutOutcome = serde_json::from_str(&old).unwrap();
+                assert_eq!(
+                    outcome,
+                    CheckoutOutcome {
+                        request_id: saga_id(),
+                        order_id: order_id.clone(),
+                        verdict
+                    }
+                );
+                assert_eq!(serde_json::to_string(&outcome).unwrap(), old);
+            }
+            for (bad, says) in [
+                (r#""succeeded":false,"reason":null"#, "without a reason"),
+                (
+                    r#""succeeded":true,"reason":"item_not_found""#,
+                    "with a reason",
+                ),
+                (
+                    r#""succeeded":false,"reason":"gremlins""#,
+                    "unknown variant",
+                ),
+            ] {
+                let json = format!(r#"{{"request_id":"{SAGA}","order_id":"o",{bad}}}"#);
+                let e = serde_json::from_str::<CheckoutOutcome>(&json).unwrap_err();
+                assert!(e.to_string().contains(says), "{bad}: {e}");
+            }
+        }
+
+        #[test]
+        fn stored_spellings_parse_back_and_anything_else_is_named() {
+            for o in [
+                StepOutcome::Done,
+                StepOutcome::Insufficient,
+                StepOutcome::NotFound,
+                StepOutcome::Rejected,
+            ] {
+                assert_eq!(StepOutcome::parse(o.as_str()), Ok(o));
+            }
+            assert_eq!(
+                FailureReason::parse("invalid_order"),
+                Ok(FailureReason::InvalidOrder)
+            );
+            let e = StepOutcome::parse("maybe").unwrap_err();
+            assert_eq!(e.to_string(), r#"unknown step outcome "maybe""#);
+            assert_eq!(
+                FailureReason::parse("unknown").unwrap_err().value,
+                "unknown"
+            );
+        }
+    }
+}
+
+/// A stored or received spelling that names no known value: an error
+/// carrying it, never a silent default.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {value:?}")]
+pub struct Unparsable {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+impl Unparsable {
+    pub fn new(kind: &'static str, value: &str) -> Self {
+        Self {
+            kind,
+            value: value.to_owned(),
+        }
     }
 }

@@ -9,8 +9,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use balance::plan::{self, Command, Entry};
-use contracts::messages::saga::{FailureReason, Step, StepOutcome};
-use order_svc::saga::{admit, Admission, OrderState, Outgoing, Saga, State as SagaState};
+use contracts::{
+    ids::{ItemId, OrderId, UserId},
+    limits::{Amount, Quantity},
+    messages::saga::{FailureReason, Step, StepAction, StepOutcome, Verdict},
+};
+use order_svc::saga::{admit, Admission, Basket, OrderState, Outgoing, Saga, State as SagaState};
 use uuid::Uuid;
 
 use crate::{Config, Fault, Retention, Sweeper};
@@ -25,11 +29,7 @@ pub enum Msg {
     /// api → order-svc (`order-checkout`).
     Checkout(Req),
     /// order-svc → stock-svc / payment-svc.
-    Command {
-        req: Req,
-        step: Step,
-        lines: Vec<(String, i64)>,
-    },
+    Command { req: Req, action: StepAction },
     /// stock-svc / payment-svc → order-svc (`order-steps`).
     Result {
         req: Req,
@@ -37,11 +37,7 @@ pub enum Msg {
         outcome: StepOutcome,
     },
     /// order-svc → api (`api-outcomes`).
-    Outcome {
-        req: Req,
-        succeeded: bool,
-        reason: Option<FailureReason>,
-    },
+    Outcome { req: Req, verdict: Verdict },
 }
 
 impl Msg {
@@ -177,8 +173,8 @@ fn req_of(id: Uuid) -> Req {
     (id.as_u128() - 1) as Req
 }
 
-fn order_id(o: usize) -> String {
-    format!("order-{o}")
+fn order_id(o: usize) -> OrderId {
+    OrderId::new(format!("order-{o}"))
 }
 
 /// Requests alternate between orders in acceptance order.
@@ -186,15 +182,25 @@ fn order_of(config: &Config, r: Req) -> usize {
     usize::from(r % config.orders)
 }
 
-fn order_index(order: &str) -> usize {
+fn order_index(order: &OrderId) -> usize {
     order
+        .as_str()
         .strip_prefix("order-")
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
 
-fn items() -> Vec<(String, i64)> {
-    vec![(ITEM.to_owned(), 1)]
+/// What every order's checkout takes: one unit of the item, its price
+/// from the user.
+fn basket(config: &Config) -> Basket {
+    Basket {
+        user_id: UserId::from(USER),
+        amount: Amount::new("price", config.price).expect("the model's price is an amount"),
+        items: vec![(
+            ItemId::from(ITEM),
+            Quantity::new("quantity", 1).expect("1 unit"),
+        )],
+    }
 }
 
 /// Which service takes a step, and whether it debits.
@@ -213,13 +219,11 @@ fn messages(out: Vec<Outgoing>) -> Vec<Msg> {
         .map(|o| match o {
             Outgoing::Command(c) => Msg::Command {
                 req: req_of(c.saga_id),
-                step: c.step,
-                lines: c.lines,
+                action: c.action,
             },
             Outgoing::Outcome(o) => Msg::Outcome {
                 req: req_of(o.request_id),
-                succeeded: o.succeeded,
-                reason: o.reason,
+                verdict: o.verdict,
             },
         })
         .collect()
@@ -412,11 +416,11 @@ impl State {
                     }
                     Mode::AnswerThenCrash => {
                         s.crashes -= 1;
-                        let Msg::Outcome { req, succeeded, .. } = msg else {
+                        let Msg::Outcome { req, verdict } = msg else {
                             return None;
                         };
                         if s.records[usize::from(req)] == Record::Pending {
-                            s.tell(req, succeeded);
+                            s.tell(req, verdict.succeeded());
                         }
                     }
                 }
@@ -457,17 +461,16 @@ impl State {
     fn handle(&mut self, config: &Config, msg: &Msg) -> Vec<Msg> {
         match msg {
             Msg::Checkout(r) => self.on_checkout(config, *r),
-            Msg::Command { req, step, lines } => self.on_command(config, *req, *step, lines),
+            Msg::Command { req, action } => self.on_command(config, *req, action),
             Msg::Result { req, step, outcome } => self.on_result(config, *req, *step, *outcome),
-            Msg::Outcome { req, succeeded, .. } => {
+            Msg::Outcome { req, verdict } => {
                 // requests/store.rs `finalize`: only a pending record changes
                 // (`WHERE status = 'pending'`), and the waiting client hears
                 // the changed record after the commit.
                 if self.records[usize::from(*req)] == Record::Pending {
-                    self.records[usize::from(*req)] = Record::Final {
-                        succeeded: *succeeded,
-                    };
-                    self.tell(*req, *succeeded);
+                    let succeeded = verdict.succeeded();
+                    self.records[usize::from(*req)] = Record::Final { succeeded };
+                    self.tell(*req, succeeded);
                 }
                 Vec::new()
             }
@@ -501,15 +504,17 @@ impl State {
         }));
         let id = saga_id(r);
         let saga = match admission {
-            Admission::Start => Saga::start(id, &order_id(o), USER, config.price, items()),
+            Admission::Start => Saga::start(id, order_id(o), basket(config)),
             Admission::Busy => {
                 self.history.queued[o].push(r);
-                Saga::queued(id, &order_id(o))
+                Saga::queued(id, order_id(o))
             }
-            Admission::AlreadyPaid => Saga::finished(id, &order_id(o), None),
-            Admission::NotFound => {
-                Saga::finished(id, &order_id(o), Some(FailureReason::OrderNotFound))
-            }
+            Admission::AlreadyPaid => Saga::finished(id, order_id(o), Verdict::Succeeded),
+            Admission::NotFound => Saga::finished(
+                id,
+                order_id(o),
+                Verdict::Failed(FailureReason::OrderNotFound),
+            ),
         };
         let out = messages(saga.outgoing());
         // `set_checkout_sagas`: a running saga takes its order.
@@ -538,14 +543,18 @@ impl State {
         if saga.state != SagaState::Running {
             out.extend(messages(saga.outgoing()));
         }
-        if config.fault == Fault::FailBeforeCompensation && saga.state == SagaState::Compensating {
+        if let (Fault::FailBeforeCompensation, SagaState::Compensating(reason)) =
+            (config.fault, saga.state)
+        {
             out.push(Msg::Outcome {
                 req: r,
-                succeeded: false,
-                reason: saga.reason,
+                verdict: Verdict::Failed(reason),
             });
         }
-        if saga.state == SagaState::Compensating || saga.state == SagaState::Failed {
+        if matches!(
+            saga.state,
+            SagaState::Compensating(_) | SagaState::Failed(_)
+        ) {
             self.history.compensated |= saga.released || saga.refunded;
         }
         if was_running && saga.state == SagaState::Succeeded {
@@ -563,7 +572,7 @@ impl State {
         out
     }
 
-    /// order-svc `store::resend_candidates` for one redelivered result of
+    /// order-svc `saga::store::resend_candidates` for one redelivered result of
     /// saga `r` (compensating or final): `r` itself, the saga holding its
     /// order (running or compensating), and the sagas finished in the same
     /// transaction as `r` (same `completed_at`), each one's `outgoing()`.
@@ -576,14 +585,14 @@ impl State {
             .filter(|(q, s)| {
                 s.order_id == saga.order_id
                     && (**q == r
-                        || matches!(s.state, SagaState::Running | SagaState::Compensating)
+                        || matches!(s.state, SagaState::Running | SagaState::Compensating(_))
                         || self.finished_with.get(q) == Some(&r))
             })
             .flat_map(|(_, s)| messages(s.outgoing()))
             .collect()
     }
 
-    /// order-svc `store::next_in_queue` for one order: queued sagas in ID
+    /// order-svc `saga::store::next_in_queue` for one order: queued sagas in ID
     /// order (`ORDER BY order_id, id`); on a paid order all finish, on a
     /// free one the first starts (`set_checkout_sagas` takes the order).
     fn next_in_queue(&mut self, config: &Config, o: usize, ended: Req) -> Vec<Msg> {
@@ -609,7 +618,7 @@ impl State {
             if let Some(first) = queued.first().copied() {
                 self.note_queue_start(o, first, &queued);
                 if let Some(saga) = self.sagas.get_mut(&first) {
-                    saga.start_queued(USER, config.price, items());
+                    saga.start_queued(basket(config));
                     out.extend(messages(saga.outgoing()));
                     self.orders[o].checkout_saga = Some(first);
                 }
@@ -628,19 +637,15 @@ impl State {
 
     /// stock-svc / payment-svc `Store::apply` for a batch of one: the
     /// saga's ledger row and the balance in, `plan` decides, its rows out.
-    fn on_command(
-        &mut self,
-        config: &Config,
-        r: Req,
-        step: Step,
-        lines: &[(String, i64)],
-    ) -> Vec<Msg> {
+    fn on_command(&mut self, config: &Config, r: Req, action: &StepAction) -> Vec<Msg> {
+        let step = action.step();
         let (svc, debit) = service(step);
         let id = saga_id(r);
+        // balance/src/service.rs `Steps::handle`.
         let command = if debit {
             Command::Debit {
                 saga_id: id,
-                lines: lines.to_vec(),
+                lines: plan::debit_lines(action),
             }
         } else {
             Command::Compensate { saga_id: id }

@@ -7,7 +7,7 @@ use contracts::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{OrderError, Store};
+use crate::orders::{OrderError, Store};
 
 impl From<OrderError> for Rejection {
     fn from(e: OrderError) -> Self {
@@ -17,6 +17,10 @@ impl From<OrderError> for Rejection {
             | OrderError::CheckoutInFlight(_)
             | OrderError::TooManyLines { .. } => Rejection::conflict(e.to_string()),
             OrderError::Limit(_) => Rejection::invalid(e.to_string()),
+            OrderError::Inconsistent(_) => {
+                tracing::error!(error = %e, "order store inconsistent");
+                Rejection::internal(e.to_string())
+            }
             OrderError::Db(e) => e.into(),
         }
     }
@@ -51,7 +55,7 @@ pub async fn batch_init(
     let price = Price::new("item_price", req.item_price)?.get();
     store
         .batch_init(
-            crate::batch_init::Spec {
+            crate::orders::batch_init::Spec {
                 n,
                 n_items,
                 n_users,

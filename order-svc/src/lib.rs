@@ -2,11 +2,9 @@
 //!
 //! Serves the order endpoints of the standard API over NATS request/reply.
 
-pub mod batch_init;
-pub mod checkout;
 pub mod handlers;
+pub mod orders;
 pub mod saga;
-pub mod store;
 
 use runtime::{bootstrap::Deps, rpc::Server, tasks::Tasks};
 
@@ -56,7 +54,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), runtime::bootstrap::RunError> {
     use contracts::messages::order::*;
-    let store = store::Store::new(deps.pool.clone(), deps.config.max_lines_per_order);
+    let store = orders::Store::new(deps.pool.clone(), deps.config.max_lines_per_order);
     let mut server = Server::start(
         &deps.nats,
         &deps.subjects,
@@ -82,7 +80,7 @@ pub async fn run(
         .await?;
     let js = runtime::jetstream::setup(&deps.nats, &deps.topology).await?;
     let mut tasks = Tasks::new();
-    let checkout = checkout::Checkout::new(
+    let checkout = saga::Checkout::new(
         deps.pool.clone(),
         js,
         deps.subjects.clone(),

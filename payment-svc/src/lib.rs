@@ -7,6 +7,7 @@
 //! into the `charges` ledger.
 
 use balance::{Accounts, Field, Init, Spec, Tables};
+use contracts::ids::UserId;
 use contracts::messages::{payment::*, saga::Step};
 use runtime::bootstrap::{Deps, RunError};
 use tokio_postgres::Row;
@@ -51,7 +52,7 @@ impl Accounts for Payment {
 
     fn account(row: &Row) -> User {
         User {
-            user_id: row.get("id"),
+            user_id: UserId::new(row.get::<_, String>("id")),
             credit: row.get("credit"),
         }
     }
@@ -59,13 +60,13 @@ impl Accounts for Payment {
         Vec::new()
     }
     fn find(req: &FindUser) -> &str {
-        &req.user_id
+        req.user_id.as_str()
     }
     fn add(req: &AddFunds) -> (&str, i64) {
-        (&req.user_id, req.amount)
+        (req.user_id.as_str(), req.amount)
     }
     fn subtract(req: &Pay) -> (&str, i64) {
-        (&req.user_id, req.amount)
+        (req.user_id.as_str(), req.amount)
     }
     fn batch_init(req: &BatchInit) -> Init {
         Init {

@@ -26,6 +26,10 @@ pub enum DbError {
     /// A concurrent transaction got there first; retry the whole unit.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A stored value that names nothing known: refused, never read as
+    /// some default. Not transient; an internal fault for the caller.
+    #[error("stored value cannot be read: {0}")]
+    Unreadable(#[from] contracts::messages::Unparsable),
 }
 
 /// tokio-postgres prints only "db error" for server errors; the server's
@@ -83,7 +87,9 @@ impl DbError {
     /// retrying stalls the consumer visibly instead of failing every item.
     pub fn is_transient(&self) -> bool {
         match self {
-            DbError::Url(_) | DbError::Build(_) | DbError::Migrate(_) => false,
+            DbError::Url(_) | DbError::Build(_) | DbError::Migrate(_) | DbError::Unreadable(_) => {
+                false
+            }
             DbError::Pool(_) | DbError::Query(_) | DbError::Conflict(_) => !self.is_data_error(),
         }
     }

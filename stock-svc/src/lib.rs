@@ -7,6 +7,7 @@
 //! carry a price, reserved into the `reservations` ledger.
 
 use balance::{Accounts, Field, Init, Spec, Tables};
+use contracts::ids::ItemId;
 use contracts::messages::{saga::Step, stock::*};
 use runtime::bootstrap::{Deps, RunError};
 use tokio_postgres::Row;
@@ -51,7 +52,7 @@ impl Accounts for Stock {
 
     fn account(row: &Row) -> Item {
         Item {
-            item_id: row.get("id"),
+            item_id: ItemId::new(row.get::<_, String>("id")),
             stock: row.get("stock"),
             price: row.get("price"),
         }
@@ -60,13 +61,13 @@ impl Accounts for Stock {
         vec![("price", req.price)]
     }
     fn find(req: &FindItem) -> &str {
-        &req.item_id
+        req.item_id.as_str()
     }
     fn add(req: &AddStock) -> (&str, i64) {
-        (&req.item_id, req.amount)
+        (req.item_id.as_str(), req.amount)
     }
     fn subtract(req: &SubtractStock) -> (&str, i64) {
-        (&req.item_id, req.amount)
+        (req.item_id.as_str(), req.amount)
     }
     fn batch_init(req: &BatchInit) -> Init {
         Init {

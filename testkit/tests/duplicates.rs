@@ -5,7 +5,11 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
-use contracts::messages::saga::{CheckoutOutcome, Step, StepCommand, StepOutcome, StepResult};
+use contracts::{
+    ids::{ItemId, UserId},
+    limits::{Amount, Quantity},
+    messages::saga::{CheckoutOutcome, Step, StepAction, StepCommand, StepOutcome, StepResult},
+};
 use futures::StreamExt;
 use testkit::System;
 use uuid::Uuid;
@@ -20,7 +24,7 @@ async fn send_copies(js: &jetstream::Context, subject: &str, cmd: &StepCommand) 
             subject.to_owned(),
             PublishMessage::build()
                 .payload(body.into())
-                .message_id(format!("{}-{}-{copy}", cmd.saga_id, cmd.step.as_str())),
+                .message_id(format!("{}-{}-{copy}", cmd.saga_id, cmd.step().as_str())),
         )
         .await
         .expect("publish")
@@ -57,22 +61,22 @@ async fn reserve_release_charge_refund_apply_once() {
     let js = jetstream::new(testkit::nats_admin(&testkit::nats_url()).await);
     let p = &sys.name;
     let saga = Uuid::now_v7();
-    let cmd = |step, lines: Vec<(String, i64)>| StepCommand {
+    let cmd = |action| StepCommand {
         saga_id: saga,
-        step,
-        lines,
+        action,
+    };
+    let reserve = || StepAction::Reserve {
+        items: vec![(ItemId::from(item.as_str()), Quantity::new("q", 3).unwrap())],
     };
 
-    send_copies(
-        &js,
-        &format!("{p}.js.stock.steps"),
-        &cmd(Step::Reserve, vec![(item.clone(), 3)]),
-    )
-    .await;
+    send_copies(&js, &format!("{p}.js.stock.steps"), &cmd(reserve())).await;
     send_copies(
         &js,
         &format!("{p}.js.payment.steps"),
-        &cmd(Step::Charge, vec![(user.clone(), 20)]),
+        &cmd(StepAction::Charge {
+            user_id: UserId::from(user.as_str()),
+            amount: Amount::new("a", 20).unwrap(),
+        }),
     )
     .await;
     drained(&js, &format!("{p}_STOCK"), "stock").await;
@@ -83,13 +87,13 @@ async fn reserve_release_charge_refund_apply_once() {
     send_copies(
         &js,
         &format!("{p}.js.stock.steps"),
-        &cmd(Step::Release, vec![]),
+        &cmd(StepAction::Release),
     )
     .await;
     send_copies(
         &js,
         &format!("{p}.js.payment.steps"),
-        &cmd(Step::Refund, vec![]),
+        &cmd(StepAction::Refund),
     )
     .await;
     drained(&js, &format!("{p}_STOCK"), "stock").await;
@@ -98,12 +102,7 @@ async fn reserve_release_charge_refund_apply_once() {
     assert_eq!(c.credit(&user).await, 50, "refunded once");
 
     // A late copy of the debit after its compensation does not apply again.
-    send_copies(
-        &js,
-        &format!("{p}.js.stock.steps"),
-        &cmd(Step::Reserve, vec![(item.clone(), 3)]),
-    )
-    .await;
+    send_copies(&js, &format!("{p}.js.stock.steps"), &cmd(reserve())).await;
     drained(&js, &format!("{p}_STOCK"), "stock").await;
     assert_eq!(c.stock(&item).await, 10);
 
@@ -178,7 +177,7 @@ async fn a_repeated_step_result_re_sends_the_outcome_and_changes_nothing() {
         let again = outcome_of(&mut outcomes, *saga)
             .await
             .expect("the outcome is sent again");
-        assert_eq!(again.succeeded, *status == "succeeded");
+        assert_eq!(again.verdict.succeeded(), *status == "succeeded");
         drained(&js, &format!("{p}_ORDER"), "order-steps").await;
         let now = c.get(&format!("/requests/{saga}")).await;
         assert_eq!(now.body["status"], *status);

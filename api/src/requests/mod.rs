@@ -28,7 +28,7 @@ use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use record::{NewRecord, RequestRecord, Status, WebhookView};
+pub use record::{NewRecord, Progress, RecordView, RequestRecord, Status, WebhookView};
 pub(crate) use store::get_many;
 pub use store::RETAINED;
 pub use waiters::Waiter;

@@ -13,7 +13,7 @@ use runtime::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{store, waiters::Waiters, RequestRecord, Requests, Status};
+use super::{store, waiters::Waiters, RequestRecord, Requests};
 
 /// Most outcome messages (each a batch) finalised in one statement.
 pub const MAX_MESSAGES: usize = 64;
@@ -83,7 +83,7 @@ impl Handler<CheckoutOutcome> for Finalise {
         let finalised = store::finalize(&s.pool, outcomes).await?;
         for record in &finalised {
             observe(record);
-            tracing::debug!(request_id = %record.request_id, status = ?record.status, reason = ?record.reason, "request final");
+            tracing::debug!(request_id = %record.request_id, progress = ?record.progress, "request final");
         }
         announce(s, &finalised).await;
         if finalised.iter().any(|r| r.webhook.is_some()) {
@@ -97,7 +97,7 @@ impl Handler<CheckoutOutcome> for Finalise {
     /// and the record, still pending, is re-published by the sweeper, which
     /// makes order-svc send its outcome again.
     async fn reject(&self, outcome: &CheckoutOutcome, cause: &str) -> Result<(), Self::Error> {
-        tracing::error!(request_id = %outcome.request_id, succeeded = outcome.succeeded, %cause, "checkout outcome cannot be recorded; dropped");
+        tracing::error!(request_id = %outcome.request_id, verdict = ?outcome.verdict, %cause, "checkout outcome cannot be recorded; dropped");
         Ok(())
     }
 
@@ -126,13 +126,12 @@ static DURATION: std::sync::LazyLock<prometheus::Histogram> = std::sync::LazyLoc
 });
 
 fn observe(record: &RequestRecord) {
-    let reason = match (record.status, record.reason) {
-        (Status::Failed, Some(reason)) => reason.as_str(),
-        (Status::Failed, None) => "unknown",
-        _ => "none",
-    };
+    let reason = record
+        .progress
+        .reason()
+        .map_or("none", FailureReason::as_str);
     OUTCOMES
-        .with_label_values(&[record.status.as_str(), reason])
+        .with_label_values(&[record.progress.status().as_str(), reason])
         .inc();
     if let Some(done) = record.completed_at {
         let micros = (done - record.created_at).num_microseconds().unwrap_or(0);

@@ -4,12 +4,15 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use contracts::messages::saga::{CheckoutOutcome, FailureReason};
+use contracts::{
+    ids::OrderId,
+    messages::saga::{CheckoutOutcome, FailureReason},
+};
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::record::{NewRecord, RequestRecord, Status, WebhookView};
+use super::record::{NewRecord, Progress, RequestRecord, WebhookView};
 
 /// The record with its webhook, if any; `$where` picks the records.
 macro_rules! select {
@@ -24,24 +27,27 @@ macro_rules! select {
     };
 }
 
-fn from_row(row: &Row) -> RequestRecord {
-    RequestRecord {
-        request_id: row.get("id"),
+/// A stored record. The schema's CHECKs admit only the statuses and
+/// reasons [`Progress::parse`] reads; a row it cannot read is an error
+/// (an internal fault for the caller), never shown as some other state.
+fn from_row(row: &Row) -> Result<RequestRecord> {
+    let request_id: Uuid = row.get("id");
+    let progress = Progress::parse(row.get("status"), row.get("reason")).inspect_err(|e| {
+        tracing::error!(%request_id, error = %e, "stored request record cannot be read");
+    })?;
+    Ok(RequestRecord {
+        request_id,
         kind: row.get("kind"),
-        order_id: row.get("order_id"),
-        // The schema's CHECK admits only the three statuses.
-        status: Status::parse(row.get("status")).unwrap_or(Status::Pending),
-        reason: row
-            .get::<_, Option<&str>>("reason")
-            .and_then(FailureReason::parse),
+        order_id: OrderId::new(row.get::<_, String>("order_id")),
+        progress,
         created_at: row.get("created_at"),
         completed_at: row.get("completed_at"),
         webhook: None,
-    }
+    })
 }
 
-fn from_joined_row(row: &Row) -> RequestRecord {
-    let mut record = from_row(row);
+fn from_joined_row(row: &Row) -> Result<RequestRecord> {
+    let mut record = from_row(row)?;
     if let Some(url) = row.get::<_, Option<String>>("w_url") {
         record.webhook = Some(WebhookView {
             url,
@@ -51,7 +57,7 @@ fn from_joined_row(row: &Row) -> RequestRecord {
             delivered_at: row.get("w_delivered_at"),
         });
     }
-    record
+    Ok(record)
 }
 
 type Result<T> = std::result::Result<T, runtime::db::DbError>;
@@ -87,14 +93,14 @@ pub async fn create_many(pool: &Pool, new: &[&NewRecord], republish_after: Durat
 pub async fn get(pool: &Pool, id: Uuid) -> Result<Option<RequestRecord>> {
     let conn = runtime::db::get(pool).await?;
     let rows = runtime::db::query(&conn, select!("WHERE r.id = $1"), &[&id]).await?;
-    Ok(rows.first().map(from_joined_row))
+    rows.first().map(from_joined_row).transpose()
 }
 
 /// Several records at once (missing IDs are left out).
 pub async fn get_many(pool: &Pool, ids: &[Uuid]) -> Result<Vec<RequestRecord>> {
     let conn = runtime::db::get(pool).await?;
     let rows = runtime::db::query(&conn, select!("WHERE r.id = ANY($1)"), &[&ids]).await?;
-    Ok(rows.iter().map(from_joined_row).collect())
+    rows.iter().map(from_joined_row).collect()
 }
 
 /// Finalises the records of these outcomes in one statement and makes
@@ -105,16 +111,14 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.request_id).collect();
-    let statuses: Vec<&str> = outcomes.iter().map(|o| Status::of(o).as_str()).collect();
-    // The schema requires a reason for a failure; a failure that came
-    // without one (never sent by order-svc) is stored as `unknown`.
-    let reasons: Vec<Option<&str>> = outcomes
+    let progress: Vec<Progress> = outcomes
         .iter()
-        .map(|o| match (o.succeeded, o.reason) {
-            (true, _) => None,
-            (false, Some(r)) => Some(r.as_str()),
-            (false, None) => Some("unknown"),
-        })
+        .map(|o| Progress::Final(o.verdict))
+        .collect();
+    let statuses: Vec<&str> = progress.iter().map(|p| p.status().as_str()).collect();
+    let reasons: Vec<Option<&str>> = progress
+        .iter()
+        .map(|p| p.reason().map(FailureReason::as_str))
         .collect();
     let _timer = runtime::db::time_transaction("records_finalize");
     let conn = runtime::db::get(pool).await?;
@@ -135,7 +139,7 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
         &[&ids, &statuses, &reasons],
     )
     .await?;
-    Ok(rows.iter().map(from_joined_row).collect())
+    rows.iter().map(from_joined_row).collect()
 }
 
 /// Final records, with no webhook delivery still to make, are purged once
@@ -160,7 +164,7 @@ pub const PARKED_EVERY: Duration = Duration::from_secs(3600);
 /// A record the sweeper claimed for a re-publish.
 pub struct Stuck {
     pub request_id: Uuid,
-    pub order_id: String,
+    pub order_id: OrderId,
     /// Publishes before this one.
     pub attempts: i32,
 }
@@ -192,7 +196,7 @@ pub async fn claim_stuck(pool: &Pool, limit: i64) -> Result<Vec<Stuck>> {
         .iter()
         .map(|r| Stuck {
             request_id: r.get(0),
-            order_id: r.get(1),
+            order_id: OrderId::new(r.get::<_, String>(1)),
             attempts: r.get(2),
         })
         .collect())

@@ -86,15 +86,15 @@ impl Drop for Waiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::requests::Status;
+    use crate::requests::Progress;
+    use contracts::messages::saga::Verdict;
 
     fn record(id: Uuid) -> RequestRecord {
         RequestRecord {
             request_id: id,
             kind: "checkout".into(),
             order_id: "o".into(),
-            status: Status::Succeeded,
-            reason: None,
+            progress: Progress::Final(Verdict::Succeeded),
             created_at: chrono::Utc::now(),
             completed_at: Some(chrono::Utc::now()),
             webhook: None,

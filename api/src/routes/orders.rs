@@ -59,7 +59,7 @@ pub async fn create(
         )
         .await?;
     Ok(Json(OrderCreated {
-        order_id: order.order_id,
+        order_id: order.order_id.into(),
     }))
 }
 

@@ -51,7 +51,7 @@ pub async fn create_user(
 ) -> Result<Json<UserCreated>, ApiError> {
     let user = s.rpc.call(&CreateUser {}, &rid).await?;
     Ok(Json(UserCreated {
-        user_id: user.user_id,
+        user_id: user.user_id.into(),
     }))
 }
 

@@ -56,7 +56,7 @@ pub async fn create(
     let price = bounded("price", &price, Price::new)?.get();
     let item = s.rpc.call(&CreateItem { price }, &rid).await?;
     Ok(Json(ItemCreated {
-        item_id: item.item_id,
+        item_id: item.item_id.into(),
     }))
 }
 

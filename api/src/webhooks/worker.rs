@@ -22,7 +22,8 @@ use super::{
     store::{self, Attempt, Due},
     Settings, ATTEMPTS, ATTEMPT_DURATION,
 };
-use crate::requests::{RequestRecord, Status};
+use crate::requests::{Progress, RequestRecord};
+use contracts::messages::saga::Verdict;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -34,9 +35,13 @@ pub enum WorkerError {
 
 /// The event body; identical for every attempt of one event.
 pub fn event_body(record: &RequestRecord) -> Vec<u8> {
-    let kind = match record.status {
-        Status::Succeeded => "checkout.succeeded",
-        _ => "checkout.failed",
+    let kind = match record.progress {
+        Progress::Final(Verdict::Succeeded) => "checkout.succeeded",
+        Progress::Final(Verdict::Failed(_)) => "checkout.failed",
+        // Unreached: a delivery is made due by the statement that
+        // finalises its record. Were it reached, the event would not claim
+        // a failure that did not happen.
+        Progress::Pending => "checkout.pending",
     };
     let mut data = record.clone();
     data.webhook = None;

@@ -8,7 +8,11 @@
 
 use std::time::Instant;
 
-use contracts::messages::saga::{Step, StepCommand};
+use contracts::{
+    ids::ItemId,
+    limits::Quantity,
+    messages::saga::{StepAction, StepCommand},
+};
 use futures::future::join_all;
 use testkit::{Binary, Client, System};
 
@@ -204,8 +208,9 @@ async fn a_step_that_breaks_a_constraint_fails_only_its_own_saga() {
     let js = async_nats::jetstream::new(testkit::nats_admin(&testkit::nats_url()).await);
     let again = [StepCommand {
         saga_id: saga,
-        step: Step::Reserve,
-        lines: vec![(item.clone(), 10)],
+        action: StepAction::Reserve {
+            items: vec![(ItemId::from(item.as_str()), Quantity::new("q", 10).unwrap())],
+        },
     }];
     js.publish(
         format!("{}.js.stock.steps", sys.name),

@@ -11,7 +11,7 @@
 //! per destination, acked by JetStream) before the batch is acknowledged.
 //! A step result a saga already had re-sends what the saga's move caused:
 //! the batch that first recorded it may have died between its commit and
-//! its publishes (see `store::resend_candidates`).
+//! its publishes (see `super::store::resend_candidates`).
 //! A checkout the batch cannot apply because of its data (an order whose
 //! quantities overflow) is rejected on its own: its saga ends `failed`
 //! (`invalid_order`) and the outcome goes to `api` like any other; a step
@@ -21,7 +21,8 @@ use std::collections::BTreeSet;
 
 use async_nats::jetstream::Context;
 use contracts::{
-    messages::saga::{CheckoutRequested, FailureReason, StepResult},
+    ids::{ItemId, OrderId},
+    messages::saga::{CheckoutRequested, FailureReason, StepResult, Verdict},
     Subjects,
 };
 use deadpool_postgres::{GenericClient, Pool};
@@ -37,12 +38,14 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::saga::{admit, Admission, OrderState, Outgoing, Saga, State};
-
-mod store;
-use store::{
-    dead_letter, finish_orders, insert_rejected_saga, insert_sagas, load_orders, load_sagas,
-    next_in_queue, resend_candidates, set_checkout_sagas, update_sagas,
+use super::store::{
+    dead_letter, insert_rejected_saga, insert_sagas, load_sagas, next_in_queue, resend_candidates,
+    update_sagas, StoredSagaError,
+};
+use super::{admit, Admission, OrderState, Outgoing, Saga, State};
+use crate::orders::{
+    checkout::{finish_orders, load_orders, set_checkout_sagas, Ended},
+    OrderError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -51,10 +54,19 @@ pub enum CheckoutError {
     Db(DbError),
     #[error(transparent)]
     JetStream(#[from] JetStreamError),
+    #[error(transparent)]
+    Orders(#[from] OrderError),
     #[error("{0}")]
     Inconsistent(String),
     #[error("order {order_id} cannot be checked out: the quantities of item {item_id} sum past the 64-bit range")]
-    InvalidOrder { order_id: String, item_id: String },
+    InvalidOrder { order_id: OrderId, item_id: ItemId },
+    /// A stored saga row that is not a saga: an internal fault.
+    #[error("stored saga {id} cannot be read: {source}")]
+    StoredSaga {
+        id: Uuid,
+        #[source]
+        source: StoredSagaError,
+    },
 }
 
 runtime::db_error_variant!(CheckoutError, CheckoutError::Db);
@@ -64,9 +76,14 @@ impl Fault for CheckoutError {
         match self {
             CheckoutError::Db(e) => e.is_transient(),
             CheckoutError::JetStream(e) => e.is_transient(),
-            // A batch that contradicts the database, or an order that can
-            // never be checked out: the items are at fault.
-            CheckoutError::Inconsistent(_) | CheckoutError::InvalidOrder { .. } => false,
+            CheckoutError::Orders(OrderError::Db(e)) => e.is_transient(),
+            // A batch that contradicts the database, an order that can
+            // never be checked out, a saga row that cannot be read: the
+            // items are at fault (isolated, never answered from a guess).
+            CheckoutError::Orders(_)
+            | CheckoutError::Inconsistent(_)
+            | CheckoutError::InvalidOrder { .. }
+            | CheckoutError::StoredSaga { .. } => false,
         }
     }
 }
@@ -142,7 +159,7 @@ impl Checkout {
         stop: &CancellationToken,
     ) -> Result<(), CheckoutError> {
         let ids: Vec<Uuid> = requests.iter().map(|r| r.request_id).collect();
-        let order_ids: Vec<String> = requests
+        let order_ids: Vec<OrderId> = requests
             .iter()
             .map(|r| r.order_id.clone())
             .collect::<BTreeSet<_>>()
@@ -153,8 +170,9 @@ impl Checkout {
         let mut conn = db::get(&self.pool).await?;
         let tx = conn.transaction().await?;
         // Independent reads, pipelined on the one connection.
-        let (mut sagas, mut orders) =
-            futures::try_join!(load_sagas(&tx, &ids, false), load_orders(&tx, &order_ids),)?;
+        let (mut sagas, mut orders) = futures::try_join!(load_sagas(&tx, &ids, false), async {
+            Ok(load_orders(&tx, &order_ids).await?)
+        })?;
 
         let mut created: Vec<Uuid> = Vec::new();
         let mut outgoing = Vec::new();
@@ -171,30 +189,30 @@ impl Checkout {
                 paid: o.paid,
                 checkout_in_flight: o.checkout_saga.is_some(),
             }));
+            let order_id = request.order_id.clone();
             let saga = match (admission, order) {
-                // Past the bounds, its step command might not fit a message:
-                // it fails alone, before anything is moved.
-                (Admission::Start, Some(order)) if !order.within_bounds(self.max_lines) => {
-                    Saga::finished(id, &request.order_id, Some(FailureReason::InvalidOrder))
-                }
-                (Admission::Start, Some(order)) => {
-                    if let Some(invalid) = order.invalid(&request.order_id) {
-                        // Fails the batch; the consumer isolates this one.
-                        return Err(invalid);
+                (Admission::Start, Some(order)) => match order.basket(self.max_lines) {
+                    // Past the bounds, its step command might not fit a
+                    // message: it fails alone, before anything is moved.
+                    None => {
+                        Saga::finished(id, order_id, Verdict::Failed(FailureReason::InvalidOrder))
                     }
-                    order.checkout_saga = Some(id);
-                    Saga::start(
-                        id,
-                        &request.order_id,
-                        &order.user_id,
-                        order.total_cost,
-                        order.items.clone(),
-                    )
-                }
-                (Admission::Busy, _) => Saga::queued(id, &request.order_id),
-                (Admission::AlreadyPaid, _) => Saga::finished(id, &request.order_id, None),
+                    Some(basket) => {
+                        if let Some(item_id) = &order.overflowing {
+                            // Fails the batch; the consumer isolates this one.
+                            return Err(CheckoutError::InvalidOrder {
+                                order_id,
+                                item_id: item_id.clone(),
+                            });
+                        }
+                        order.checkout_saga = Some(id);
+                        Saga::start(id, order_id, basket)
+                    }
+                },
+                (Admission::Busy, _) => Saga::queued(id, order_id),
+                (Admission::AlreadyPaid, _) => Saga::finished(id, order_id, Verdict::Succeeded),
                 (Admission::NotFound | Admission::Start, _) => {
-                    Saga::finished(id, &request.order_id, Some(FailureReason::OrderNotFound))
+                    Saga::finished(id, order_id, Verdict::Failed(FailureReason::OrderNotFound))
                 }
             };
             tracing::debug!(request_id = %id, order_id = %request.order_id, state = saga.state.as_str(), "checkout admitted");
@@ -275,13 +293,9 @@ impl Checkout {
             .collect();
         // Finished sagas free their order (and pay it when they succeeded);
         // the next queued checkout of a freed order goes next.
-        let finished: Vec<(String, Uuid, bool)> = advanced
-            .iter()
-            .filter(|s| s.state.is_final())
-            .map(|s| (s.order_id.clone(), s.id, s.state == State::Succeeded))
-            .collect();
+        let finished: Vec<Ended> = advanced.iter().filter_map(Ended::of).collect();
         finish_orders(&tx, &finished).await?;
-        let ended: BTreeSet<String> = finished.into_iter().map(|(o, _, _)| o).collect();
+        let ended: BTreeSet<OrderId> = finished.into_iter().map(|e| e.order_id).collect();
         let started =
             next_in_queue(&tx, &ended.into_iter().collect::<Vec<_>>(), self.max_lines).await?;
         outgoing.extend(started.iter().flat_map(Saga::outgoing));
@@ -368,7 +382,7 @@ impl Checkout {
         let mut outcomes = Vec::new();
         for o in outgoing {
             match o {
-                Outgoing::Command(c) => commands.push((self.subjects.step_commands(c.step), c)),
+                Outgoing::Command(c) => commands.push((self.subjects.step_commands(c.step()), c)),
                 Outgoing::Outcome(o) => outcomes.push((self.subjects.checkout_outcomes(), o)),
             }
         }
@@ -435,7 +449,7 @@ impl Handler<CheckoutRequested> for Requests {
         let order_id = raw.get("order_id").and_then(Value::as_str).unwrap_or("");
         let request = CheckoutRequested {
             request_id,
-            order_id: order_id.to_owned(),
+            order_id: OrderId::from(order_id),
         };
         self.0
             .reject_request(&request, cause, raw.clone(), &self.1)

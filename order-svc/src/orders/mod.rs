@@ -1,6 +1,13 @@
-//! Orders in PostgreSQL.
+//! Orders in PostgreSQL: the one module that writes `orders` and
+//! `order_lines`. The endpoints' statements are here, what the checkout
+//! saga does to orders in [`checkout`], the benchmark reset in
+//! [`batch_init`].
+
+pub mod batch_init;
+pub(crate) mod checkout;
 
 use contracts::{
+    ids::{ItemId, OrderId, UserId},
     limits::{Price, Quantity, MAX_AMOUNT, MAX_QUANTITY},
     messages::order::{LineAdded, Order},
 };
@@ -10,18 +17,21 @@ use runtime::db::DbError;
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
     #[error("order {0} not found")]
-    NotFound(String),
+    NotFound(OrderId),
     #[error("order {0} is already paid")]
-    AlreadyPaid(String),
+    AlreadyPaid(OrderId),
     #[error("order {0} is being checked out")]
-    CheckoutInFlight(String),
+    CheckoutInFlight(OrderId),
     #[error(
         "order {order_id} already has the most lines an order may hold ({max}, ORDER_MAX_LINES)"
     )]
-    TooManyLines { order_id: String, max: usize },
+    TooManyLines { order_id: OrderId, max: usize },
     /// A documented bound (`contracts::limits`) would be passed.
     #[error("{0}")]
     Limit(String),
+    /// A write that contradicts what the same transaction read: a bug.
+    #[error("{0}")]
+    Inconsistent(String),
     #[error(transparent)]
     Db(DbError),
 }
@@ -40,24 +50,24 @@ impl Store {
         Self { pool, max_lines }
     }
 
-    pub async fn create(&self, user_id: &str) -> Result<Order, OrderError> {
-        let id = uuid::Uuid::now_v7().to_string();
+    pub async fn create(&self, user_id: &UserId) -> Result<Order, OrderError> {
+        let id = OrderId::new(uuid::Uuid::now_v7().to_string());
         let conn = runtime::db::get(&self.pool).await?;
         conn.execute(
             "INSERT INTO orders (id, user_id) VALUES ($1, $2)",
-            &[&id, &user_id],
+            &[&id.as_str(), &user_id.as_str()],
         )
         .await?;
         Ok(Order {
             order_id: id,
             paid: false,
             items: Vec::new(),
-            user_id: user_id.to_owned(),
+            user_id: user_id.clone(),
             total_cost: 0,
         })
     }
 
-    pub async fn find(&self, id: &str) -> Result<Order, OrderError> {
+    pub async fn find(&self, id: &OrderId) -> Result<Order, OrderError> {
         let conn = runtime::db::get(&self.pool).await?;
         load(&conn, id).await
     }
@@ -68,9 +78,7 @@ impl Store {
     /// its steps is sent.
     pub async fn kept(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, OrderError> {
         let conn = runtime::db::get(&self.pool).await?;
-        let rows =
-            runtime::db::query(&conn, "SELECT id FROM sagas WHERE id = ANY($1)", &[&ids]).await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(crate::saga::kept(&conn, ids).await?)
     }
 
     /// Appends a line and adds `quantity × unit_price` to the total, in one
@@ -82,11 +90,12 @@ impl Store {
     /// however many lines the order holds: the answer carries no lines.
     pub async fn add_item(
         &self,
-        order_id: &str,
-        item_id: &str,
+        order_id: &OrderId,
+        item_id: &ItemId,
         quantity: Quantity,
         unit_price: Price,
     ) -> Result<LineAdded, OrderError> {
+        let (order_id, item_id) = (order_id.as_str(), item_id.as_str());
         let cost = unit_price.times(quantity).ok_or_else(|| {
             OrderError::Limit(format!(
                 "{quantity} × {unit_price} is more than the highest total_cost, {MAX_AMOUNT}"
@@ -106,15 +115,15 @@ impl Store {
             )
             .await?
         else {
-            return Err(OrderError::NotFound(order_id.to_owned()));
+            return Err(OrderError::NotFound(order_id.into()));
         };
         // The total is what checkout charges: it must not move under a
         // checkout in flight.
         if order.get::<_, bool>(0) {
-            return Err(OrderError::AlreadyPaid(order_id.to_owned()));
+            return Err(OrderError::AlreadyPaid(order_id.into()));
         }
         if order.get::<_, bool>(1) {
-            return Err(OrderError::CheckoutInFlight(order_id.to_owned()));
+            return Err(OrderError::CheckoutInFlight(order_id.into()));
         }
         let total: i64 = order.get(2);
         let new_total = total
@@ -149,7 +158,7 @@ impl Store {
         if !inserted {
             return Err(if lines >= max_lines {
                 OrderError::TooManyLines {
-                    order_id: order_id.to_owned(),
+                    order_id: order_id.into(),
                     max: self.max_lines,
                 }
             } else {
@@ -173,24 +182,25 @@ impl Store {
         }
         tx.commit().await?;
         Ok(LineAdded {
-            order_id: order_id.to_owned(),
+            order_id: order_id.into(),
             lines: lines + 1,
             total_cost: new_total,
         })
     }
 
-    /// Creates or resets orders `"0"`..`"n-1"` (see [`crate::batch_init`]).
+    /// Creates or resets orders `"0"`..`"n-1"` (see [`batch_init`]).
     pub async fn batch_init(
         &self,
-        spec: crate::batch_init::Spec,
+        spec: batch_init::Spec,
         stop: &tokio_util::sync::CancellationToken,
     ) -> Result<u64, runtime::setup::SetupError> {
-        crate::batch_init::run(&self.pool, spec, stop).await
+        batch_init::run(&self.pool, spec, stop).await
     }
 }
 
 /// Reads an order with its lines in call order.
-async fn load(conn: &impl GenericClient, id: &str) -> Result<Order, OrderError> {
+async fn load(conn: &impl GenericClient, order_id: &OrderId) -> Result<Order, OrderError> {
+    let id = order_id.as_str();
     let Some(row) = conn
         .query_opt(
             "SELECT id, user_id, paid, total_cost FROM orders WHERE id = $1",
@@ -198,7 +208,7 @@ async fn load(conn: &impl GenericClient, id: &str) -> Result<Order, OrderError> 
         )
         .await?
     else {
-        return Err(OrderError::NotFound(id.to_owned()));
+        return Err(OrderError::NotFound(order_id.clone()));
     };
     let items = conn
         .query(
@@ -207,13 +217,13 @@ async fn load(conn: &impl GenericClient, id: &str) -> Result<Order, OrderError> 
         )
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (ItemId::new(r.get::<_, String>(0)), r.get(1)))
         .collect();
     Ok(Order {
-        order_id: row.get("id"),
+        order_id: OrderId::new(row.get::<_, String>("id")),
         paid: row.get("paid"),
         items,
-        user_id: row.get("user_id"),
+        user_id: UserId::new(row.get::<_, String>("user_id")),
         total_cost: row.get("total_cost"),
     })
 }

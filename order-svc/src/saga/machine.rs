@@ -17,60 +17,117 @@
 //! running one paid the order, answered "already paid") when that one ends:
 //! first come, first served, and nothing is redelivered in a loop meanwhile.
 
-use contracts::messages::saga::{CheckoutOutcome, FailureReason, Step, StepCommand, StepOutcome};
+use contracts::{
+    ids::{ItemId, OrderId, UserId},
+    limits::{Amount, Quantity},
+    messages::{
+        saga::{
+            CheckoutOutcome, FailureReason, Step, StepAction, StepCommand, StepOutcome, Verdict,
+        },
+        Unparsable,
+    },
+};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where a saga stands. A saga that refused carries its reason from the
+/// moment it knows it: there is no failure without one.
+// Hash and Ord: the protocol model (`model/`) keeps sagas in its states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum State {
     /// Waiting for an earlier checkout of the same order to end.
     Queued,
     Running,
-    Compensating,
+    /// A step refused for this reason; undoing the other.
+    Compensating(FailureReason),
     Succeeded,
-    Failed,
+    Failed(FailureReason),
 }
 
 impl State {
+    /// The stored spelling (the `state` column; the reason has its own).
     pub fn as_str(self) -> &'static str {
         match self {
             State::Queued => "queued",
             State::Running => "running",
-            State::Compensating => "compensating",
+            State::Compensating(_) => "compensating",
             State::Succeeded => "succeeded",
-            State::Failed => "failed",
+            State::Failed(_) => "failed",
         }
     }
 
-    pub fn parse(s: &str) -> State {
-        match s {
-            "queued" => State::Queued,
-            "running" => State::Running,
-            "compensating" => State::Compensating,
-            "succeeded" => State::Succeeded,
-            _ => State::Failed,
+    /// The reason stored with it (the `reason` column).
+    pub fn reason(self) -> Option<FailureReason> {
+        match self {
+            State::Compensating(r) | State::Failed(r) => Some(r),
+            State::Queued | State::Running | State::Succeeded => None,
         }
+    }
+
+    /// From the stored pair (`state`, `reason`); anything that is not one
+    /// of the states above (an unknown spelling, a failure without its
+    /// reason, a reason where none belongs) is an error naming it.
+    pub fn parse(state: &str, reason: Option<&str>) -> Result<State, Unparsable> {
+        let reason = reason.map(FailureReason::parse).transpose()?;
+        let unfit = || {
+            Unparsable::new(
+                "saga state",
+                &format!(
+                    "{state} (reason {})",
+                    reason.map_or("none", FailureReason::as_str)
+                ),
+            )
+        };
+        Ok(match (state, reason) {
+            ("queued", None) => State::Queued,
+            ("running", None) => State::Running,
+            ("succeeded", None) => State::Succeeded,
+            ("compensating", Some(r)) => State::Compensating(r),
+            ("failed", Some(r)) => State::Failed(r),
+            ("queued" | "running" | "succeeded" | "compensating" | "failed", _) => {
+                return Err(unfit())
+            }
+            _ => return Err(Unparsable::new("saga state", state)),
+        })
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, State::Succeeded | State::Failed)
+        matches!(self, State::Succeeded | State::Failed(_))
     }
+
+    /// The verdict a final state tells the client.
+    pub fn verdict(self) -> Option<Verdict> {
+        match self {
+            State::Succeeded => Some(Verdict::Succeeded),
+            State::Failed(r) => Some(Verdict::Failed(r)),
+            State::Queued | State::Running | State::Compensating(_) => None,
+        }
+    }
+}
+
+/// What a started saga takes, read from its order when it starts: the
+/// user to charge, the order's total and its lines summed per item (in the
+/// order each item was first added), all inside the bounds.
+// Hash: the protocol model keeps sagas in its states.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Basket {
+    pub user_id: UserId,
+    pub amount: Amount,
+    pub items: Vec<(ItemId, Quantity)>,
 }
 
 // Hash: the protocol model (`model/`) keeps sagas in its states.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Saga {
     pub id: Uuid,
-    pub order_id: String,
-    pub user_id: Option<String>,
-    pub amount: i64,
-    /// Quantity per item, summed over the order's lines.
-    pub items: Vec<(String, i64)>,
+    pub order_id: OrderId,
+    /// Set when the saga starts (running and every state after it); none
+    /// for one that never started (queued, or finished at admission).
+    pub basket: Option<Basket>,
     pub state: State,
     pub reserve: Option<StepOutcome>,
     pub charge: Option<StepOutcome>,
     pub released: bool,
     pub refunded: bool,
-    pub reason: Option<FailureReason>,
     /// When the saga was stored (None before it is); for timing only.
     pub created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -114,43 +171,41 @@ pub enum Outgoing {
 
 impl Saga {
     /// A saga that starts reserving and charging.
-    pub fn start(
-        id: Uuid,
-        order_id: &str,
-        user_id: &str,
-        amount: i64,
-        items: Vec<(String, i64)>,
-    ) -> Self {
+    pub fn start(id: Uuid, order_id: OrderId, basket: Basket) -> Self {
         Self {
             id,
-            order_id: order_id.to_owned(),
-            user_id: Some(user_id.to_owned()),
-            amount,
-            items,
+            order_id,
+            basket: Some(basket),
             state: State::Running,
             reserve: None,
             charge: None,
             released: false,
             refunded: false,
-            reason: None,
             created_at: None,
         }
     }
 
     /// A saga waiting behind another checkout of the same order.
-    pub fn queued(id: Uuid, order_id: &str) -> Self {
+    pub fn queued(id: Uuid, order_id: OrderId) -> Self {
         Self {
+            id,
+            order_id,
+            basket: None,
             state: State::Queued,
-            ..Self::finished(id, order_id, None)
+            reserve: None,
+            charge: None,
+            released: false,
+            refunded: false,
+            created_at: None,
         }
     }
 
     /// Starts a queued saga with the order as it is now.
-    pub fn start_queued(&mut self, user_id: &str, amount: i64, items: Vec<(String, i64)>) {
+    pub fn start_queued(&mut self, basket: Basket) {
         debug_assert_eq!(self.state, State::Queued);
         *self = Self {
             created_at: self.created_at,
-            ..Self::start(self.id, &self.order_id, user_id, amount, items)
+            ..Self::start(self.id, self.order_id.clone(), basket)
         };
     }
 
@@ -161,24 +216,13 @@ impl Saga {
     }
 
     /// A saga that is over before it began (unknown order, already paid).
-    pub fn finished(id: Uuid, order_id: &str, reason: Option<FailureReason>) -> Self {
+    pub fn finished(id: Uuid, order_id: OrderId, verdict: Verdict) -> Self {
         Self {
-            id,
-            order_id: order_id.to_owned(),
-            user_id: None,
-            amount: 0,
-            items: Vec::new(),
-            state: if reason.is_some() {
-                State::Failed
-            } else {
-                State::Succeeded
+            state: match verdict {
+                Verdict::Succeeded => State::Succeeded,
+                Verdict::Failed(reason) => State::Failed(reason),
             },
-            reserve: None,
-            charge: None,
-            released: false,
-            refunded: false,
-            reason,
-            created_at: None,
+            ..Self::queued(id, order_id)
         }
     }
 
@@ -217,7 +261,7 @@ impl Saga {
     pub fn resends_on_repeat(&self) -> bool {
         matches!(
             self.state,
-            State::Compensating | State::Succeeded | State::Failed
+            State::Compensating(_) | State::Succeeded | State::Failed(_)
         )
     }
 
@@ -239,7 +283,7 @@ impl Saga {
                 return;
             }
             // Stock is reported first when both were refused.
-            self.reason = Some(match (reserve, charge) {
+            self.state = State::Compensating(match (reserve, charge) {
                 (StepOutcome::Insufficient, _) => FailureReason::InsufficientStock,
                 (StepOutcome::NotFound, _) => FailureReason::ItemNotFound,
                 (StepOutcome::Rejected, _) | (_, StepOutcome::Rejected) => {
@@ -248,10 +292,11 @@ impl Saga {
                 (_, StepOutcome::Insufficient) => FailureReason::InsufficientCredit,
                 _ => FailureReason::UserNotFound,
             });
-            self.state = State::Compensating;
         }
-        if self.state == State::Compensating && !self.needs_release() && !self.needs_refund() {
-            self.state = State::Failed;
+        if let State::Compensating(reason) = self.state {
+            if !self.needs_release() && !self.needs_refund() {
+                self.state = State::Failed(reason);
+            }
         }
     }
 
@@ -259,43 +304,55 @@ impl Saga {
     /// the compensations not yet confirmed, or the final outcome. Sending any
     /// of them twice is harmless (deduplicated and idempotent downstream).
     pub fn outgoing(&self) -> Vec<Outgoing> {
-        let command = |step: Step, lines: Vec<(String, i64)>| {
+        let command = |action: StepAction| {
             Outgoing::Command(StepCommand {
                 saga_id: self.id,
-                step,
-                lines,
+                action,
             })
         };
         match self.state {
             State::Queued => Vec::new(),
             State::Running => {
+                // Every way into running sets the basket (and a stored
+                // running saga without one does not load).
+                let Some(basket) = &self.basket else {
+                    return Vec::new();
+                };
                 let mut out = Vec::new();
                 if self.reserve.is_none() {
-                    out.push(command(Step::Reserve, self.items.clone()));
+                    out.push(command(StepAction::Reserve {
+                        items: basket.items.clone(),
+                    }));
                 }
                 if self.charge.is_none() {
-                    let user = self.user_id.clone().unwrap_or_default();
-                    out.push(command(Step::Charge, vec![(user, self.amount)]));
+                    out.push(command(StepAction::Charge {
+                        user_id: basket.user_id.clone(),
+                        amount: basket.amount,
+                    }));
                 }
                 out
             }
-            State::Compensating => {
+            State::Compensating(_) => {
                 let mut out = Vec::new();
                 if self.needs_release() {
-                    out.push(command(Step::Release, Vec::new()));
+                    out.push(command(StepAction::Release));
                 }
                 if self.needs_refund() {
-                    out.push(command(Step::Refund, Vec::new()));
+                    out.push(command(StepAction::Refund));
                 }
                 out
             }
-            State::Succeeded | State::Failed => vec![Outgoing::Outcome(CheckoutOutcome {
-                request_id: self.id,
-                order_id: self.order_id.clone(),
-                succeeded: self.state == State::Succeeded,
-                reason: self.reason,
-            })],
+            State::Succeeded => vec![self.outcome(Verdict::Succeeded)],
+            State::Failed(reason) => vec![self.outcome(Verdict::Failed(reason))],
         }
+    }
+
+    fn outcome(&self, verdict: Verdict) -> Outgoing {
+        Outgoing::Outcome(CheckoutOutcome {
+            request_id: self.id,
+            order_id: self.order_id.clone(),
+            verdict,
+        })
     }
 }
 
@@ -304,14 +361,26 @@ mod tests {
     use super::*;
     use StepOutcome::*;
 
+    fn basket() -> Basket {
+        Basket {
+            user_id: UserId::from("u"),
+            amount: Amount::new("a", 10).unwrap(),
+            items: vec![(ItemId::from("i"), Quantity::new("q", 2).unwrap())],
+        }
+    }
+
     fn saga() -> Saga {
-        Saga::start(Uuid::from_u128(1), "o", "u", 10, vec![("i".into(), 2)])
+        Saga::start(Uuid::from_u128(1), OrderId::from("o"), basket())
+    }
+
+    fn o() -> OrderId {
+        OrderId::from("o")
     }
 
     fn steps(out: &[Outgoing]) -> Vec<Step> {
         out.iter()
             .filter_map(|o| match o {
-                Outgoing::Command(c) => Some(c.step),
+                Outgoing::Command(c) => Some(c.step()),
                 Outgoing::Outcome(_) => None,
             })
             .collect()
@@ -331,15 +400,18 @@ mod tests {
         assert!(!s.record(Step::Reserve, Done));
         assert!(!s.resends_on_repeat(), "running: nothing was sent");
         assert!(s.record(Step::Charge, Insufficient));
-        assert_eq!(s.state, State::Compensating);
+        assert_eq!(
+            s.state,
+            State::Compensating(FailureReason::InsufficientCredit)
+        );
         assert!(!s.record(Step::Charge, Insufficient));
         assert!(s.resends_on_repeat(), "compensating: the release again");
         assert_eq!(steps(&s.outgoing()), vec![Step::Release]);
         assert!(s.record(Step::Release, Done));
         assert!(!s.record(Step::Release, Done));
         assert!(s.resends_on_repeat(), "failed: the outcome again");
-        assert!(!outcome(&s).succeeded);
-        let mut q = Saga::queued(Uuid::from_u128(2), "o");
+        assert!(!outcome(&s).verdict.succeeded());
+        let mut q = Saga::queued(Uuid::from_u128(2), o());
         assert!(!q.record(Step::Reserve, Done));
         assert!(!q.resends_on_repeat(), "queued: no step was asked");
     }
@@ -349,7 +421,13 @@ mod tests {
         let s = saga();
         assert_eq!(steps(&s.outgoing()), vec![Step::Reserve, Step::Charge]);
         match &s.outgoing()[1] {
-            Outgoing::Command(c) => assert_eq!(c.lines, vec![("u".to_string(), 10)]),
+            Outgoing::Command(c) => assert_eq!(
+                c.action,
+                StepAction::Charge {
+                    user_id: UserId::from("u"),
+                    amount: Amount::new("a", 10).unwrap()
+                }
+            ),
             o => panic!("{o:?}"),
         }
     }
@@ -367,7 +445,7 @@ mod tests {
             );
             assert!(s.record(order[1], Done));
             assert_eq!(s.state, State::Succeeded);
-            assert!(outcome(&s).succeeded);
+            assert_eq!(outcome(&s).verdict, Verdict::Succeeded);
         }
     }
 
@@ -376,13 +454,17 @@ mod tests {
         let mut s = saga();
         s.record(Step::Charge, Done);
         s.record(Step::Reserve, Insufficient);
-        assert_eq!(s.state, State::Compensating);
+        assert_eq!(
+            s.state,
+            State::Compensating(FailureReason::InsufficientStock)
+        );
         assert_eq!(steps(&s.outgoing()), vec![Step::Refund]);
         assert!(s.record(Step::Refund, Done));
-        assert_eq!(s.state, State::Failed);
-        let o = outcome(&s);
-        assert!(!o.succeeded);
-        assert_eq!(o.reason, Some(FailureReason::InsufficientStock));
+        assert_eq!(s.state, State::Failed(FailureReason::InsufficientStock));
+        assert_eq!(
+            outcome(&s).verdict,
+            Verdict::Failed(FailureReason::InsufficientStock)
+        );
     }
 
     #[test]
@@ -392,7 +474,10 @@ mod tests {
         s.record(Step::Charge, Insufficient);
         assert_eq!(steps(&s.outgoing()), vec![Step::Release]);
         s.record(Step::Release, Done);
-        assert_eq!(outcome(&s).reason, Some(FailureReason::InsufficientCredit));
+        assert_eq!(
+            outcome(&s).verdict,
+            Verdict::Failed(FailureReason::InsufficientCredit)
+        );
     }
 
     #[test]
@@ -402,7 +487,10 @@ mod tests {
         s.record(Step::Reserve, Rejected);
         assert_eq!(steps(&s.outgoing()), vec![Step::Refund]);
         s.record(Step::Refund, Done);
-        assert_eq!(outcome(&s).reason, Some(FailureReason::InvalidOrder));
+        assert_eq!(
+            outcome(&s).verdict,
+            Verdict::Failed(FailureReason::InvalidOrder)
+        );
     }
 
     #[test]
@@ -410,8 +498,11 @@ mod tests {
         let mut s = saga();
         s.record(Step::Reserve, NotFound);
         s.record(Step::Charge, Insufficient);
-        assert_eq!(s.state, State::Failed);
-        assert_eq!(outcome(&s).reason, Some(FailureReason::ItemNotFound));
+        assert_eq!(s.state, State::Failed(FailureReason::ItemNotFound));
+        assert_eq!(
+            outcome(&s).verdict,
+            Verdict::Failed(FailureReason::ItemNotFound)
+        );
     }
 
     #[test]
@@ -453,23 +544,66 @@ mod tests {
 
     #[test]
     fn a_queued_saga_waits_silently_then_starts_or_reports_paid() {
-        let mut q = Saga::queued(Uuid::from_u128(2), "o");
+        let mut q = Saga::queued(Uuid::from_u128(2), o());
         assert!(q.outgoing().is_empty());
         assert!(!q.record(Step::Reserve, Done), "nothing was sent for it");
         assert_eq!(q.state, State::Queued);
         let mut paid = q.clone();
         paid.finish_queued_as_paid();
-        assert!(outcome(&paid).succeeded);
-        q.start_queued("u", 10, vec![("i".into(), 2)]);
+        assert_eq!(outcome(&paid).verdict, Verdict::Succeeded);
+        q.start_queued(basket());
         assert_eq!(q.state, State::Running);
         assert_eq!(steps(&q.outgoing()), vec![Step::Reserve, Step::Charge]);
     }
 
     #[test]
     fn finished_sagas_only_report() {
-        let paid = Saga::finished(Uuid::nil(), "o", None);
-        assert!(outcome(&paid).succeeded);
-        let missing = Saga::finished(Uuid::nil(), "o", Some(FailureReason::OrderNotFound));
-        assert_eq!(outcome(&missing).reason, Some(FailureReason::OrderNotFound));
+        let paid = Saga::finished(Uuid::nil(), o(), Verdict::Succeeded);
+        assert_eq!(outcome(&paid).verdict, Verdict::Succeeded);
+        let missing = Saga::finished(
+            Uuid::nil(),
+            o(),
+            Verdict::Failed(FailureReason::OrderNotFound),
+        );
+        assert_eq!(
+            outcome(&missing).verdict,
+            Verdict::Failed(FailureReason::OrderNotFound)
+        );
+    }
+
+    #[test]
+    fn stored_states_parse_back_and_anything_else_is_an_error_naming_it() {
+        let r = FailureReason::InsufficientStock;
+        for state in [
+            State::Queued,
+            State::Running,
+            State::Compensating(r),
+            State::Succeeded,
+            State::Failed(r),
+        ] {
+            let reason = state.reason().map(FailureReason::as_str);
+            assert_eq!(State::parse(state.as_str(), reason), Ok(state));
+        }
+        for (state, reason, says) in [
+            ("done", None, r#"unknown saga state "done""#),
+            (
+                "failed",
+                None,
+                r#"unknown saga state "failed (reason none)""#,
+            ),
+            (
+                "running",
+                Some("item_not_found"),
+                r#"unknown saga state "running (reason item_not_found)""#,
+            ),
+            (
+                "failed",
+                Some("gremlins"),
+                r#"unknown failure reason "gremlins""#,
+            ),
+        ] {
+            let e = State::parse(state, reason).unwrap_err();
+            assert_eq!(e.to_string(), says);
+        }
     }
 }

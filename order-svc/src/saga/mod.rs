@@ -1,0 +1,12 @@
+//! The checkout saga: its decisions ([`machine`], free of I/O, also run by
+//! the protocol model), the two JetStream consumers that drive it
+//! ([`consumers`]) and the statements on the `sagas` table ([`store`]).
+//! The orders it takes and frees are [`crate::orders`]'s.
+
+pub mod consumers;
+mod machine;
+mod store;
+
+pub use consumers::{Checkout, CheckoutError};
+pub use machine::{admit, Admission, Basket, OrderState, Outgoing, Saga, State};
+pub(crate) use store::kept;
