@@ -21,6 +21,7 @@ pub mod problem;
 pub mod retention;
 pub mod retry;
 pub mod rpc;
+pub mod service;
 pub mod setup;
 pub mod shutdown;
 pub mod tasks;

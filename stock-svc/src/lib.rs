@@ -8,8 +8,9 @@
 
 use balance::{Accounts, Field, Init, Spec, Tables};
 use common::{
-    bootstrap::{Deps, RunError},
+    bootstrap::Deps,
     messages::{saga::Step, stock::*},
+    service::RunError,
 };
 use tokio_postgres::Row;
 

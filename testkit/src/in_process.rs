@@ -61,7 +61,7 @@ pub(crate) enum StartError {
     #[error(transparent)]
     Api(#[from] api::ApiStartError),
     #[error(transparent)]
-    Run(#[from] common::bootstrap::RunError),
+    Run(#[from] common::service::RunError),
 }
 
 /// Starts `binary` on `runtime` with the settings of `vars`, serving on
