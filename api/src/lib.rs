@@ -5,7 +5,6 @@
 
 pub mod backlog;
 pub mod body;
-pub mod checkout;
 pub mod config;
 pub mod idempotency;
 pub mod openapi;
@@ -56,7 +55,7 @@ pub fn router(state: AppState, ops: Router) -> Router {
         .merge(routes::stock::routes())
         .merge(routes::payment::routes())
         .merge(routes::orders::routes())
-        .merge(checkout::routes())
+        .merge(routes::checkout::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,
@@ -122,7 +121,6 @@ pub async fn run(
     }
     let mut service = Service::new(deps).await?;
     let (deps, js) = (service.deps().clone(), service.js().clone());
-    let settings = config.checkout;
     let webhook_wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let backlog = backlog::Backlog::start(
         js.clone(),
@@ -135,7 +133,7 @@ pub async fn run(
         js,
         deps.subjects.clone(),
         deps.topology.clone(),
-        settings.requests(deps.config.max_message_bytes),
+        config.requests,
         webhook_wake.clone(),
         service.tasks(),
     );
@@ -145,7 +143,7 @@ pub async fn run(
         rpc: RpcClient::new(deps.nats.clone(), deps.subjects.clone(), config.rpc_timeout),
         pool: deps.pool.clone(),
         requests,
-        settings,
+        settings: config.http,
         webhooks: config.webhooks,
         backlog,
         setup: std::sync::Arc::new(config.setup),

@@ -39,8 +39,7 @@ use writer::Writer;
 /// How long a waiting client may still wait once shutdown began.
 const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
-/// The tunables of the lifecycle (see `state::Settings` for their
-/// variables).
+/// The tunables of the lifecycle (loaded by `crate::config`).
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub republish_after: Duration,

@@ -1,4 +1,4 @@
-//! `/orders/...` (checkout lives in [`crate::checkout`]).
+//! `/orders/...` (checkout lives in [`super::checkout`]).
 
 use axum::{
     extract::State,
