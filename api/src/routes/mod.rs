@@ -2,6 +2,7 @@
 //! checkout with its request records.
 
 pub mod checkout;
+pub mod forward;
 pub mod orders;
 pub mod payment;
 pub mod stock;

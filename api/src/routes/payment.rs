@@ -1,7 +1,6 @@
 //! `/payment/...`
 
 use axum::{
-    extract::State,
     routing::{get, post},
     Json, Router,
 };
@@ -11,10 +10,11 @@ use common::{
 };
 use serde::Serialize;
 
+use super::forward::Call;
 use crate::{
     params::{bounded, count, id, Path},
     problem::ApiError,
-    state::{AppState, RequestId},
+    state::AppState,
 };
 
 /// `POST /payment/create_user`'s answer.
@@ -45,27 +45,22 @@ pub fn routes() -> Router<AppState> {
 /// Creates a user with no credit.
 #[utoipa::path(post, path = "/payment/create_user", tag = "payment", operation_id = "payment_create_user",
     responses((status = 200, description = "Created", body = UserCreated)))]
-pub async fn create_user(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
-) -> Result<Json<UserCreated>, ApiError> {
-    let user = s.rpc.call(&CreateUser {}, &rid).await?;
-    Ok(Json(UserCreated {
+pub async fn create_user(call: Call) -> Result<Json<UserCreated>, ApiError> {
+    call.forward_as(CreateUser {}, |user| UserCreated {
         user_id: user.user_id,
-    }))
+    })
+    .await
 }
 
 /// A user's credit.
 #[utoipa::path(get, path = "/payment/find_user/{user_id}", tag = "payment", operation_id = "payment_find_user",
     params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
     responses((status = 200, description = "The user", body = User)))]
-pub async fn find_user(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
-    Path(user_id): Path<String>,
-) -> Result<Json<User>, ApiError> {
-    let user_id = id("user_id", &user_id)?;
-    Ok(Json(s.rpc.call(&FindUser { user_id }, &rid).await?))
+pub async fn find_user(call: Call, Path(user_id): Path<String>) -> Result<Json<User>, ApiError> {
+    call.forward(FindUser {
+        user_id: id("user_id", &user_id)?,
+    })
+    .await
 }
 
 /// Adds credit; refused (400) past a credit of 10^18.
@@ -74,19 +69,18 @@ pub async fn find_user(
         ("amount" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_i64)),
     responses((status = 200, description = "Done", body = FundsAdded)))]
 pub async fn add_funds(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
+    call: Call,
     Path((user_id, raw)): Path<(String, String)>,
 ) -> Result<Json<FundsAdded>, ApiError> {
     let req = AddFunds {
         user_id: id("user_id", &user_id)?,
         amount: bounded("amount", &raw, Amount::new)?.get(),
     };
-    let user = s.rpc.call(&req, &rid).await?;
-    Ok(Json(FundsAdded {
+    call.forward_as(req, |user| FundsAdded {
         done: true,
         credit: user.credit,
-    }))
+    })
+    .await
 }
 
 /// Takes credit; refused (409) if it would go below zero.
@@ -95,15 +89,14 @@ pub async fn add_funds(
         ("amount" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_i64)),
     responses((status = 200, description = "The user after the change", body = User)))]
 pub async fn pay(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
+    call: Call,
     Path((user_id, raw)): Path<(String, String)>,
 ) -> Result<Json<User>, ApiError> {
     let req = Pay {
         user_id: id("user_id", &user_id)?,
         amount: bounded("amount", &raw, Amount::new)?.get(),
     };
-    Ok(Json(s.rpc.call(&req, &rid).await?))
+    call.forward(req).await
 }
 
 /// Creates or resets users `"0"`..`"n-1"` with this credit.
@@ -112,13 +105,12 @@ pub async fn pay(
         ("starting_money" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_000_i64)),
     responses((status = 200, description = "Done", body = BatchInitDone)))]
 pub async fn batch_init(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
+    call: Call,
     Path((n, money)): Path<(String, String)>,
 ) -> Result<Json<BatchInitDone>, ApiError> {
     let req = BatchInit {
         n: count("n", &n, 0)?,
         starting_money: bounded("starting_money", &money, Balance::new)?.get(),
     };
-    Ok(Json(s.rpc.call(&req, &rid).await?))
+    call.forward(req).await
 }
