@@ -16,8 +16,8 @@ use std::{
 };
 
 use async_nats::jetstream::Context;
-use common::{jetstream::Topology, tasks::Tasks};
 use prometheus::{IntCounter, IntGaugeVec};
+use runtime::{jetstream::Topology, tasks::Tasks};
 use tokio_util::sync::CancellationToken;
 
 /// Share of a stream's `max_bytes` past which new checkouts are refused.

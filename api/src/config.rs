@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use common::config::{ConfigError, Vars};
+use runtime::config::{ConfigError, Vars};
 
 /// Everything the api reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub common: common::config::Config,
+    pub common: runtime::config::Config,
     pub api: ApiSettings,
 }
 
@@ -45,7 +45,7 @@ impl Config {
     }
 
     pub fn load(vars: &Vars) -> Result<Self, ConfigError> {
-        let common = common::config::Config::load(vars, "api", crate::DEFAULT_PORT)?;
+        let common = runtime::config::Config::load(vars, "api", crate::DEFAULT_PORT)?;
         let rpc_timeout = vars.interval_ms("RPC_TIMEOUT_MS", Duration::from_secs(30))?;
         let checkout_timeout = vars.duration_ms("CHECKOUT_TIMEOUT_MS", Duration::from_secs(60))?;
         let requests = crate::requests::Settings {

@@ -17,7 +17,7 @@ pub mod state;
 pub mod webhooks;
 
 use axum::{http::StatusCode, middleware, response::Response, Router};
-use common::{bootstrap::Deps, rpc::RpcClient, service::Service};
+use runtime::{bootstrap::Deps, rpc::RpcClient, service::Service};
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -44,7 +44,7 @@ pub enum ApiStartError {
     #[error(transparent)]
     Webhooks(#[from] webhooks::worker::WorkerError),
     #[error(transparent)]
-    Run(#[from] common::service::RunError),
+    Run(#[from] runtime::service::RunError),
 }
 
 /// The whole HTTP surface; `ops` are the operations routes this listener
@@ -88,9 +88,9 @@ pub fn router(state: AppState, ops: Router) -> Router {
                 .layer(CatchPanicLayer::custom(|_| {
                     problem::problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
                 }))
-                .layer(middleware::from_fn(common::metrics::track_http))
+                .layer(middleware::from_fn(runtime::metrics::track_http))
                 // Every 4xx/5xx below is a problem document (RFC 9457).
-                .layer(middleware::from_fn(common::problem::normalize))
+                .layer(middleware::from_fn(runtime::http::problem::normalize))
                 .layer(middleware::from_fn(body::check))
                 .layer(body::limit()),
         )

@@ -16,7 +16,7 @@ use axum::{
     routing::get,
     Router,
 };
-use common::problem::{Problem, CONTENT_TYPE as PROBLEM};
+use runtime::http::problem::{Problem, CONTENT_TYPE as PROBLEM};
 use utoipa::{
     openapi::{
         path::{HttpMethod, Operation, Parameter, ParameterBuilder, ParameterIn},
@@ -64,9 +64,9 @@ use crate::{
         checkout::checkout,
         routes::orders::batch_init,
         checkout::get_request,
-        common::ops::health,
-        common::ops::ready,
-        common::ops::metrics,
+        runtime::http::ops::health,
+        runtime::http::ops::ready,
+        runtime::http::ops::metrics,
         openapi_json,
     ),
     components(schemas(Problem, requests::RequestRecord, CheckoutBody, CheckoutMode)),

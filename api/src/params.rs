@@ -44,18 +44,18 @@ pub fn amount(name: &str, raw: &str) -> Result<i64, ApiError> {
     }
 }
 
-/// Parses a `batch_init` count: `min` to [`common::rpc::MAX_BATCH`].
+/// Parses a `batch_init` count: `min` to [`contracts::endpoint::MAX_BATCH`].
 pub fn count(name: &str, raw: &str, min: i64) -> Result<i64, ApiError> {
     let v = amount(name, raw)?;
-    Ok(common::rpc::batch_range(name, v, min)?)
+    Ok(contracts::endpoint::batch_range(name, v, min)?)
 }
 
 /// Parses a number and checks it against its documented bound (see
-/// `common::limits`): `new` is the bounded type's constructor.
+/// `contracts::limits`): `new` is the bounded type's constructor.
 pub fn bounded<T>(
     name: &'static str,
     raw: &str,
-    new: fn(&'static str, i64) -> Result<T, common::limits::OutOfBounds>,
+    new: fn(&'static str, i64) -> Result<T, contracts::limits::OutOfBounds>,
 ) -> Result<T, ApiError> {
     new(name, amount(name, raw)?).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn bounds() {
-        use common::limits::{Price, Quantity};
+        use contracts::limits::{Price, Quantity};
         assert_eq!(
             bounded("quantity", "1000000000", Quantity::new)
                 .map(Quantity::get)

@@ -1,5 +1,5 @@
 //! Errors as RFC 9457 `application/problem+json` answers (the document's
-//! shape, `type` and `title` rules: [`common::problem`]).
+//! shape, `type` and `title` rules: [`runtime::http::problem`]).
 //!
 //! Business refusals are 4xx; 5xx is kept for our own faults (a dependency
 //! unreachable past every retry), as API.md requires.
@@ -8,7 +8,8 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use common::rpc::{CallError, Refusal, Rejection};
+use contracts::endpoint::{Refusal, Rejection};
+use runtime::rpc::CallError;
 
 /// Why a request failed. Refusals carry the text the client reads; faults
 /// (`Unavailable`, `Internal`) carry their cause, which goes to the log
@@ -114,7 +115,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 
 /// Renders a problem document with the given status; `slug` is its `code`.
 pub fn problem(status: StatusCode, slug: &str, detail: &str) -> Response {
-    common::problem::response(status, slug, detail, serde_json::Map::new())
+    runtime::http::problem::response(status, slug, detail, serde_json::Map::new())
 }
 
 impl IntoResponse for ApiError {
@@ -133,7 +134,7 @@ impl IntoResponse for ApiError {
             if unknown {
                 "outcome-unknown"
             } else {
-                common::problem::code_of(self.status())
+                runtime::http::problem::code_of(self.status())
             },
             &self.to_string(),
         );
@@ -183,8 +184,8 @@ impl From<CallError> for ApiError {
     }
 }
 
-impl From<common::db::DbError> for ApiError {
-    fn from(e: common::db::DbError) -> Self {
+impl From<runtime::db::DbError> for ApiError {
+    fn from(e: runtime::db::DbError) -> Self {
         ApiError::unavailable("database unavailable", e)
     }
 }

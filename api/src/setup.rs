@@ -9,7 +9,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use common::config::{ConfigError, Vars};
+use runtime::config::{ConfigError, Vars};
 use subtle::ConstantTimeEq;
 
 use crate::problem::problem;

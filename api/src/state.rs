@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use common::rpc::RpcClient;
 use deadpool_postgres::Pool;
+use runtime::rpc::RpcClient;
 
 use crate::requests::Requests;
 

@@ -173,7 +173,7 @@ fn batch_init_limits_are_the_enforced_ones() {
                 seen += 1;
                 assert_eq!(
                     p["schema"]["maximum"].as_i64(),
-                    Some(common::rpc::MAX_BATCH),
+                    Some(contracts::endpoint::MAX_BATCH),
                     "{path}: n's maximum"
                 );
             }

@@ -1,10 +1,10 @@
 //! The request/reply endpoints of a balance service: validate, call the
 //! store, map errors to refusals.
 
-use common::{
+use contracts::{
+    endpoint::{batch_size, Rejection},
     limits::{Amount, Balance, Price},
     messages::BatchInitDone,
-    rpc::{batch_size, Rejection},
 };
 
 use tokio_util::sync::CancellationToken;

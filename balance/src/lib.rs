@@ -19,9 +19,9 @@ pub mod retention;
 pub mod service;
 pub mod store;
 
-use common::{
+use contracts::{
+    endpoint::Endpoint,
     messages::{saga::Step, BatchInitDone},
-    rpc::Endpoint,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use tokio_postgres::Row;

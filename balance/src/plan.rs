@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use common::messages::saga::StepOutcome;
+use contracts::messages::saga::StepOutcome;
 use uuid::Uuid;
 
 /// One command of a batch.

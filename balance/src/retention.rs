@@ -9,12 +9,12 @@
 
 use std::time::Duration;
 
-use common::{
-    messages::order::UnfinishedSagas,
+use contracts::messages::order::UnfinishedSagas;
+use deadpool_postgres::Pool;
+use runtime::{
     retention::{PurgeError, Table},
     rpc::RpcClient,
 };
-use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
 /// How long the question to order-svc may take.
@@ -26,7 +26,7 @@ pub fn ledger(table: &'static str) -> Table {
         name: table,
         key: "saga_id",
         only: "true",
-        age: common::retention::Age::V7Key,
+        age: runtime::retention::Age::V7Key,
     }
 }
 
@@ -38,7 +38,7 @@ pub async fn purge(
     retention: Duration,
     order: &RpcClient,
 ) -> Result<u64, PurgeError> {
-    common::retention::purge_finished(pool, ledger, retention, |saga_ids| async move {
+    runtime::retention::purge_finished(pool, ledger, retention, |saga_ids| async move {
         order
             .call(&UnfinishedSagas { saga_ids }, "")
             .await
@@ -48,7 +48,7 @@ pub async fn purge(
     .await
 }
 
-/// Purges every [`common::retention::EVERY`] until `stop`.
+/// Purges every [`runtime::retention::EVERY`] until `stop`.
 pub async fn run(
     pool: Pool,
     ledger: Table,
@@ -59,7 +59,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(common::retention::EVERY) => {}
+            _ = tokio::time::sleep(runtime::retention::EVERY) => {}
         }
         match purge(&pool, &ledger, retention, &order).await {
             Ok(0) => {}

@@ -4,13 +4,15 @@
 use std::future::Future;
 
 use async_nats::jetstream::Context;
-use common::{
+use contracts::{
+    messages::saga::{Step, StepCommand, StepResult},
+    Subjects,
+};
+use runtime::{
     bootstrap::Deps,
     consumer::{Fault, Handler},
     db::DbError,
     jetstream::{self, Outgoing},
-    messages::saga::{Step, StepCommand, StepResult},
-    nats::Subjects,
     rpc::RpcClient,
     service::{RunError, Service},
 };

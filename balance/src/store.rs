@@ -24,12 +24,12 @@ use std::{
     sync::Arc,
 };
 
-use common::{
-    db::DbError,
+use contracts::{
     limits::{Amount, MAX_BALANCE},
     messages::saga::StepOutcome,
 };
 use deadpool_postgres::Pool;
+use runtime::db::DbError;
 use serde_json::Value;
 use tokio_postgres::{types::ToSql, Row};
 use uuid::Uuid;
@@ -48,7 +48,7 @@ pub struct Tables {
     pub balance: &'static str,
     /// Other `bigint` columns of an account, set when it is created and by
     /// `batch_init`, e.g. `price`; each is bounded like a price
-    /// (`common::limits::Price`)
+    /// (`contracts::limits::Price`)
     pub attributes: &'static [&'static str],
     /// e.g. `reservations`
     pub ledger: &'static str,
@@ -65,7 +65,7 @@ pub enum AccountError {
         balance: &'static str,
         id: String,
     },
-    /// An add would take the balance past `common::limits::MAX_BALANCE`.
+    /// An add would take the balance past `contracts::limits::MAX_BALANCE`.
     #[error("{balance} of {noun} {id} would exceed {max}")]
     AboveMax {
         noun: &'static str,
@@ -77,7 +77,7 @@ pub enum AccountError {
     Db(DbError),
 }
 
-common::db_error_variant!(AccountError, AccountError::Db);
+runtime::db_error_variant!(AccountError, AccountError::Db);
 
 /// The statements, formatted once at start-up.
 struct Statements {
@@ -216,21 +216,21 @@ impl Store {
         let id = Uuid::now_v7().to_string();
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id];
         params.extend(attributes.iter().map(|a| a as &(dyn ToSql + Sync)));
-        let conn = common::db::get(&self.pool).await?;
+        let conn = runtime::db::get(&self.pool).await?;
         Ok(conn.query_one(self.sql.create.as_str(), &params).await?)
     }
 
     pub async fn find(&self, id: &str) -> Result<Row, AccountError> {
-        let conn = common::db::get(&self.pool).await?;
+        let conn = runtime::db::get(&self.pool).await?;
         conn.query_opt(self.sql.find.as_str(), &[&id])
             .await?
             .ok_or_else(|| self.not_found(id))
     }
 
     /// Adds `amount` to the balance, refused past
-    /// [`common::limits::MAX_BALANCE`] (checked by the statement).
+    /// [`contracts::limits::MAX_BALANCE`] (checked by the statement).
     pub async fn add(&self, id: &str, amount: Amount) -> Result<Row, AccountError> {
-        let conn = common::db::get(&self.pool).await?;
+        let conn = runtime::db::get(&self.pool).await?;
         let (amount, max) = (amount.get(), MAX_BALANCE);
         if let Some(row) = conn
             .query_opt(self.sql.add.as_str(), &[&id, &amount, &max])
@@ -253,7 +253,7 @@ impl Store {
     /// Adds `delta` to the balance (negative to take). The CHECK refuses a
     /// negative result; BIGINT overflow surfaces as an out-of-range error.
     pub async fn adjust(&self, id: &str, delta: i64) -> Result<Row, AccountError> {
-        let conn = common::db::get(&self.pool).await?;
+        let conn = runtime::db::get(&self.pool).await?;
         let result = conn
             .query_opt(self.sql.adjust.as_str(), &[&id, &delta])
             .await
@@ -271,7 +271,7 @@ impl Store {
     }
 
     /// Creates or resets accounts `"0"`..`"n-1"` in one statement, under
-    /// the setup lock ([`common::setup::exclusive`]: refused while another
+    /// the setup lock ([`runtime::setup::exclusive`]: refused while another
     /// init runs, rolled back when `stop` is cancelled).
     pub async fn batch_init(
         &self,
@@ -279,11 +279,11 @@ impl Store {
         balance: i64,
         attributes: &[i64],
         stop: &tokio_util::sync::CancellationToken,
-    ) -> Result<(), common::setup::SetupError> {
+    ) -> Result<(), runtime::setup::SetupError> {
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&n, &balance];
         params.extend(attributes.iter().map(|a| a as &(dyn ToSql + Sync)));
         let sql = self.sql.batch_init.as_str();
-        common::setup::exclusive(&self.pool, stop, async |tx| {
+        runtime::setup::exclusive(&self.pool, stop, async |tx| {
             tx.execute(sql, &params).await?;
             Ok(())
         })
@@ -294,8 +294,8 @@ impl Store {
     /// outcome per command.
     pub async fn apply(&self, commands: &[Command]) -> Result<Vec<StepOutcome>, DbError> {
         let sql = &*self.sql;
-        let _timer = common::db::time_transaction(&sql.apply_timer);
-        let mut conn = common::db::get(&self.pool).await?;
+        let _timer = runtime::db::time_transaction(&sql.apply_timer);
+        let mut conn = runtime::db::get(&self.pool).await?;
         let tx = conn.transaction().await?;
 
         let sagas: Vec<Uuid> = commands
@@ -305,7 +305,7 @@ impl Store {
             .into_iter()
             .collect();
         let mut existing = HashMap::new();
-        for row in common::db::query(&tx, &sql.ledger_rows, &[&sagas]).await? {
+        for row in runtime::db::query(&tx, &sql.ledger_rows, &[&sagas]).await? {
             let lines: Value = row.get(1);
             let outcome: &str = row.get(2);
             existing.insert(
@@ -322,7 +322,7 @@ impl Store {
         let touched = touched(commands, &existing);
         let mut balances = HashMap::new();
         if !touched.is_empty() {
-            for row in common::db::query(&tx, &sql.lock_accounts, &[&touched]).await? {
+            for row in runtime::db::query(&tx, &sql.lock_accounts, &[&touched]).await? {
                 balances.insert(row.get::<_, String>(0), row.get::<_, i64>(1));
             }
         }
@@ -331,7 +331,7 @@ impl Store {
 
         if !plan.balances.is_empty() {
             let (ids, values): (Vec<String>, Vec<i64>) = plan.balances.iter().cloned().unzip();
-            common::db::execute(&tx, &sql.set_balances, &[&ids, &values]).await?;
+            runtime::db::execute(&tx, &sql.set_balances, &[&ids, &values]).await?;
         }
         if !plan.inserts.is_empty() {
             let ids: Vec<Uuid> = plan.inserts.iter().map(|(s, _)| *s).collect();
@@ -346,13 +346,14 @@ impl Store {
                 .map(|(_, e)| e.outcome.as_str())
                 .collect();
             let comp: Vec<bool> = plan.inserts.iter().map(|(_, e)| e.compensated).collect();
-            common::db::execute(&tx, &sql.insert_ledger, &[&ids, &lines, &outcomes, &comp]).await?;
+            runtime::db::execute(&tx, &sql.insert_ledger, &[&ids, &lines, &outcomes, &comp])
+                .await?;
         }
         if !plan.compensated.is_empty() {
             // If a row did not flip, someone else compensated it meanwhile
             // and this whole batch must not commit.
             let flipped =
-                common::db::execute(&tx, &sql.mark_compensated, &[&plan.compensated]).await?;
+                runtime::db::execute(&tx, &sql.mark_compensated, &[&plan.compensated]).await?;
             if flipped != plan.compensated.len() as u64 {
                 return Err(DbError::Conflict(format!(
                     "{} of {} compensations in {} were already applied",
@@ -372,8 +373,8 @@ impl Store {
     /// `rejected` (changing no balance), unless the saga's debit already has
     /// an outcome; returns the outcome that stands.
     pub async fn reject_debit(&self, saga_id: Uuid) -> Result<StepOutcome, DbError> {
-        let conn = common::db::get(&self.pool).await?;
-        let rows = common::db::query(&conn, &self.sql.reject_debit, &[&saga_id]).await?;
+        let conn = runtime::db::get(&self.pool).await?;
+        let rows = runtime::db::query(&conn, &self.sql.reject_debit, &[&saga_id]).await?;
         match rows.first() {
             // The table's CHECK admits only known spellings.
             Some(row) => Ok(StepOutcome::parse(row.get(0)).unwrap_or(StepOutcome::Rejected)),

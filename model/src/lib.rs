@@ -85,7 +85,7 @@ pub enum Retention {
     /// No purges.
     #[default]
     Never,
-    /// The documented assumption (`common/src/retention.rs`): a row goes only
+    /// The documented assumption (`runtime/src/retention.rs`): a row goes only
     /// once nothing can come late for it: its record is final, no message
     /// about it is in flight or waiting to be published, and its saga (if
     /// any) is final.

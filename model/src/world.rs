@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use balance::plan::{self, Command, Entry};
-use common::messages::saga::{FailureReason, Step, StepOutcome};
+use contracts::messages::saga::{FailureReason, Step, StepOutcome};
 use order_svc::saga::{admit, Admission, OrderState, Outgoing, Saga, State as SagaState};
 use uuid::Uuid;
 

@@ -3,7 +3,7 @@
 //! to run concurrently.
 //!
 //! Everything happens in one transaction holding the database's setup lock
-//! ([`common::setup::exclusive`]: a second init is refused while one runs,
+//! ([`runtime::setup::exclusive`]: a second init is refused while one runs,
 //! and a caller that leaves cancels it): the tables are locked, the rows outside the range are set aside, both
 //! tables are emptied with `TRUNCATE` (no million-row `DELETE`, no dead rows
 //! left behind), their keys and indexes are dropped, the rows are streamed in
@@ -15,11 +15,11 @@
 use std::fmt::Write as _;
 
 use bytes::BytesMut;
-use common::db::DbError;
-use common::setup::SetupError;
 use deadpool_postgres::{Pool, Transaction};
 use futures::SinkExt;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
+use runtime::db::DbError;
+use runtime::setup::SetupError;
 use tokio_util::sync::CancellationToken;
 
 /// What one init makes (validated by the handler).
@@ -68,7 +68,7 @@ const TABLES: [&str; 2] = ["orders", "order_lines"];
 /// Replaces orders `"0"`..`"n-1"` and their lines; returns the number of
 /// orders made. Stops, changing nothing, when `stop` is cancelled.
 pub async fn run(pool: &Pool, spec: Spec, stop: &CancellationToken) -> Result<u64, SetupError> {
-    common::setup::exclusive(pool, stop, async |tx| init(tx, spec).await).await
+    runtime::setup::exclusive(pool, stop, async |tx| init(tx, spec).await).await
 }
 
 async fn init(tx: &Transaction<'_>, spec: Spec) -> Result<u64, DbError> {

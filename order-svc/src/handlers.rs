@@ -1,9 +1,9 @@
 //! NATS endpoint handlers: validate, call the store, map errors to refusals.
 
-use common::{
+use contracts::{
+    endpoint::{batch_range, batch_size, Rejection},
     limits::{Price, Quantity},
     messages::{order::*, BatchInitDone},
-    rpc::{batch_range, batch_size, Rejection},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -68,10 +68,10 @@ pub async fn batch_init(
 /// The sagas among `req.saga_ids` that order-svc still keeps, final or not
 /// (for the ledgers' retention in stock-svc and payment-svc).
 pub async fn unfinished_sagas(store: Store, req: UnfinishedSagas) -> Result<Unfinished, Rejection> {
-    if req.saga_ids.len() > common::retention::ASK_CHUNK as usize {
+    if req.saga_ids.len() > UnfinishedSagas::MAX_IDS {
         return Err(Rejection::invalid(format!(
             "at most {} saga IDs per request",
-            common::retention::ASK_CHUNK
+            UnfinishedSagas::MAX_IDS
         )));
     }
     Ok(Unfinished {

@@ -8,7 +8,7 @@ pub mod handlers;
 pub mod saga;
 pub mod store;
 
-use common::{
+use runtime::{
     bootstrap::Deps,
     service::{RunError, Service},
 };
@@ -31,19 +31,19 @@ pub const MAX_MESSAGES: usize = 64;
 /// come after its saga is gone, even when the checkout completed long
 /// after its acceptance), and dead letters (an operator reads them within
 /// that time or not at all).
-pub const RETAINED: [common::retention::Table; 2] = [
-    common::retention::Table {
+pub const RETAINED: [runtime::retention::Table; 2] = [
+    runtime::retention::Table {
         name: "sagas",
         key: "id",
         only: "state IN ('succeeded', 'failed')",
         // Walks `sagas_by_completion` (sql/order/V6).
-        age: common::retention::Age::Column("completed_at"),
+        age: runtime::retention::Age::Column("completed_at"),
     },
-    common::retention::Table {
+    runtime::retention::Table {
         name: "dead_letters",
         key: "id",
         only: "true",
-        age: common::retention::Age::Column("received_at"),
+        age: runtime::retention::Age::Column("received_at"),
     },
 ];
 

@@ -17,7 +17,7 @@
 //! running one paid the order, answered "already paid") when that one ends:
 //! first come, first served, and nothing is redelivered in a loop meanwhile.
 
-use common::messages::saga::{CheckoutOutcome, FailureReason, Step, StepCommand, StepOutcome};
+use contracts::messages::saga::{CheckoutOutcome, FailureReason, Step, StepCommand, StepOutcome};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

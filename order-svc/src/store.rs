@@ -1,11 +1,11 @@
 //! Orders in PostgreSQL.
 
-use common::{
-    db::DbError,
+use contracts::{
     limits::{Price, Quantity, MAX_AMOUNT, MAX_QUANTITY},
     messages::order::{LineAdded, Order},
 };
 use deadpool_postgres::{GenericClient, Pool};
+use runtime::db::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -19,14 +19,14 @@ pub enum OrderError {
         "order {order_id} already has the most lines an order may hold ({max}, ORDER_MAX_LINES)"
     )]
     TooManyLines { order_id: String, max: usize },
-    /// A documented bound (`common::limits`) would be passed.
+    /// A documented bound (`contracts::limits`) would be passed.
     #[error("{0}")]
     Limit(String),
     #[error(transparent)]
     Db(DbError),
 }
 
-common::db_error_variant!(OrderError, OrderError::Db);
+runtime::db_error_variant!(OrderError, OrderError::Db);
 
 #[derive(Clone)]
 pub struct Store {
@@ -42,7 +42,7 @@ impl Store {
 
     pub async fn create(&self, user_id: &str) -> Result<Order, OrderError> {
         let id = uuid::Uuid::now_v7().to_string();
-        let conn = common::db::get(&self.pool).await?;
+        let conn = runtime::db::get(&self.pool).await?;
         conn.execute(
             "INSERT INTO orders (id, user_id) VALUES ($1, $2)",
             &[&id, &user_id],
@@ -58,7 +58,7 @@ impl Store {
     }
 
     pub async fn find(&self, id: &str) -> Result<Order, OrderError> {
-        let conn = common::db::get(&self.pool).await?;
+        let conn = runtime::db::get(&self.pool).await?;
         load(&conn, id).await
     }
 
@@ -67,9 +67,9 @@ impl Store {
     /// retention after their completion), and a saga exists before any of
     /// its steps is sent.
     pub async fn kept(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, OrderError> {
-        let conn = common::db::get(&self.pool).await?;
+        let conn = runtime::db::get(&self.pool).await?;
         let rows =
-            common::db::query(&conn, "SELECT id FROM sagas WHERE id = ANY($1)", &[&ids]).await?;
+            runtime::db::query(&conn, "SELECT id FROM sagas WHERE id = ANY($1)", &[&ids]).await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -94,7 +94,7 @@ impl Store {
         })?;
         let (q, p, c) = (quantity.get(), unit_price.get(), cost.get());
         let max_lines = self.max_lines as i64;
-        let mut conn = common::db::get(&self.pool).await?;
+        let mut conn = runtime::db::get(&self.pool).await?;
         let tx = conn.transaction().await?;
         // The lock first: the lines read next are then every line committed
         // before it, and no other addItem of this order runs meanwhile.
@@ -184,7 +184,7 @@ impl Store {
         &self,
         spec: crate::batch_init::Spec,
         stop: &tokio_util::sync::CancellationToken,
-    ) -> Result<u64, common::setup::SetupError> {
+    ) -> Result<u64, runtime::setup::SetupError> {
         crate::batch_init::run(&self.pool, spec, stop).await
     }
 }

@@ -7,11 +7,8 @@
 //! into the `charges` ledger.
 
 use balance::{Accounts, Field, Init, Spec, Tables};
-use common::{
-    bootstrap::Deps,
-    messages::{payment::*, saga::Step},
-    service::RunError,
-};
+use contracts::messages::{payment::*, saga::Step};
+use runtime::{bootstrap::Deps, service::RunError};
 use tokio_postgres::Row;
 
 mod embedded {

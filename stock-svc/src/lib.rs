@@ -7,11 +7,8 @@
 //! carry a price, reserved into the `reservations` ledger.
 
 use balance::{Accounts, Field, Init, Spec, Tables};
-use common::{
-    bootstrap::Deps,
-    messages::{saga::Step, stock::*},
-    service::RunError,
-};
+use contracts::messages::{saga::Step, stock::*};
+use runtime::{bootstrap::Deps, service::RunError};
 use tokio_postgres::Row;
 
 mod embedded {

@@ -9,7 +9,7 @@ pub fn admin_url() -> String {
         let password = crate::secrets::secret("pg-admin").unwrap_or_default();
         format!(
             "postgres://postgres:{password}@127.0.0.1:{}/postgres",
-            common::config::LOCAL_PG_PORT
+            runtime::config::LOCAL_PG_PORT
         )
     })
 }

@@ -9,7 +9,7 @@
 //! metrics once), so a test that reads one binary's `/metrics` apart from the
 //! others' keeps processes.
 
-use common::{
+use runtime::{
     bootstrap::Deps,
     config::{Config, ConfigError, LogConfig, Vars},
 };
@@ -25,7 +25,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
     // Their warnings and errors show in the test's output (more with
     // TEST_RUST_LOG); the first call in a process installs it.
     let filter = std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into());
-    common::telemetry::init(
+    runtime::telemetry::init(
         "testkit",
         &LogConfig {
             filter: Some(filter),
@@ -55,13 +55,13 @@ pub(crate) enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Bootstrap(#[from] common::bootstrap::BootstrapError),
+    Bootstrap(#[from] runtime::bootstrap::BootstrapError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Api(#[from] api::ApiStartError),
     #[error(transparent)]
-    Run(#[from] common::service::RunError),
+    Run(#[from] runtime::service::RunError),
 }
 
 /// Starts `binary` on `runtime` with the settings of `vars`, serving on

@@ -44,7 +44,7 @@ pub(crate) fn workspace_root() -> std::path::PathBuf {
 
 /// `NATS_URL`, defaulting to the project-local nats-server.
 pub fn nats_url() -> String {
-    std::env::var("NATS_URL").unwrap_or_else(|_| common::config::local_nats_url())
+    std::env::var("NATS_URL").unwrap_or_else(|_| runtime::config::local_nats_url())
 }
 
 /// A loopback port that was free a moment ago, for servers that cannot be

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use common::config::NatsAuth;
+use runtime::config::NatsAuth;
 
 /// `CHECKOUT_SECRETS_DIR` (scripts/test.sh exports it), else the
 /// workspace's `.local/secrets`.
@@ -75,7 +75,7 @@ pub async fn try_nats_as(
     url: &str,
     auth: Option<&NatsAuth>,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
-    let addrs = common::nats::server_addrs(url).expect("a valid NATS URL");
+    let addrs = runtime::nats::server_addrs(url).expect("a valid NATS URL");
     let mut options = async_nats::ConnectOptions::new();
     if let Some(auth) = auth {
         options = options.user_and_password(auth.user.clone(), auth.password.clone());

@@ -317,7 +317,7 @@ impl System {
         let ops_addr_file = self.ops_addr_file(i);
         let _ = std::fs::remove_file(&ops_addr_file);
         self.procs[i].ops_addr = None;
-        let vars = common::config::Vars::process()
+        let vars = runtime::config::Vars::process()
             .with([
                 ("DATABASE_URL", database_url),
                 ("NATS_URL", nats_url),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
-use common::messages::saga::{CheckoutOutcome, Step, StepCommand, StepOutcome, StepResult};
+use contracts::messages::saga::{CheckoutOutcome, Step, StepCommand, StepOutcome, StepResult};
 use futures::StreamExt;
 use testkit::System;
 use uuid::Uuid;

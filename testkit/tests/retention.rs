@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use common::retention::{purge, v7_floor};
+use runtime::retention::{purge, v7_floor};
 use testkit::{Binary, System};
 
 const RETENTION: Duration = Duration::from_secs(168 * 3600);
@@ -49,7 +49,7 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
         .await
         .expect("dead letters inserted");
 
-    let pool = common::db::pool(&db.url, 2).expect("pool");
+    let pool = runtime::db::pool(&db.url, 2).expect("pool");
     let [sagas, dead_letters] = order_svc::RETAINED;
     assert_eq!(purge(&pool, &sagas, RETENTION).await.expect("purge"), 1);
     assert_eq!(
@@ -92,9 +92,9 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
     // still keeps).
     let old_gone = v7_floor(hours_ago(201));
     let nats = testkit::nats_admin(&testkit::nats_url()).await;
-    let order = common::rpc::RpcClient::new(
+    let order = runtime::rpc::RpcClient::new(
         nats,
-        common::nats::Subjects::new(sys.name.clone()),
+        contracts::Subjects::new(sys.name.clone()),
         balance::retention::ASK_TIMEOUT,
     );
     for (binary, ledger) in [
@@ -114,7 +114,7 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
             )
             .await
             .expect("ledger rows inserted");
-        let pool = common::db::pool(&db.url, 2).expect("pool");
+        let pool = runtime::db::pool(&db.url, 2).expect("pool");
         let table = balance::retention::ledger(ledger);
         let purged = balance::retention::purge(&pool, &table, RETENTION, &order)
             .await
@@ -156,7 +156,7 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
     )
     .await
     .expect("records inserted");
-    let pool = common::db::pool(&api_db.url, 2).expect("pool");
+    let pool = runtime::db::pool(&api_db.url, 2).expect("pool");
     let records = api::requests::RETAINED;
     assert_eq!(purge(&pool, &records, RETENTION).await.expect("purge"), 1);
     assert_eq!(purge(&pool, &records, RETENTION).await.expect("purge"), 0);
@@ -182,7 +182,7 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
     )
     .await
     .expect("keys inserted");
-    let pool = common::db::pool(&api_db.url, 2).expect("pool");
+    let pool = runtime::db::pool(&api_db.url, 2).expect("pool");
     let expired = api::idempotency::EXPIRED;
     assert_eq!(purge(&pool, &expired, RETENTION).await.expect("purge"), 1);
     let keys: Vec<String> = api

@@ -54,15 +54,15 @@ async fn success_and_failure_are_delivered_signed() {
     assert!(event["timestamp"].is_string());
     let headers = &d[0].headers;
     assert!(
-        common::webhook::verify(SECRET, &d[0].body, headers).is_ok(),
+        api::webhooks::signing::verify(SECRET, &d[0].body, headers).is_ok(),
         "signed with the secret"
     );
     assert!(
-        common::webhook::verify(OTHER, &d[0].body, headers).is_err(),
+        api::webhooks::signing::verify(OTHER, &d[0].body, headers).is_err(),
         "not with another"
     );
     assert!(
-        common::webhook::verify(SECRET, b"{}", headers).is_err(),
+        api::webhooks::signing::verify(SECRET, b"{}", headers).is_err(),
         "bound to the body"
     );
 

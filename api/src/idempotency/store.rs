@@ -36,7 +36,7 @@ pub(super) async fn claim(
     lease: Duration,
     ttl: Duration,
 ) -> Result<Claim, ApiError> {
-    let conn = common::db::get(pool).await?;
+    let conn = runtime::db::get(pool).await?;
     let lease_ms = lease.as_millis() as f64;
     let ttl_ms = ttl.as_millis() as f64;
     // Insert, or take over an expired key; otherwise leave the row as it is.
@@ -55,7 +55,7 @@ pub(super) async fn claim(
             &[&key, &print, &lease_ms, &ttl_ms],
         )
         .await
-        .map_err(common::db::DbError::from)?;
+        .map_err(runtime::db::DbError::from)?;
     if claimed.is_some() {
         return Ok(Claim::Fresh);
     }
@@ -66,7 +66,7 @@ pub(super) async fn claim(
             &[&key],
         )
         .await
-        .map_err(common::db::DbError::from)?;
+        .map_err(runtime::db::DbError::from)?;
     let Some(row) = row else {
         // Deleted between the two statements (a 5xx released it): retry.
         return Err(ApiError::Conflict(
@@ -102,33 +102,33 @@ pub(super) async fn save(
     headers: Value,
     body: &[u8],
 ) -> Result<(), ApiError> {
-    let conn = common::db::get(pool).await?;
+    let conn = runtime::db::get(pool).await?;
     conn.execute(
         "UPDATE idempotency_keys SET status = $2, headers = $3, body = $4 WHERE key = $1",
         &[&key, &(status as i16), &headers, &body],
     )
     .await
-    .map_err(common::db::DbError::from)?;
+    .map_err(runtime::db::DbError::from)?;
     Ok(())
 }
 
 /// Forgets `key` while it has no answer, so the client may retry it.
 pub(super) async fn release(pool: &Pool, key: &str) -> Result<(), ApiError> {
-    let conn = common::db::get(pool).await?;
+    let conn = runtime::db::get(pool).await?;
     conn.execute(
         "DELETE FROM idempotency_keys WHERE key = $1 AND status IS NULL",
         &[&key],
     )
     .await
-    .map_err(common::db::DbError::from)?;
+    .map_err(runtime::db::DbError::from)?;
     Ok(())
 }
 
 /// Keys are forgotten once past their `expires_at` (purged with the
-/// request records, by `common::retention`).
-pub const EXPIRED: common::retention::Table = common::retention::Table {
+/// request records, by `runtime::retention`).
+pub const EXPIRED: runtime::retention::Table = runtime::retention::Table {
     name: "idempotency_keys",
     key: "key",
     only: "true",
-    age: common::retention::Age::Expires("expires_at"),
+    age: runtime::retention::Age::Expires("expires_at"),
 };

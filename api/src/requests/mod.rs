@@ -21,8 +21,9 @@ mod writer;
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::Context;
-use common::{consumer::Liveness, db::DbError, jetstream::Topology, nats::Subjects, tasks::Tasks};
+use contracts::Subjects;
 use deadpool_postgres::Pool;
+use runtime::{consumer::Liveness, db::DbError, jetstream::Topology, tasks::Tasks};
 use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use common::{
+use contracts::messages::saga::{CheckoutOutcome, FailureReason};
+use futures::StreamExt;
+use runtime::{
     consumer::{Consumer, Handler, Liveness},
     jetstream::Outgoing,
-    messages::saga::{CheckoutOutcome, FailureReason},
     tasks::Tasks,
 };
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{store, waiters::Waiters, RequestRecord, Requests, Status};
@@ -72,7 +72,7 @@ async fn consume(requests: Requests, consumer: Consumer, stop: CancellationToken
 struct Finalise(Arc<super::Inner>);
 
 impl Handler<CheckoutOutcome> for Finalise {
-    type Error = common::db::DbError;
+    type Error = runtime::db::DbError;
 
     fn name(&self) -> &'static str {
         "api-outcomes"
@@ -120,7 +120,7 @@ static DURATION: std::sync::LazyLock<prometheus::Histogram> = std::sync::LazyLoc
     prometheus::register_histogram!(
         "checkout_duration_seconds",
         "End-to-end checkout time: request record created to final",
-        common::metrics::LATENCY_BUCKETS.to_vec()
+        runtime::metrics::LATENCY_BUCKETS.to_vec()
     )
     .expect("metric registers once")
 });

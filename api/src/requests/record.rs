@@ -1,7 +1,7 @@
 //! The request record: what a client polls, as the API shows it.
 
 use chrono::{DateTime, Utc};
-use common::messages::saga::{CheckoutOutcome, FailureReason};
+use contracts::messages::saga::{CheckoutOutcome, FailureReason};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::messages::saga::{CheckoutOutcome, FailureReason};
+use contracts::messages::saga::{CheckoutOutcome, FailureReason};
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -54,20 +54,20 @@ fn from_joined_row(row: &Row) -> RequestRecord {
     record
 }
 
-type Result<T> = std::result::Result<T, common::db::DbError>;
+type Result<T> = std::result::Result<T, runtime::db::DbError>;
 
 /// Stores records (with their webhook deliveries) in one statement, hence
 /// one commit. Idempotent: a record already stored (an earlier attempt whose
 /// commit was not confirmed) is left as it is.
 pub async fn create_many(pool: &Pool, new: &[&NewRecord], republish_after: Duration) -> Result<()> {
-    let _timer = common::db::time_transaction("record_create");
+    let _timer = runtime::db::time_transaction("record_create");
     let ids: Vec<Uuid> = new.iter().map(|n| n.request_id).collect();
     let orders: Vec<&str> = new.iter().map(|n| n.order_id.as_str()).collect();
     let created: Vec<DateTime<Utc>> = new.iter().map(|n| n.created_at).collect();
     let hooks: Vec<Option<&str>> = new.iter().map(|n| n.callback_url.as_deref()).collect();
     let after_ms = republish_after.as_millis() as f64;
-    let conn = common::db::get(pool).await?;
-    common::db::execute(
+    let conn = runtime::db::get(pool).await?;
+    runtime::db::execute(
         &conn,
         "WITH r AS (
              INSERT INTO requests (id, order_id, created_at, next_publish_at)
@@ -85,15 +85,15 @@ pub async fn create_many(pool: &Pool, new: &[&NewRecord], republish_after: Durat
 }
 
 pub async fn get(pool: &Pool, id: Uuid) -> Result<Option<RequestRecord>> {
-    let conn = common::db::get(pool).await?;
-    let rows = common::db::query(&conn, select!("WHERE r.id = $1"), &[&id]).await?;
+    let conn = runtime::db::get(pool).await?;
+    let rows = runtime::db::query(&conn, select!("WHERE r.id = $1"), &[&id]).await?;
     Ok(rows.first().map(from_joined_row))
 }
 
 /// Several records at once (missing IDs are left out).
 pub async fn get_many(pool: &Pool, ids: &[Uuid]) -> Result<Vec<RequestRecord>> {
-    let conn = common::db::get(pool).await?;
-    let rows = common::db::query(&conn, select!("WHERE r.id = ANY($1)"), &[&ids]).await?;
+    let conn = runtime::db::get(pool).await?;
+    let rows = runtime::db::query(&conn, select!("WHERE r.id = ANY($1)"), &[&ids]).await?;
     Ok(rows.iter().map(from_joined_row).collect())
 }
 
@@ -116,9 +116,9 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
             (false, None) => Some("unknown"),
         })
         .collect();
-    let _timer = common::db::time_transaction("records_finalize");
-    let conn = common::db::get(pool).await?;
-    let rows = common::db::query(
+    let _timer = runtime::db::time_transaction("records_finalize");
+    let conn = runtime::db::get(pool).await?;
+    let rows = runtime::db::query(
         &conn,
         "WITH done AS (
              UPDATE requests AS r SET status = x.s, reason = x.r, completed_at = now()
@@ -141,11 +141,11 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
 /// Final records, with no webhook delivery still to make, are purged once
 /// they completed longer than the retention period (`RETENTION_HOURS`) ago;
 /// a pending record never is (the sweeper keeps re-publishing it).
-pub const RETAINED: common::retention::Table = common::retention::Table {
+pub const RETAINED: runtime::retention::Table = runtime::retention::Table {
     name: "requests",
     key: "id",
     // Walks `requests_by_completion` (sql/api/V4).
-    age: common::retention::Age::Column("completed_at"),
+    age: runtime::retention::Age::Column("completed_at"),
     only: "status <> 'pending' AND NOT EXISTS (SELECT 1 FROM webhooks w
            WHERE w.request_id = requests.id AND w.status IN ('waiting', 'pending'))",
 };
@@ -172,7 +172,7 @@ pub struct Stuck {
 /// the count), so no row's value can make the statement fail for the others.
 pub async fn claim_stuck(pool: &Pool, limit: i64) -> Result<Vec<Stuck>> {
     let parked_secs = PARKED_EVERY.as_secs_f64();
-    let conn = common::db::get(pool).await?;
+    let conn = runtime::db::get(pool).await?;
     let rows = conn
         .query(
             "UPDATE requests r SET publish_attempts = least(r.publish_attempts::bigint + 1, 2147483647)::int,
@@ -200,7 +200,7 @@ pub async fn claim_stuck(pool: &Pool, limit: i64) -> Result<Vec<Stuck>> {
 
 /// Records not yet final, and how many of them are parked (for the gauges).
 pub async fn count_pending(pool: &Pool) -> Result<(i64, i64)> {
-    let conn = common::db::get(pool).await?;
+    let conn = runtime::db::get(pool).await?;
     let row = conn
         .query_one(
             "SELECT count(*), count(*) FILTER (WHERE publish_attempts >= $1)

@@ -1,15 +1,12 @@
 //! The sweeper: the guarantee that a request ID handed out always reaches a
 //! final status, even if `api` died between storing a record and publishing
 //! it. It also keeps the gauge of pending records fresh. (Records past their
-//! retention are purged by `common::retention`, see `api::run`.)
+//! retention are purged by `runtime::retention`, see `api::run`.)
 
 use std::time::Duration;
 
-use common::{
-    jetstream::{self, Outgoing},
-    messages::saga::CheckoutRequested,
-    tasks::Tasks,
-};
+use contracts::messages::saga::CheckoutRequested;
+use runtime::{jetstream, jetstream::Outgoing, tasks::Tasks};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

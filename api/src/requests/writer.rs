@@ -21,13 +21,9 @@
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::Context;
-use common::{
-    jetstream::{self, Outgoing},
-    messages::saga::CheckoutRequested,
-    nats::Subjects,
-    tasks::Tasks,
-};
+use contracts::{messages::saga::CheckoutRequested, Subjects};
 use deadpool_postgres::Pool;
+use runtime::{jetstream, jetstream::Outgoing, tasks::Tasks};
 use tokio::{
     sync::{mpsc, oneshot, Mutex},
     time::Instant,
@@ -43,7 +39,7 @@ const MAX_BATCH: usize = 512;
 pub enum WriteError {
     /// Shared by every caller of the failed batch, hence the `Arc`.
     #[error("the request could not be stored in time")]
-    Timeout(#[source] Arc<common::db::DbError>),
+    Timeout(#[source] Arc<runtime::db::DbError>),
     #[error("the api is shutting down")]
     Stopped,
 }

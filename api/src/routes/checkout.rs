@@ -14,7 +14,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use common::messages::saga::FailureReason;
+use contracts::messages::saga::FailureReason;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -226,7 +226,7 @@ fn accepted(record: &RequestRecord) -> Response {
 fn outcome_unknown(record: &RequestRecord) -> Response {
     let mut extensions = serde_json::Map::new();
     extensions.insert("request_id".into(), json!(record.request_id));
-    let mut response = common::problem::response(
+    let mut response = runtime::http::problem::response(
         StatusCode::SERVICE_UNAVAILABLE,
         "checkout-outcome-pending",
         "the checkout was accepted but its outcome is not known yet; \
@@ -253,7 +253,7 @@ fn failed(record: &RequestRecord) -> Response {
     let mut extensions = serde_json::Map::new();
     extensions.insert("request_id".into(), json!(record.request_id));
     extensions.insert("reason".into(), json!(reason));
-    common::problem::response(
+    runtime::http::problem::response(
         status,
         &slug,
         &format!("checkout failed: {}", reason.replace('_', " ")),

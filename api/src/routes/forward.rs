@@ -3,7 +3,7 @@
 //! comes back as JSON (reshaped where the HTTP contract differs).
 
 use axum::{extract::FromRequestParts, http::request::Parts, Json};
-use common::rpc::Endpoint;
+use contracts::endpoint::Endpoint;
 
 use crate::{
     problem::ApiError,

@@ -4,7 +4,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use common::{
+use contracts::{
     limits::{Price, Quantity},
     messages::{order::*, payment::FindUser, stock::FindItem, BatchInitDone},
 };

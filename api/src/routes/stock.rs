@@ -4,7 +4,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use common::{
+use contracts::{
     limits::{Amount, Balance, Price},
     messages::{stock::*, BatchInitDone},
 };

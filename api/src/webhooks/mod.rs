@@ -9,13 +9,14 @@
 
 pub mod failure;
 pub mod policy;
+pub mod signing;
 pub mod store;
 pub mod worker;
 
 use std::{sync::LazyLock, time::Duration};
 
-use common::config::{ConfigError, Vars};
 use prometheus::{register_histogram, register_int_counter_vec, Histogram, IntCounterVec};
+use runtime::config::{ConfigError, Vars};
 
 /// A public development secret, used (with a warning) only when
 /// `WEBHOOK_SECRET` is unset and `WEBHOOK_SECRET_DEV=true` says this is a
@@ -59,7 +60,7 @@ impl Settings {
                 })
             }
         };
-        if let Err(e) = common::webhook::Signer::new(&secrets) {
+        if let Err(e) = signing::Signer::new(&secrets) {
             return Err(ConfigError::Invalid {
                 name: "WEBHOOK_SECRET".into(),
                 value: "(hidden)".into(),
@@ -127,7 +128,7 @@ pub static ATTEMPT_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "webhook_attempt_duration_seconds",
         "Time of one webhook delivery attempt",
-        common::metrics::LATENCY_BUCKETS.to_vec()
+        runtime::metrics::LATENCY_BUCKETS.to_vec()
     )
     .expect("metric registers once")
 });

@@ -15,9 +15,9 @@ use std::{
 
 use tokio::sync::Semaphore;
 
-use common::config::{ConfigError, Vars};
 use ipnet::{Ipv4Net, Ipv6Net};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use runtime::config::{ConfigError, Vars};
 use url::Url;
 
 pub const MAX_URL_LEN: usize = 2048;

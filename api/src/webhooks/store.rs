@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::db::DbError;
 use deadpool_postgres::Pool;
+use runtime::db::DbError;
 use uuid::Uuid;
 
 use crate::requests::{self, RequestRecord};
@@ -22,7 +22,7 @@ pub struct Due {
 /// Claims up to `limit` due deliveries for `lease` (longer than an attempt
 /// can take); another replica can claim them only after the lease.
 pub async fn claim_due(pool: &Pool, limit: i64, lease: Duration) -> Result<Vec<Due>, DbError> {
-    let conn = common::db::get(pool).await?;
+    let conn = runtime::db::get(pool).await?;
     let rows = conn
         .query(
             "UPDATE webhooks SET locked_until = now() + $2 * interval '1 millisecond'
@@ -70,7 +70,7 @@ pub struct Attempt {
 
 /// Records an attempt and moves the delivery on, releasing the claim.
 pub async fn record_attempt(pool: &Pool, request_id: Uuid, a: &Attempt) -> Result<(), DbError> {
-    let mut conn = common::db::get(pool).await?;
+    let mut conn = runtime::db::get(pool).await?;
     let tx = conn.transaction().await?;
     tx.execute(
         "INSERT INTO webhook_attempts (request_id, attempt, started_at, duration_ms, http_status, error)
@@ -108,7 +108,7 @@ pub async fn record_attempt(pool: &Pool, request_id: Uuid, a: &Attempt) -> Resul
 
 /// Deliveries not yet finished (for the pending gauge).
 pub async fn count_pending(pool: &Pool) -> Result<i64, DbError> {
-    let conn = common::db::get(pool).await?;
+    let conn = runtime::db::get(pool).await?;
     Ok(conn
         .query_one(
             "SELECT count(*) FROM webhooks WHERE status IN ('waiting', 'pending')",

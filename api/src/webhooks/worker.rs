@@ -8,9 +8,6 @@ use std::{
 };
 
 use chrono::Utc;
-use common::webhook::{
-    Signer, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP,
-};
 use deadpool_postgres::Pool;
 use rand::Rng;
 use serde_json::json;
@@ -21,6 +18,7 @@ use tracing::Instrument;
 use super::{
     failure::Failure,
     policy::GuardedResolver,
+    signing::{Signer, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP},
     store::{self, Attempt, Due},
     Settings, ATTEMPTS, ATTEMPT_DURATION,
 };
@@ -31,7 +29,7 @@ pub enum WorkerError {
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
     #[error(transparent)]
-    Signer(#[from] common::webhook::WebhookError),
+    Signer(#[from] super::signing::WebhookError),
 }
 
 /// The event body; identical for every attempt of one event.

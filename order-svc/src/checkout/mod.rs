@@ -20,14 +20,16 @@
 use std::collections::BTreeSet;
 
 use async_nats::jetstream::Context;
-use common::{
+use contracts::{
+    messages::saga::{CheckoutRequested, FailureReason, StepResult},
+    Subjects,
+};
+use deadpool_postgres::{GenericClient, Pool};
+use runtime::{
     consumer::{Fault, Handler},
     db::{self, DbError},
     jetstream::{self, JetStreamError},
-    messages::saga::{CheckoutRequested, FailureReason, StepResult},
-    nats::Subjects,
 };
-use deadpool_postgres::{GenericClient, Pool};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -52,7 +54,7 @@ pub enum CheckoutError {
     InvalidOrder { order_id: String, item_id: String },
 }
 
-common::db_error_variant!(CheckoutError, CheckoutError::Db);
+runtime::db_error_variant!(CheckoutError, CheckoutError::Db);
 
 impl Fault for CheckoutError {
     fn is_transient(&self) -> bool {
@@ -360,7 +362,7 @@ static STEP_SECONDS: std::sync::LazyLock<prometheus::HistogramVec> =
             "saga_step_seconds",
             "Time from the start of a checkout saga until a step's result arrived, by step",
             &["step"],
-            common::metrics::LATENCY_BUCKETS.to_vec()
+            runtime::metrics::LATENCY_BUCKETS.to_vec()
         )
         .expect("metric registers once")
     });

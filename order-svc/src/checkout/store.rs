@@ -3,11 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use common::{
-    db,
-    messages::saga::{FailureReason, StepOutcome},
-};
+use contracts::messages::saga::{FailureReason, StepOutcome};
 use deadpool_postgres::GenericClient;
+use runtime::db;
 use serde_json::Value;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -39,13 +37,13 @@ impl OrderRow {
 }
 
 impl OrderRow {
-    /// Inside the bounds a checkout needs (`common::limits`): its step
+    /// Inside the bounds a checkout needs (`contracts::limits`): its step
     /// command fits a message and its sums fit BIGINT. Orders stored since
     /// the bounds always are; one stored before them (or before
     /// `ORDER_MAX_LINES` was lowered) fails its checkout alone
     /// (`invalid_order`). A sum past BIGINT is [`OrderRow::invalid`]'s.
     pub(super) fn within_bounds(&self, max_lines: usize) -> bool {
-        use common::limits::{MAX_AMOUNT, MAX_QUANTITY};
+        use contracts::limits::{MAX_AMOUNT, MAX_QUANTITY};
         self.items.len() <= max_lines
             && self.total_cost <= MAX_AMOUNT
             && self.items.iter().all(|(_, q)| *q <= MAX_QUANTITY)

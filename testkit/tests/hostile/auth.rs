@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::config::NatsAuth;
 use futures::StreamExt;
+use runtime::config::NatsAuth;
 use testkit::{Binary, Probe, System};
 
 /// The NATS passwords `scripts/infra.sh` generated; the suite runs against

@@ -1,4 +1,4 @@
-//! Numbers past their documented bounds (`common::limits`), orders past the
+//! Numbers past their documented bounds (`contracts::limits`), orders past the
 //! line limit, and a backlog larger than any one message may be.
 
 use std::time::Duration;

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use common::messages::saga::{Step, StepCommand};
+use contracts::messages::saga::{Step, StepCommand};
 use futures::future::join_all;
 use testkit::{Binary, Client, System};
 

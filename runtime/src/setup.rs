@@ -6,10 +6,8 @@ use deadpool_postgres::{Pool, Transaction};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    db::DbError,
-    rpc::{Refusal, Rejection},
-};
+use crate::db::DbError;
+use contracts::endpoint::{Refusal, Rejection};
 
 /// Why a setup call did not complete.
 #[derive(Debug, thiserror::Error)]

@@ -10,8 +10,8 @@
 //! A receiver verifies a delivery with [`verify`]:
 //!
 //! ```
-//! # let (secret, body, headers) = common::webhook::example();
-//! common::webhook::verify(&secret, &body, &headers).expect("authentic");
+//! # let (secret, body, headers) = api::webhooks::signing::example();
+//! api::webhooks::signing::verify(&secret, &body, &headers).expect("authentic");
 //! ```
 
 use standardwebhooks::Webhook;

@@ -19,7 +19,7 @@ use async_nats::HeaderMap;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::nats::Subjects;
+use contracts::Subjects;
 
 /// Header with the ID the caller will cancel the call by.
 pub const CALL_ID_HEADER: &str = "Rpc-Call-Id";

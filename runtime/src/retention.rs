@@ -116,7 +116,7 @@ pub enum PurgeError {
 }
 
 /// Most keys asked about at once (one NATS request).
-pub const ASK_CHUNK: i64 = 1_000;
+pub const ASK_CHUNK: i64 = contracts::messages::order::UnfinishedSagas::MAX_IDS as i64;
 
 /// Like [`purge`], for a table keyed by UUIDv7 whose rows belong to a saga
 /// another service owns: of the rows past the retention, those whose saga

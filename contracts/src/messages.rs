@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rpc::Endpoint;
+use crate::endpoint::Endpoint;
 
 /// Implements [`Endpoint`] for a request type.
 macro_rules! endpoint {
@@ -31,9 +31,9 @@ macro_rules! endpoint {
     };
 }
 
-/// How long a caller waits for a `batch_init`: up to [`crate::rpc::MAX_BATCH`]
+/// How long a caller waits for a `batch_init`: up to [`crate::endpoint::MAX_BATCH`]
 /// rows (about a minute). Never retried after a timeout: the service stops
-/// the call when its caller stops waiting (see [`crate::cancel`]), and a
+/// the call when its caller stops waiting (see `runtime::cancel`), and a
 /// second call while one runs is refused.
 const BATCH_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -180,7 +180,7 @@ pub mod order {
     endpoint!(FindOrder => Order, "order", "find_order", idempotent: true);
 
     /// Adds a line; `unit_price` is the item's price looked up by `api` in
-    /// stock-svc just before. Bounds: `common::limits`.
+    /// stock-svc just before. Bounds: [`crate::limits`].
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct AddItem {
         pub order_id: String,
@@ -217,10 +217,15 @@ pub mod order {
     /// stock-svc and payment-svc ask before purging old ledger rows: a row
     /// of a saga still kept stays, whatever its age (a checkout completed
     /// just now after a long outage may still see a duplicate step). At
-    /// most [`crate::retention::ASK_CHUNK`] IDs per request.
+    /// most [`UnfinishedSagas::MAX_IDS`] IDs per request.
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct UnfinishedSagas {
         pub saga_ids: Vec<uuid::Uuid>,
+    }
+
+    impl UnfinishedSagas {
+        /// Most IDs asked about at once (one NATS request).
+        pub const MAX_IDS: usize = 1_000;
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -240,7 +245,7 @@ pub mod order {
 /// into messages carries no meaning.
 pub mod saga {
     use super::*;
-    use crate::nats::Subjects;
+    use crate::Subjects;
     use uuid::Uuid;
 
     /// Where each kind of saga message goes (all captured by JetStream).

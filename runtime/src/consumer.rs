@@ -3,7 +3,7 @@
 //! Messages are pulled continuously; whatever has arrived by the time the
 //! previous batch is done forms the next batch (up to a cap), so batches
 //! grow with load and stay small when idle. Every message is itself a batch
-//! of items (see [`crate::messages::saga`]); the loop decodes them, hands the
+//! of items (see [`contracts::messages::saga`]); the loop decodes them, hands the
 //! [`Handler`] one flat, typed slice of items, and only after every item was
 //! applied or rejected durably (committed, and what it causes published)
 //! acknowledges the messages: a crash anywhere before the ack means
@@ -43,7 +43,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::jetstream::{self, Topology};
+use crate::{jetstream, jetstream::Topology};
 
 mod isolate;
 

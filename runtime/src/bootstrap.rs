@@ -7,10 +7,11 @@ use deadpool_postgres::Pool;
 use crate::{
     config::Config,
     db::DbError,
+    http::ops::Readiness,
     jetstream::{JetStreamError, Topology},
-    nats::{NatsError, Subjects},
-    ops::Readiness,
+    nats::NatsError,
 };
+use contracts::Subjects;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {

@@ -14,7 +14,7 @@ use backon::Retryable;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::nats::Subjects;
+use contracts::Subjects;
 
 const DEFINITIONS: &str = include_str!("../../nats/jetstream.json");
 
@@ -289,7 +289,7 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// `items` as JSON arrays (see [`crate::messages::saga`]) of at most
+    /// `items` as JSON arrays (see [`contracts::messages::saga`]) of at most
     /// `max_bytes` each, in order, each with a fresh deduplication ID; no
     /// message for no items. An item that alone exceeds `max_bytes` is
     /// [`JetStreamError::TooLarge`].

@@ -60,14 +60,14 @@ pub fn health_router() -> Router {
 pub fn standalone(routes: Router) -> Router {
     routes
         .fallback(|| async {
-            crate::problem::response(
+            crate::http::problem::response(
                 StatusCode::NOT_FOUND,
                 "not-found",
                 "no such endpoint",
                 Default::default(),
             )
         })
-        .layer(axum::middleware::from_fn(crate::problem::normalize))
+        .layer(axum::middleware::from_fn(crate::http::problem::normalize))
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
 }
 
@@ -103,7 +103,7 @@ pub async fn health() -> Json<Health> {
     (status = 200, description = "PostgreSQL and NATS answer and every JetStream consumer pulls", body = Ready),
     (status = 503, description = "PostgreSQL or NATS does not answer, or a consumer is not \
         pulling; the problem document carries the `postgres` and `nats` booleans and `consumers`",
-        body = crate::problem::Problem, content_type = "application/problem+json",
+        body = crate::http::problem::Problem, content_type = "application/problem+json",
         headers(("Retry-After" = u64, description = "Seconds to wait before asking again")))))]
 pub async fn ready(State(r): State<Readiness>) -> Response {
     let (postgres, nats) = r.check().await;
@@ -135,7 +135,7 @@ pub async fn ready(State(r): State<Readiness>) -> Response {
     .filter(|(up, _)| !up)
     .map(|(_, what)| *what)
     .collect();
-    crate::problem::response(
+    crate::http::problem::response(
         StatusCode::SERVICE_UNAVAILABLE,
         "not-ready",
         &format!("not ready: {}", down.join("; ")),

@@ -19,12 +19,14 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use contracts::endpoint::{Endpoint, Rejection};
+
 use crate::{
     bootstrap::Deps,
     consumer::{Consumer, Handler, Liveness},
-    ops,
+    http::ops,
     retention::Table,
-    rpc::{Endpoint, Rejection, Server},
+    rpc::Server,
     tasks::Tasks,
 };
 

@@ -309,16 +309,16 @@ impl Config {
         };
         let hours = vars.at_least("RETENTION_HOURS", 168u64, 1)?;
         let max_lines_per_order =
-            vars.at_least("ORDER_MAX_LINES", crate::limits::DEFAULT_MAX_LINES, 1)?;
-        if max_lines_per_order > crate::limits::MAX_LINES_CEILING {
+            vars.at_least("ORDER_MAX_LINES", contracts::limits::DEFAULT_MAX_LINES, 1)?;
+        if max_lines_per_order > contracts::limits::MAX_LINES_CEILING {
             return Err(ConfigError::invalid(
                 "ORDER_MAX_LINES",
                 max_lines_per_order.to_string(),
-                format!("must be at most {}", crate::limits::MAX_LINES_CEILING),
+                format!("must be at most {}", contracts::limits::MAX_LINES_CEILING),
             ));
         }
         // Every checkout's messages must fit one message, whatever the order.
-        let least = crate::messages::saga::largest_item_bytes(max_lines_per_order);
+        let least = contracts::messages::saga::largest_item_bytes(max_lines_per_order);
         let max_message_bytes =
             vars.at_least("NATS_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, least)?;
         if max_message_bytes > MAX_MESSAGE_BYTES_CEILING {
@@ -521,7 +521,7 @@ mod tests {
         )
         .expect("10 lines fit 4 KiB");
         assert_eq!((c.max_lines_per_order, c.max_message_bytes), (10, 4096));
-        let least = crate::messages::saga::largest_item_bytes(1000);
+        let least = contracts::messages::saga::largest_item_bytes(1000);
         // About 150 KiB (the README says so): the default leaves room.
         assert!((140_000..160_000).contains(&least), "{least}");
         assert!(least < DEFAULT_MAX_MESSAGE_BYTES, "{least}");

@@ -121,47 +121,6 @@ pub async fn ping(client: &async_nats::Client) -> bool {
         .is_ok_and(|r| r.is_ok())
 }
 
-/// Builds every subject and stream name from the deployment prefix.
-#[derive(Debug, Clone)]
-pub struct Subjects {
-    prefix: String,
-}
-
-impl Subjects {
-    pub fn new(prefix: impl Into<String>) -> Self {
-        Self {
-            prefix: prefix.into(),
-        }
-    }
-
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// Subject group of a service's request/reply endpoints:
-    /// `{prefix}.svc.{service}`. Kept apart from the `{prefix}.js.` subjects
-    /// that JetStream streams capture.
-    pub fn service_group(&self, service: &str) -> String {
-        format!("{}.svc.{service}", self.prefix)
-    }
-
-    /// Subject of one request/reply endpoint.
-    pub fn endpoint(&self, service: &str, endpoint: &str) -> String {
-        format!("{}.{endpoint}", self.service_group(service))
-    }
-
-    /// A subject captured by a JetStream stream: `{prefix}.js.{rest}`.
-    pub fn js(&self, rest: &str) -> String {
-        format!("{}.js.{rest}", self.prefix)
-    }
-
-    /// Core-NATS subject (not persisted) on which every `api` replica hears
-    /// which request records became final (a batch per message).
-    pub fn requests_final(&self) -> String {
-        format!("{}.evt.requests.final", self.prefix)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::server_addrs;
