@@ -128,17 +128,16 @@ pub async fn run(
         deps.subjects.prefix(),
         service.tasks(),
     );
-    let (requests, outcomes) = requests::Requests::start(
+    let requests = requests::Requests::start(
         deps.pool.clone(),
         js,
         deps.subjects.clone(),
-        deps.topology.clone(),
         config.requests,
         webhook_wake.clone(),
         service.tasks(),
     );
     let worker = webhooks::worker::Worker::new(deps.pool.clone(), config.webhooks.clone())?;
-    let draining = requests.draining();
+    let (draining, outcomes) = (requests.draining(), requests.outcomes());
     let state = std::sync::Arc::new(state::Shared {
         rpc: RpcClient::new(deps.nats.clone(), deps.subjects.clone(), config.rpc_timeout),
         pool: deps.pool.clone(),
@@ -149,7 +148,7 @@ pub async fn run(
         setup: std::sync::Arc::new(config.setup),
     });
     service
-        .watch(outcomes)
+        .consumer("api-outcomes", requests::OUTCOME_MESSAGES, |_| outcomes)
         .retain(vec![requests::RETAINED, idempotency::EXPIRED])
         .task("webhook worker", |stop| worker.run(webhook_wake, stop))
         .task("webhook gauge", |stop| {

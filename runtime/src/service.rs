@@ -73,6 +73,24 @@ struct Endpoints {
     registrations: Vec<Registration>,
 }
 
+impl Endpoints {
+    /// Registers the NATS service and subscribes every endpoint.
+    async fn start(self, deps: &Deps) -> Result<Server, async_nats::Error> {
+        let mut server = Server::start(
+            &deps.nats,
+            &deps.subjects,
+            self.name,
+            self.description,
+            ENDPOINT_CONCURRENCY,
+        )
+        .await?;
+        for register in self.registrations {
+            register(&mut server).await?;
+        }
+        Ok(server)
+    }
+}
+
 /// The binary's own HTTP surface (the api's), given the operations routes
 /// its listener keeps.
 struct Http {
@@ -198,12 +216,6 @@ impl Service {
         self
     }
 
-    /// Also reports on `/ready` a consumer a part started itself.
-    pub fn watch(mut self, consumer: Liveness) -> Self {
-        self.consumers.push(consumer);
-        self
-    }
-
     /// Runs `task(stop)` until `stop` is cancelled.
     pub fn task<F>(mut self, name: &'static str, task: impl FnOnce(CancellationToken) -> F) -> Self
     where
@@ -267,20 +279,7 @@ impl Service {
             ..
         } = self;
         let server = match endpoints {
-            Some(endpoints) => {
-                let mut server = Server::start(
-                    &deps.nats,
-                    &deps.subjects,
-                    endpoints.name,
-                    endpoints.description,
-                    ENDPOINT_CONCURRENCY,
-                )
-                .await?;
-                for register in endpoints.registrations {
-                    register(&mut server).await?;
-                }
-                Some(server)
-            }
+            Some(endpoints) => Some(endpoints.start(&deps).await?),
             None => None,
         };
         let readiness = deps.readiness().with_consumers(consumers);

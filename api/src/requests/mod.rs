@@ -21,13 +21,15 @@ mod writer;
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::Context;
+use contracts::messages::saga::CheckoutOutcome;
 use contracts::Subjects;
 use deadpool_postgres::Pool;
-use runtime::{consumer::Liveness, db::DbError, jetstream::Topology, tasks::Tasks};
+use runtime::{consumer::Handler, db::DbError, tasks::Tasks};
 use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub use outcomes::MAX_MESSAGES as OUTCOME_MESSAGES;
 pub use record::{NewRecord, RequestRecord, Status, WebhookView};
 pub(crate) use store::get_many;
 pub use store::RETAINED;
@@ -60,8 +62,6 @@ struct Inner {
     pool: Pool,
     js: Context,
     subjects: Subjects,
-    /// The stream and consumer definitions (for the outcome consumer).
-    topology: Topology,
     waiters: Arc<Waiters>,
     writer: Writer,
     settings: Settings,
@@ -75,18 +75,17 @@ struct Inner {
 
 impl Requests {
     /// Starts the lifecycle's background work under `tasks`: the record
-    /// writers and publishers, the outcome consumer, the listener for other
-    /// replicas' announcements and the sweeper. Returns the handle and the
-    /// outcome consumer's liveness (for `/ready`).
+    /// writers and publishers, the listener for other replicas'
+    /// announcements and the sweeper (the outcome consumer runs
+    /// [`Self::outcomes`]).
     pub fn start(
         pool: Pool,
         js: Context,
         subjects: Subjects,
-        topology: Topology,
         settings: Settings,
         webhook_wake: Arc<Notify>,
         tasks: &mut Tasks,
-    ) -> (Self, Liveness) {
+    ) -> Self {
         let writer = Writer::start(
             pool.clone(),
             js.clone(),
@@ -100,7 +99,6 @@ impl Requests {
                 pool,
                 js,
                 subjects,
-                topology,
                 waiters: Default::default(),
                 writer,
                 settings,
@@ -108,9 +106,15 @@ impl Requests {
                 draining: CancellationToken::new(),
             }),
         };
-        let live = outcomes::start(&this, tasks);
+        outcomes::start(&this, tasks);
         sweeper::start(&this, tasks);
-        (this, live)
+        this
+    }
+
+    /// The handler of the outcome consumer (`api-outcomes`), which ends the
+    /// records' lives.
+    pub fn outcomes(&self) -> impl Handler<CheckoutOutcome> + 'static {
+        outcomes::handler(self)
     }
 
     /// Stores a new record; once this returns `Ok` the checkout is accepted
