@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::forward::Call;
 use crate::{
-    params::{bounded, count, id, Path},
+    params::{bounded, count, id, ItemIdParam, OrderIdParam, Path, UserIdParam},
     problem::ApiError,
     state::AppState,
 };
@@ -39,7 +39,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Creates an empty order for an existing user.
 #[utoipa::path(post, path = "/orders/create/{user_id}", tag = "orders", operation_id = "orders_create",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
+    params(UserIdParam),
     responses((status = 200, description = "Created", body = OrderCreated)))]
 pub async fn create(
     call: Call,
@@ -59,7 +59,7 @@ pub async fn create(
 
 /// An order with its lines.
 #[utoipa::path(get, path = "/orders/find/{order_id}", tag = "orders", operation_id = "orders_find",
-    params(("order_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
+    params(OrderIdParam),
     responses((status = 200, description = "The order", body = Order)))]
 pub async fn find(call: Call, Path(order_id): Path<String>) -> Result<Json<Order>, ApiError> {
     call.forward(FindOrder {
@@ -74,8 +74,8 @@ pub async fn find(call: Call, Path(order_id): Path<String>) -> Result<Json<Order
 /// then.
 #[utoipa::path(post, path = "/orders/addItem/{order_id}/{item_id}/{quantity}", tag = "orders",
     operation_id = "orders_add_item",
-    params(("order_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
+    params(OrderIdParam,
+        ItemIdParam,
         ("quantity" = i64, Path, minimum = 1, maximum = 1_000_000_000)),
     responses((status = 200, description = "The order's figures after the change", body = LineAdded)))]
 pub async fn add_item(

@@ -5,14 +5,14 @@ use axum::{
     Json, Router,
 };
 use contracts::{
-    limits::{Amount, Balance},
+    limits::Balance,
     messages::{payment::*, BatchInitDone},
 };
 use serde::Serialize;
 
 use super::forward::Call;
 use crate::{
-    params::{bounded, count, id, Path},
+    params::{bounded, count, id, id_amount, AmountParam, Path, UserIdParam},
     problem::ApiError,
     state::AppState,
 };
@@ -54,7 +54,7 @@ pub async fn create_user(call: Call) -> Result<Json<UserCreated>, ApiError> {
 
 /// A user's credit.
 #[utoipa::path(get, path = "/payment/find_user/{user_id}", tag = "payment", operation_id = "payment_find_user",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
+    params(UserIdParam),
     responses((status = 200, description = "The user", body = User)))]
 pub async fn find_user(call: Call, Path(user_id): Path<String>) -> Result<Json<User>, ApiError> {
     call.forward(FindUser {
@@ -65,18 +65,14 @@ pub async fn find_user(call: Call, Path(user_id): Path<String>) -> Result<Json<U
 
 /// Adds credit; refused (400) past a credit of 10^18.
 #[utoipa::path(post, path = "/payment/add_funds/{user_id}/{amount}", tag = "payment", operation_id = "payment_add_funds",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("amount" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_i64)),
+    params(UserIdParam, AmountParam),
     responses((status = 200, description = "Done", body = FundsAdded)))]
 pub async fn add_funds(
     call: Call,
-    Path((user_id, raw)): Path<(String, String)>,
+    Path(segments): Path<(String, String)>,
 ) -> Result<Json<FundsAdded>, ApiError> {
-    let req = AddFunds {
-        user_id: id("user_id", &user_id)?,
-        amount: bounded("amount", &raw, Amount::new)?.get(),
-    };
-    call.forward_as(req, |user| FundsAdded {
+    let (user_id, amount) = id_amount("user_id", segments)?;
+    call.forward_as(AddFunds { user_id, amount }, |user| FundsAdded {
         done: true,
         credit: user.credit,
     })
@@ -85,18 +81,14 @@ pub async fn add_funds(
 
 /// Takes credit; refused (409) if it would go below zero.
 #[utoipa::path(post, path = "/payment/pay/{user_id}/{amount}", tag = "payment", operation_id = "payment_pay",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("amount" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_i64)),
+    params(UserIdParam, AmountParam),
     responses((status = 200, description = "The user after the change", body = User)))]
 pub async fn pay(
     call: Call,
-    Path((user_id, raw)): Path<(String, String)>,
+    Path(segments): Path<(String, String)>,
 ) -> Result<Json<User>, ApiError> {
-    let req = Pay {
-        user_id: id("user_id", &user_id)?,
-        amount: bounded("amount", &raw, Amount::new)?.get(),
-    };
-    call.forward(req).await
+    let (user_id, amount) = id_amount("user_id", segments)?;
+    call.forward(Pay { user_id, amount }).await
 }
 
 /// Creates or resets users `"0"`..`"n-1"` with this credit.

@@ -5,14 +5,14 @@ use axum::{
     Json, Router,
 };
 use contracts::{
-    limits::{Amount, Balance, Price},
+    limits::{Balance, Price},
     messages::{stock::*, BatchInitDone},
 };
 use serde::Serialize;
 
 use super::forward::Call;
 use crate::{
-    params::{bounded, count, id, Path},
+    params::{bounded, count, id, id_amount, AmountParam, ItemIdParam, Path},
     problem::ApiError,
     state::AppState,
 };
@@ -58,7 +58,7 @@ pub async fn create(call: Call, Path(price): Path<String>) -> Result<Json<ItemCr
 
 /// An item's stock and price.
 #[utoipa::path(get, path = "/stock/find/{item_id}", tag = "stock", operation_id = "stock_find",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
+    params(ItemIdParam),
     responses((status = 200, description = "The item", body = StockView)))]
 pub async fn find(call: Call, Path(item_id): Path<String>) -> Result<Json<StockView>, ApiError> {
     let item_id = id("item_id", &item_id)?;
@@ -71,34 +71,26 @@ pub async fn find(call: Call, Path(item_id): Path<String>) -> Result<Json<StockV
 
 /// Adds stock; refused (400) past 10^18 units.
 #[utoipa::path(post, path = "/stock/add/{item_id}/{amount}", tag = "stock", operation_id = "stock_add",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("amount" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_i64)),
+    params(ItemIdParam, AmountParam),
     responses((status = 200, description = "The item after the change", body = Item)))]
 pub async fn add(
     call: Call,
-    Path((item_id, raw)): Path<(String, String)>,
+    Path(segments): Path<(String, String)>,
 ) -> Result<Json<Item>, ApiError> {
-    let req = AddStock {
-        item_id: id("item_id", &item_id)?,
-        amount: bounded("amount", &raw, Amount::new)?.get(),
-    };
-    call.forward(req).await
+    let (item_id, amount) = id_amount("item_id", segments)?;
+    call.forward(AddStock { item_id, amount }).await
 }
 
 /// Removes stock; refused (409) if it would go below zero.
 #[utoipa::path(post, path = "/stock/subtract/{item_id}/{amount}", tag = "stock", operation_id = "stock_subtract",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("amount" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_i64)),
+    params(ItemIdParam, AmountParam),
     responses((status = 200, description = "The item after the change", body = Item)))]
 pub async fn subtract(
     call: Call,
-    Path((item_id, raw)): Path<(String, String)>,
+    Path(segments): Path<(String, String)>,
 ) -> Result<Json<Item>, ApiError> {
-    let req = SubtractStock {
-        item_id: id("item_id", &item_id)?,
-        amount: bounded("amount", &raw, Amount::new)?.get(),
-    };
-    call.forward(req).await
+    let (item_id, amount) = id_amount("item_id", segments)?;
+    call.forward(SubtractStock { item_id, amount }).await
 }
 
 /// Creates or resets items `"0"`..`"n-1"` with this stock and price.
