@@ -59,12 +59,13 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let store = store::Store::new(deps.pool.clone(), deps.config.max_lines_per_order);
     let service = Service::new(deps).await?;
+    let deps = service.deps();
     let checkout = checkout::Checkout::new(
-        service.deps().pool.clone(),
+        deps.pool.clone(),
         service.js().clone(),
-        service.deps().subjects.clone(),
-        service.deps().config.max_message_bytes,
-        service.deps().config.max_lines_per_order,
+        deps.subjects.clone(),
+        deps.config.max_message_bytes,
+        deps.config.max_lines_per_order,
     );
     service
         .endpoints("order", "Orders and checkout")

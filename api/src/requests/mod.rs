@@ -21,8 +21,7 @@ mod writer;
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::Context;
-use contracts::messages::saga::CheckoutOutcome;
-use contracts::Subjects;
+use contracts::{messages::saga::CheckoutOutcome, Subjects};
 use deadpool_postgres::Pool;
 use runtime::{consumer::Handler, db::DbError, tasks::Tasks};
 use tokio::{sync::Notify, time::Instant};
