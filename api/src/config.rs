@@ -17,10 +17,26 @@ pub struct Config {
 pub struct ApiSettings {
     /// How long a call to a service waits for its answer (`RPC_TIMEOUT_MS`).
     pub rpc_timeout: Duration,
-    pub checkout: crate::state::Settings,
+    /// What the HTTP handlers read (through `AppState`).
+    pub http: HttpSettings,
+    /// The request records' lifecycle.
+    pub requests: crate::requests::Settings,
     pub webhooks: crate::webhooks::Settings,
     /// Who may call `batch_init` (`SETUP_ENDPOINTS`, `SETUP_TOKEN`).
     pub setup: crate::setup::Access,
+}
+
+/// Tunables of the HTTP handlers.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// How long a plain (synchronous) checkout waits for its outcome, and
+    /// how long any checkout waits to be accepted while PostgreSQL is down
+    /// (`CHECKOUT_TIMEOUT_MS`, default 60 s). Only an outage longer than
+    /// that reaches it; the answer then is a 503 that carries the
+    /// `request_id` and `Location` of the accepted checkout.
+    pub checkout_timeout: Duration,
+    /// How long an Idempotency-Key is remembered (`IDEMPOTENCY_TTL_SECS`).
+    pub idempotency_ttl: Duration,
 }
 
 impl Config {
@@ -30,9 +46,26 @@ impl Config {
 
     pub fn load(vars: &Vars) -> Result<Self, ConfigError> {
         let common = runtime::config::Config::load(vars, "api", crate::DEFAULT_PORT)?;
+        let rpc_timeout = vars.interval_ms("RPC_TIMEOUT_MS", Duration::from_secs(30))?;
+        let checkout_timeout = vars.duration_ms("CHECKOUT_TIMEOUT_MS", Duration::from_secs(60))?;
+        let requests = crate::requests::Settings {
+            // When the sweeper re-publishes a record still pending.
+            republish_after: vars.duration_ms("REPUBLISH_AFTER_MS", Duration::from_secs(10))?,
+            // How often the sweeper looks.
+            sweep_interval: vars.interval_ms("SWEEP_INTERVAL_MS", Duration::from_secs(2))?,
+            // How often a waiting client re-reads its record in case the
+            // wake-up announcement was lost.
+            wait_poll: vars.interval_ms("WAIT_POLL_MS", Duration::from_secs(5))?,
+            max_message_bytes: common.max_message_bytes,
+        };
+        let http = HttpSettings {
+            checkout_timeout,
+            idempotency_ttl: Duration::from_secs(vars.parse("IDEMPOTENCY_TTL_SECS", 24 * 3600)?),
+        };
         let api = ApiSettings {
-            rpc_timeout: vars.interval_ms("RPC_TIMEOUT_MS", Duration::from_secs(30))?,
-            checkout: crate::state::Settings::load(vars, common.retention)?,
+            rpc_timeout,
+            http,
+            requests,
             webhooks: crate::webhooks::Settings::load(vars)?,
             setup: crate::setup::Access::load(vars)?,
         };
@@ -92,13 +125,14 @@ mod tests {
         let c = Config::load(&vars(&[SECRET])).expect("defaults are valid");
         assert_eq!(c.common.listen_addr.port(), 8000);
         assert_eq!(c.api.rpc_timeout, Duration::from_secs(30));
-        let s = &c.api.checkout;
-        assert_eq!(s.checkout_timeout, Duration::from_secs(60));
-        assert_eq!(s.republish_after, Duration::from_secs(10));
-        assert_eq!(s.sweep_interval, Duration::from_secs(2));
-        assert_eq!(s.wait_poll, Duration::from_secs(5));
-        assert_eq!(s.idempotency_ttl, Duration::from_secs(86400));
-        assert_eq!(s.retention, Duration::from_secs(168 * 3600));
+        let (h, r) = (&c.api.http, &c.api.requests);
+        assert_eq!(h.checkout_timeout, Duration::from_secs(60));
+        assert_eq!(r.republish_after, Duration::from_secs(10));
+        assert_eq!(r.sweep_interval, Duration::from_secs(2));
+        assert_eq!(r.wait_poll, Duration::from_secs(5));
+        assert_eq!(r.max_message_bytes, c.common.max_message_bytes);
+        assert_eq!(h.idempotency_ttl, Duration::from_secs(86400));
+        assert_eq!(c.common.retention, Duration::from_secs(168 * 3600));
         let w = &c.api.webhooks;
         assert!(!w.uses_dev_secret());
         assert_eq!(w.schedule.len(), 8);
@@ -143,8 +177,8 @@ mod tests {
         ]))
         .expect("valid");
         assert_eq!(c.api.rpc_timeout, Duration::from_millis(20));
-        assert_eq!(c.api.checkout.checkout_timeout, Duration::from_millis(1500));
-        assert_eq!(c.api.checkout.retention, Duration::from_secs(3600));
+        assert_eq!(c.api.http.checkout_timeout, Duration::from_millis(1500));
+        assert_eq!(c.common.retention, Duration::from_secs(3600));
         assert!(!c.api.webhooks.uses_dev_secret());
         assert_eq!(
             c.api.webhooks.schedule,

@@ -5,7 +5,6 @@
 
 pub mod backlog;
 pub mod body;
-pub mod checkout;
 pub mod config;
 pub mod idempotency;
 pub mod openapi;
@@ -18,7 +17,7 @@ pub mod state;
 pub mod webhooks;
 
 use axum::{http::StatusCode, middleware, response::Response, Router};
-use runtime::{bootstrap::Deps, rpc::RpcClient};
+use runtime::{bootstrap::Deps, rpc::RpcClient, service::Service};
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -43,13 +42,9 @@ pub const DEFAULT_PORT: u16 = 8000;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiStartError {
     #[error(transparent)]
-    Io(#[from] std::io::Error),
-    #[error(transparent)]
-    JetStream(#[from] runtime::jetstream::JetStreamError),
-    #[error(transparent)]
     Webhooks(#[from] webhooks::worker::WorkerError),
     #[error(transparent)]
-    Task(#[from] runtime::tasks::TaskFailed),
+    Run(#[from] runtime::service::RunError),
 }
 
 /// The whole HTTP surface; `ops` are the operations routes this listener
@@ -60,7 +55,7 @@ pub fn router(state: AppState, ops: Router) -> Router {
         .merge(routes::stock::routes())
         .merge(routes::payment::routes())
         .merge(routes::orders::routes())
-        .merge(checkout::routes())
+        .merge(routes::checkout::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,
@@ -124,110 +119,43 @@ pub async fn run(
              public development secret; receivers cannot tell them from forgeries"
         );
     }
-    let js = runtime::jetstream::setup(&deps.nats, &deps.topology).await?;
-    let settings = config.checkout;
-    let mut tasks = runtime::tasks::Tasks::new();
-    let webhooks = config.webhooks;
+    let mut service = Service::new(deps).await?;
+    let (deps, js) = (service.deps().clone(), service.js().clone());
     let webhook_wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let backlog = backlog::Backlog::start(
         js.clone(),
         &deps.topology,
         deps.subjects.prefix(),
-        &mut tasks,
+        service.tasks(),
     );
-    let (requests, outcomes) = requests::Requests::start(
+    let requests = requests::Requests::start(
         deps.pool.clone(),
         js,
         deps.subjects.clone(),
-        deps.topology.clone(),
-        settings.requests(deps.config.max_message_bytes),
+        config.requests,
         webhook_wake.clone(),
-        &mut tasks,
+        service.tasks(),
     );
-    tasks.spawn("retention", {
-        let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
-        let tables = vec![requests::RETAINED, idempotency::EXPIRED];
-        let retention = settings.retention;
-        async move {
-            runtime::retention::run(pool, tables, retention, stop).await;
-            Ok::<_, std::convert::Infallible>(())
-        }
-    });
-    let worker = webhooks::worker::Worker::new(deps.pool.clone(), webhooks.clone())?;
-    tasks.spawn("webhook worker", {
-        let stop = tasks.stop_token();
-        async move {
-            worker.run(webhook_wake, stop).await;
-            Ok::<_, std::convert::Infallible>(())
-        }
-    });
-    tasks.spawn("webhook gauge", {
-        let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
-        async move {
-            webhooks::worker::report_pending(pool, stop).await;
-            Ok::<_, std::convert::Infallible>(())
-        }
-    });
-    let readiness = deps.readiness().with_consumers([outcomes]);
+    let worker = webhooks::worker::Worker::new(deps.pool.clone(), config.webhooks.clone())?;
+    let (draining, outcomes) = (requests.draining(), requests.outcomes());
     let state = std::sync::Arc::new(state::Shared {
         rpc: RpcClient::new(deps.nats.clone(), deps.subjects.clone(), config.rpc_timeout),
         pool: deps.pool.clone(),
         requests,
-        settings,
-        webhooks,
+        settings: config.http,
+        webhooks: config.webhooks,
         backlog,
         setup: std::sync::Arc::new(config.setup),
     });
-    let draining = state.requests.draining();
-    // Stopped last, so /ready and /metrics answer during the drain.
-    let ops_stop = tokio_util::sync::CancellationToken::new();
-    let (ops_routes, ops) = match runtime::bootstrap::listen_ops(&deps.config).await? {
-        Some(ops_listener) => (
-            runtime::http::ops::health_router(),
-            Some(tokio::spawn(runtime::http::ops::serve(
-                ops_listener,
-                runtime::http::ops::standalone(runtime::http::ops::router(readiness)),
-                ops_stop.clone().cancelled_owned(),
-            ))),
-        ),
-        None => (runtime::http::ops::router(readiness), None),
-    };
-    let app = router(state, ops_routes);
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "HTTP listening");
-    }
-    // Watches for the signal or a failed task; either begins the drain.
-    let watcher = tokio::spawn({
-        let draining = draining.clone();
-        async move {
-            let failure = tokio::select! {
-                _ = shutdown => None,
-                failed = tasks.failed() => Some(failed),
-            };
-            if let Some(failed) = &failure {
-                tracing::error!(error = %failed, "stopping");
-            }
-            draining.cancel();
-            (tasks, failure)
-        }
-    });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(draining.cancelled_owned())
-        .await;
-    let (tasks, failure) = watcher.await.map_err(std::io::Error::other)?;
-    tasks.drain(runtime::bootstrap::DRAIN_GRACE).await;
-    // What the drained tasks published (acks, announcements) may still sit
-    // in the connection's buffer.
-    if let Err(e) = deps.nats.flush().await {
-        tracing::warn!(error = %e, "cannot flush NATS at shutdown");
-    }
-    ops_stop.cancel();
-    if let Some(ops) = ops {
-        ops.await.map_err(std::io::Error::other)??;
-    }
-    served?;
-    match failure {
-        Some(failed) => Err(failed.into()),
-        None => Ok(()),
-    }
+    service
+        .consumer("api-outcomes", requests::OUTCOME_MESSAGES, |_| outcomes)
+        .retain(vec![requests::RETAINED, idempotency::EXPIRED])
+        .task("webhook worker", |stop| worker.run(webhook_wake, stop))
+        .task("webhook gauge", |stop| {
+            webhooks::worker::report_pending(deps.pool, stop)
+        })
+        .http(draining, |ops| router(state, ops))
+        .run(listener, shutdown)
+        .await?;
+    Ok(())
 }

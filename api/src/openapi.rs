@@ -29,8 +29,11 @@ use utoipa::{
 };
 
 use crate::{
-    checkout::{self, CheckoutBody, CheckoutMode},
-    requests, routes,
+    requests,
+    routes::{
+        self,
+        checkout::{self, CheckoutBody, CheckoutMode},
+    },
 };
 
 #[derive(OpenApi)]

@@ -5,6 +5,7 @@ use axum::{
     extract::{rejection::PathRejection, FromRequestParts},
     http::request::Parts,
 };
+use contracts::limits::Amount;
 use serde::de::DeserializeOwned;
 
 use crate::problem::ApiError;
@@ -75,6 +76,48 @@ pub fn id<T: From<String>>(name: &str, raw: &str) -> Result<T, ApiError> {
         )));
     }
     Ok(T::from(raw.to_owned()))
+}
+
+/// `{<id>}/{amount}`: an account (`name` its parameter) and an amount to
+/// add or take, checked.
+pub fn id_amount<T: From<String>>(
+    name: &str,
+    (id_raw, amount): (String, String),
+) -> Result<(T, i64), ApiError> {
+    let id = id(name, &id_raw)?;
+    Ok((id, bounded("amount", &amount, Amount::new)?.get()))
+}
+
+/// The ID path parameters as the document shows them (what [`id`]
+/// accepts), one type per name.
+macro_rules! id_params {
+    ($($(#[$doc:meta])* $name:ident: $field:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        #[derive(utoipa::IntoParams)]
+        #[into_params(parameter_in = Path)]
+        pub struct $name {
+            #[param(min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")]
+            pub $field: String,
+        }
+    )*};
+}
+
+id_params! {
+    /// `{user_id}`.
+    UserIdParam: user_id,
+    /// `{item_id}`.
+    ItemIdParam: item_id,
+    /// `{order_id}`.
+    OrderIdParam: order_id,
+}
+
+/// `{amount}` as the document shows it (what `contracts::limits::Amount`
+/// accepts).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AmountParam {
+    #[param(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
+    pub amount: i64,
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use contracts::{
     limits::{Amount, Balance, Price},
     messages::BatchInitDone,
 };
-use runtime::rpc::Server;
 
 use tokio_util::sync::CancellationToken;
 
@@ -24,28 +23,6 @@ impl From<AccountError> for Rejection {
             AccountError::Db(e) => e.into(),
         }
     }
-}
-
-/// Serves the five endpoints of `A` on `server`.
-pub async fn register<A: Accounts>(
-    server: &mut Server,
-    store: &Store,
-) -> Result<(), async_nats::Error> {
-    server
-        .add::<A::Create, _, _, _>(store.clone(), create::<A>)
-        .await?;
-    server
-        .add::<A::Find, _, _, _>(store.clone(), find::<A>)
-        .await?;
-    server
-        .add::<A::Add, _, _, _>(store.clone(), add::<A>)
-        .await?;
-    server
-        .add::<A::Subtract, _, _, _>(store.clone(), subtract::<A>)
-        .await?;
-    server
-        .add_cancellable::<A::BatchInit, _, _, _>(store.clone(), batch_init::<A>)
-        .await
 }
 
 /// Checks the attributes (stock's price) against the price bounds,

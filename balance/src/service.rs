@@ -9,13 +9,12 @@ use contracts::{
     Subjects,
 };
 use runtime::{
-    bootstrap::{Deps, RunError},
-    consumer::{Consumer, Fault, Handler, Liveness},
+    bootstrap::Deps,
+    consumer::{Fault, Handler},
     db::DbError,
-    jetstream,
-    jetstream::{Outgoing, Topology},
-    rpc::Server,
-    tasks::Tasks,
+    jetstream::{self, Outgoing},
+    rpc::RpcClient,
+    service::{RunError, Service},
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -32,43 +31,41 @@ pub async fn run<A: Accounts>(
 ) -> Result<(), RunError> {
     let spec = A::SPEC;
     let store = Store::new(deps.pool.clone(), spec.tables, spec.noun);
-    let mut server = Server::start(
-        &deps.nats,
-        &deps.subjects,
-        spec.service,
-        spec.description,
-        128,
-    )
-    .await?;
-    handlers::register::<A>(&mut server, &store).await?;
-
-    let js = jetstream::setup(&deps.nats, &deps.topology).await?;
-    let mut tasks = Tasks::new();
-    let consumer = spawn_steps(
-        &mut tasks,
-        store,
-        js,
-        &deps.subjects,
-        &deps.topology,
-        spec,
-        deps.config.max_message_bytes,
-    );
-    let readiness = deps.readiness().with_consumers([consumer]);
-    let retention = deps.config.retention;
-    let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
-    let order = runtime::rpc::RpcClient::new(
-        deps.nats.clone(),
-        deps.subjects.clone(),
-        crate::retention::ASK_TIMEOUT,
-    );
-    let ledger = crate::retention::ledger(spec.tables.ledger);
-    tasks.spawn("retention", async move {
-        crate::retention::run(pool, ledger, retention, order, stop).await;
-        Ok::<_, std::convert::Infallible>(())
-    });
-    deps.serve(server, tasks, readiness, listener, shutdown)
-        .await?;
-    Ok(())
+    let service = Service::new(deps).await?;
+    let steps = {
+        let (deps, js, store) = (service.deps(), service.js().clone(), store.clone());
+        let (subjects, max_message_bytes) = (deps.subjects.clone(), deps.config.max_message_bytes);
+        move |stop| Steps {
+            store,
+            js,
+            subjects,
+            spec,
+            max_message_bytes,
+            stop,
+        }
+    };
+    let retention = {
+        let deps = service.deps();
+        let (pool, retention) = (deps.pool.clone(), deps.config.retention);
+        let order = RpcClient::new(
+            deps.nats.clone(),
+            deps.subjects.clone(),
+            crate::retention::ASK_TIMEOUT,
+        );
+        let ledger = crate::retention::ledger(spec.tables.ledger);
+        move |stop| crate::retention::run(pool, ledger, retention, order, stop)
+    };
+    service
+        .endpoints(spec.service, spec.description)
+        .endpoint(store.clone(), handlers::create::<A>)
+        .endpoint(store.clone(), handlers::find::<A>)
+        .endpoint(store.clone(), handlers::add::<A>)
+        .endpoint(store.clone(), handlers::subtract::<A>)
+        .cancellable(store, handlers::batch_init::<A>)
+        .consumer(spec.service, spec.max_messages, steps)
+        .task("retention", retention)
+        .run(listener, shutdown)
+        .await
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,40 +94,6 @@ struct Steps {
     /// Largest result message published (`NATS_MAX_MESSAGE_BYTES`).
     max_message_bytes: usize,
     stop: CancellationToken,
-}
-
-/// Spawns the consumer of the saga's step commands for this service;
-/// returns its liveness for `/ready`.
-fn spawn_steps(
-    tasks: &mut Tasks,
-    store: Store,
-    js: Context,
-    subjects: &Subjects,
-    topology: &Topology,
-    spec: Spec,
-    max_message_bytes: usize,
-) -> Liveness {
-    let consumer = Consumer::new(
-        js.clone(),
-        topology.clone(),
-        spec.service,
-        spec.max_messages,
-    );
-    let liveness = consumer.liveness.clone();
-    let stop = tasks.stop_token();
-    let steps = Steps {
-        store,
-        js,
-        subjects: subjects.clone(),
-        spec,
-        max_message_bytes,
-        stop: stop.clone(),
-    };
-    tasks.spawn("step consumer", async move {
-        consumer.run(steps, stop).await;
-        Ok::<_, StepsError>(())
-    });
-    liveness
 }
 
 impl Steps {

@@ -6,7 +6,10 @@ pub mod handlers;
 pub mod orders;
 pub mod saga;
 
-use runtime::{bootstrap::Deps, rpc::Server, tasks::Tasks};
+use runtime::{
+    bootstrap::Deps,
+    service::{RunError, Service},
+};
 
 mod embedded {
     refinery::embed_migrations!("../sql/order");
@@ -46,57 +49,34 @@ pub const RETAINED: [runtime::retention::Table; 2] = [
 pub const DEFAULT_PORT: u16 = 8001;
 
 /// Serves every endpoint (the operations endpoints on `listener`) until
-/// `shutdown` resolves (or a background task
-/// fails, which is returned).
+/// `shutdown` resolves (or a background task fails, which is returned).
 pub async fn run(
     deps: Deps,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), runtime::bootstrap::RunError> {
-    use contracts::messages::order::*;
+) -> Result<(), RunError> {
     let store = orders::Store::new(deps.pool.clone(), deps.config.max_lines_per_order);
-    let mut server = Server::start(
-        &deps.nats,
-        &deps.subjects,
-        "order",
-        "Orders and checkout",
-        128,
-    )
-    .await?;
-    server
-        .add::<CreateOrder, _, _, _>(store.clone(), handlers::create_order)
-        .await?;
-    server
-        .add::<FindOrder, _, _, _>(store.clone(), handlers::find_order)
-        .await?;
-    server
-        .add::<AddItem, _, _, _>(store.clone(), handlers::add_item)
-        .await?;
-    server
-        .add_cancellable::<BatchInit, _, _, _>(store.clone(), handlers::batch_init)
-        .await?;
-    server
-        .add::<UnfinishedSagas, _, _, _>(store.clone(), handlers::unfinished_sagas)
-        .await?;
-    let js = runtime::jetstream::setup(&deps.nats, &deps.topology).await?;
-    let mut tasks = Tasks::new();
+    let service = Service::new(deps).await?;
+    let deps = service.deps();
     let checkout = saga::Checkout::new(
         deps.pool.clone(),
-        js,
+        service.js().clone(),
         deps.subjects.clone(),
-        deps.topology.clone(),
         deps.config.max_message_bytes,
         deps.config.max_lines_per_order,
     );
-    let consumers = checkout.spawn(&mut tasks, MAX_MESSAGES);
-    let (pool, stop) = (deps.pool.clone(), tasks.stop_token());
-    let retention = deps.config.retention;
-    tasks.spawn("retention", async move {
-        runtime::retention::run(pool, RETAINED.to_vec(), retention, stop).await;
-        Ok::<_, std::convert::Infallible>(())
-    });
-    let readiness = deps.readiness().with_consumers(consumers);
-    deps.serve(server, tasks, readiness, listener, shutdown)
-        .await?;
-    Ok(())
+    service
+        .endpoints("order", "Orders and checkout")
+        .endpoint(store.clone(), handlers::create_order)
+        .endpoint(store.clone(), handlers::find_order)
+        .endpoint(store.clone(), handlers::add_item)
+        .cancellable(store.clone(), handlers::batch_init)
+        .endpoint(store, handlers::unfinished_sagas)
+        .consumer("order-checkout", MAX_MESSAGES, |stop| {
+            checkout.requests(stop)
+        })
+        .consumer("order-steps", MAX_MESSAGES, |stop| checkout.results(stop))
+        .retain(RETAINED.to_vec())
+        .run(listener, shutdown)
+        .await
 }

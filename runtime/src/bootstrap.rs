@@ -1,5 +1,6 @@
 //! What every binary does first, given its configuration: bind its HTTP
-//! port, connect to its database (applying migrations) and to NATS.
+//! port, connect to its database (applying migrations) and to NATS (what
+//! it then serves, and how it stops, is [`crate::service`]).
 
 use deadpool_postgres::Pool;
 
@@ -126,103 +127,6 @@ impl Deps {
             pool: self.pool.clone(),
             nats: self.nats.clone(),
             consumers: Vec::new(),
-        }
-    }
-}
-
-/// Why a binary stopped other than by being asked to.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    #[error(transparent)]
-    Task(#[from] crate::tasks::TaskFailed),
-}
-
-/// Why a service binary (order-svc, stock-svc, payment-svc) stopped with
-/// an error.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("NATS: {0}")]
-    Nats(#[from] async_nats::Error),
-    #[error(transparent)]
-    JetStream(#[from] crate::jetstream::JetStreamError),
-    #[error(transparent)]
-    Serve(#[from] ServeError),
-}
-
-/// How long shutdown waits for background tasks to finish what they hold.
-pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
-
-impl Deps {
-    /// Serves the operations endpoints on `listener` and the NATS endpoints
-    /// of `server` while `tasks` run, until `shutdown` resolves or a task
-    /// fails.
-    ///
-    /// On shutdown: stop taking requests, let the background tasks finish
-    /// and acknowledge what they hold (at most [`DRAIN_GRACE`]), then stop
-    /// the operations endpoints. A failed task is returned, so the binary
-    /// exits non-zero and its supervisor restarts it.
-    pub async fn serve(
-        &self,
-        server: crate::rpc::Server,
-        mut tasks: crate::tasks::Tasks,
-        readiness: Readiness,
-        listener: tokio::net::TcpListener,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServeError> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = move || {
-            let mut stop_rx = stop_rx.clone();
-            async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            }
-        };
-        // With OPS_LISTEN_ADDR the main listener keeps only /health.
-        let (main_routes, ops) = match crate::bootstrap::listen_ops(&self.config).await? {
-            Some(ops_listener) => (
-                crate::http::ops::health_router(),
-                Some(tokio::spawn(crate::http::ops::serve(
-                    ops_listener,
-                    crate::http::ops::standalone(crate::http::ops::router(readiness)),
-                    stopped(),
-                ))),
-            ),
-            None => (crate::http::ops::router(readiness), None),
-        };
-        let main = tokio::spawn(crate::http::ops::serve(
-            listener,
-            crate::http::ops::standalone(main_routes),
-            stopped(),
-        ));
-        let mut failure = None;
-        let served = {
-            let stop = async {
-                tokio::select! {
-                    _ = shutdown => {}
-                    failed = tasks.failed() => failure = Some(failed),
-                }
-            };
-            server.run(stop).await
-        };
-        if let Some(failed) = &failure {
-            tracing::error!(error = %failed, "stopping");
-        }
-        tasks.drain(DRAIN_GRACE).await;
-        // What the drained tasks published (acks, results) may still sit in
-        // the connection's buffer.
-        if let Err(e) = self.nats.flush().await {
-            tracing::warn!(error = %e, "cannot flush NATS at shutdown");
-        }
-        let _ = stop_tx.send(true);
-        main.await.map_err(std::io::Error::other)??;
-        if let Some(ops) = ops {
-            ops.await.map_err(std::io::Error::other)??;
-        }
-        served?;
-        match failure {
-            Some(failed) => Err(failed.into()),
-            None => Ok(()),
         }
     }
 }

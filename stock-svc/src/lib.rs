@@ -9,7 +9,7 @@
 use balance::{Accounts, Field, Init, Spec, Tables};
 use contracts::ids::ItemId;
 use contracts::messages::{saga::Step, stock::*};
-use runtime::bootstrap::{Deps, RunError};
+use runtime::{bootstrap::Deps, service::RunError};
 use tokio_postgres::Row;
 
 mod embedded {

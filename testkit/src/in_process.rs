@@ -61,7 +61,7 @@ pub(crate) enum StartError {
     #[error(transparent)]
     Api(#[from] api::ApiStartError),
     #[error(transparent)]
-    Run(#[from] runtime::bootstrap::RunError),
+    Run(#[from] runtime::service::RunError),
 }
 
 /// Starts `binary` on `runtime` with the settings of `vars`, serving on

@@ -21,13 +21,14 @@ mod writer;
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::Context;
-use contracts::Subjects;
+use contracts::{messages::saga::CheckoutOutcome, Subjects};
 use deadpool_postgres::Pool;
-use runtime::{consumer::Liveness, db::DbError, jetstream::Topology, tasks::Tasks};
+use runtime::{consumer::Handler, db::DbError, tasks::Tasks};
 use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub use outcomes::MAX_MESSAGES as OUTCOME_MESSAGES;
 pub use record::{NewRecord, Progress, RecordView, RequestRecord, Status, WebhookView};
 pub(crate) use store::get_many;
 pub use store::RETAINED;
@@ -40,8 +41,7 @@ use writer::Writer;
 /// How long a waiting client may still wait once shutdown began.
 const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
-/// The tunables of the lifecycle (see `state::Settings` for their
-/// variables).
+/// The tunables of the lifecycle (loaded by `crate::config`).
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub republish_after: Duration,
@@ -61,8 +61,6 @@ struct Inner {
     pool: Pool,
     js: Context,
     subjects: Subjects,
-    /// The stream and consumer definitions (for the outcome consumer).
-    topology: Topology,
     waiters: Arc<Waiters>,
     writer: Writer,
     settings: Settings,
@@ -76,18 +74,17 @@ struct Inner {
 
 impl Requests {
     /// Starts the lifecycle's background work under `tasks`: the record
-    /// writers and publishers, the outcome consumer, the listener for other
-    /// replicas' announcements and the sweeper. Returns the handle and the
-    /// outcome consumer's liveness (for `/ready`).
+    /// writers and publishers, the listener for other replicas'
+    /// announcements and the sweeper (the outcome consumer runs
+    /// [`Self::outcomes`]).
     pub fn start(
         pool: Pool,
         js: Context,
         subjects: Subjects,
-        topology: Topology,
         settings: Settings,
         webhook_wake: Arc<Notify>,
         tasks: &mut Tasks,
-    ) -> (Self, Liveness) {
+    ) -> Self {
         let writer = Writer::start(
             pool.clone(),
             js.clone(),
@@ -101,7 +98,6 @@ impl Requests {
                 pool,
                 js,
                 subjects,
-                topology,
                 waiters: Default::default(),
                 writer,
                 settings,
@@ -109,9 +105,15 @@ impl Requests {
                 draining: CancellationToken::new(),
             }),
         };
-        let live = outcomes::start(&this, tasks);
+        outcomes::start(&this, tasks);
         sweeper::start(&this, tasks);
-        (this, live)
+        this
+    }
+
+    /// The handler of the outcome consumer (`api-outcomes`), which ends the
+    /// records' lives.
+    pub fn outcomes(&self) -> impl Handler<CheckoutOutcome> + 'static {
+        outcomes::handler(self)
     }
 
     /// Stores a new record; once this returns `Ok` the checkout is accepted

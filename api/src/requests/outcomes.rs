@@ -6,11 +6,7 @@ use std::sync::Arc;
 
 use contracts::messages::saga::{CheckoutOutcome, FailureReason};
 use futures::StreamExt;
-use runtime::{
-    consumer::{Consumer, Handler, Liveness},
-    jetstream::Outgoing,
-    tasks::Tasks,
-};
+use runtime::{consumer::Handler, jetstream::Outgoing, tasks::Tasks};
 use tokio_util::sync::CancellationToken;
 
 use super::{store, waiters::Waiters, RequestRecord, Requests};
@@ -18,39 +14,24 @@ use super::{store, waiters::Waiters, RequestRecord, Requests};
 /// Most outcome messages (each a batch) finalised in one statement.
 pub const MAX_MESSAGES: usize = 64;
 
-/// Starts the outcome consumer and the announcement listener under `tasks`;
-/// returns the consumer's liveness.
-pub(super) fn start(requests: &Requests, tasks: &mut Tasks) -> Liveness {
+/// Starts the announcement listener under `tasks`.
+pub(super) fn start(requests: &Requests, tasks: &mut Tasks) {
     let r = &requests.inner;
-    let consumer = Consumer::new(
-        r.js.clone(),
-        r.topology.clone(),
-        "api-outcomes",
-        MAX_MESSAGES,
-    );
-    let live = consumer.liveness.clone();
-    let stop = tasks.stop_token();
     tasks.spawn(
         "announcement listener",
         listen_for_final(
             r.js.client(),
             r.subjects.requests_final(),
             r.waiters.clone(),
-            stop.clone(),
+            tasks.stop_token(),
         ),
     );
-    let requests = requests.clone();
-    tasks.spawn("outcome consumer", async move {
-        consume(requests, consumer, stop).await;
-        Ok::<_, std::convert::Infallible>(())
-    });
-    live
 }
 
-/// Consumes checkout outcomes (shared by all api replicas): finalise the
-/// records in one statement, announce them to every replica in one message,
-/// then acknowledge.
-async fn consume(requests: Requests, consumer: Consumer, stop: CancellationToken) {
+/// The handler of the outcome consumer (`api-outcomes`, shared by all api
+/// replicas): finalise the records in one statement, announce them to
+/// every replica in one message, then acknowledge.
+pub(super) fn handler(requests: &Requests) -> impl Handler<CheckoutOutcome> + 'static {
     // Every series exists from the start, so dashboards read 0, not nothing.
     OUTCOMES.with_label_values(&["succeeded", "none"]);
     for reason in [
@@ -64,8 +45,7 @@ async fn consume(requests: Requests, consumer: Consumer, stop: CancellationToken
         OUTCOMES.with_label_values(&["failed", reason.as_str()]);
     }
     std::sync::LazyLock::force(&DURATION);
-    let handler = Finalise(requests.inner.clone());
-    consumer.run(handler, stop).await;
+    Finalise(requests.inner.clone())
 }
 
 /// The outcome consumer's handler.

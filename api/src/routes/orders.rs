@@ -1,7 +1,6 @@
-//! `/orders/...` (checkout lives in [`crate::checkout`]).
+//! `/orders/...` (checkout lives in [`super::checkout`]).
 
 use axum::{
-    extract::State,
     routing::{get, post},
     Json, Router,
 };
@@ -11,10 +10,11 @@ use contracts::{
 };
 use serde::Serialize;
 
+use super::forward::Call;
 use crate::{
-    params::{bounded, count, id, Path},
+    params::{bounded, count, id, ItemIdParam, OrderIdParam, Path, UserIdParam},
     problem::ApiError,
-    state::{AppState, RequestId},
+    state::AppState,
 };
 
 /// `POST /orders/create/{user_id}`'s answer.
@@ -39,41 +39,33 @@ pub fn routes() -> Router<AppState> {
 
 /// Creates an empty order for an existing user.
 #[utoipa::path(post, path = "/orders/create/{user_id}", tag = "orders", operation_id = "orders_create",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
+    params(UserIdParam),
     responses((status = 200, description = "Created", body = OrderCreated)))]
 pub async fn create(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
+    call: Call,
     Path(user_id): Path<String>,
 ) -> Result<Json<OrderCreated>, ApiError> {
     let user_id = id("user_id", &user_id)?;
     // An order for a user that does not exist could never be paid.
-    let user = s.rpc.call(&FindUser { user_id }, &rid).await?;
-    let order = s
-        .rpc
-        .call(
-            &CreateOrder {
-                user_id: user.user_id,
-            },
-            &rid,
-        )
-        .await?;
-    Ok(Json(OrderCreated {
+    let user = call.call(&FindUser { user_id }).await?;
+    let req = CreateOrder {
+        user_id: user.user_id,
+    };
+    call.forward_as(req, |order| OrderCreated {
         order_id: order.order_id.into(),
-    }))
+    })
+    .await
 }
 
 /// An order with its lines.
 #[utoipa::path(get, path = "/orders/find/{order_id}", tag = "orders", operation_id = "orders_find",
-    params(("order_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
+    params(OrderIdParam),
     responses((status = 200, description = "The order", body = Order)))]
-pub async fn find(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
-    Path(order_id): Path<String>,
-) -> Result<Json<Order>, ApiError> {
-    let order_id = id("order_id", &order_id)?;
-    Ok(Json(s.rpc.call(&FindOrder { order_id }, &rid).await?))
+pub async fn find(call: Call, Path(order_id): Path<String>) -> Result<Json<Order>, ApiError> {
+    call.forward(FindOrder {
+        order_id: id("order_id", &order_id)?,
+    })
+    .await
 }
 
 /// Adds `quantity` of an item at its current price. Refused (400) past
@@ -82,27 +74,26 @@ pub async fn find(
 /// then.
 #[utoipa::path(post, path = "/orders/addItem/{order_id}/{item_id}/{quantity}", tag = "orders",
     operation_id = "orders_add_item",
-    params(("order_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
+    params(OrderIdParam,
+        ItemIdParam,
         ("quantity" = i64, Path, minimum = 1, maximum = 1_000_000_000)),
     responses((status = 200, description = "The order's figures after the change", body = LineAdded)))]
 pub async fn add_item(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
+    call: Call,
     Path((order_id, item_id, quantity)): Path<(String, String, String)>,
 ) -> Result<Json<LineAdded>, ApiError> {
     let order_id = id("order_id", &order_id)?;
     let item_id = id("item_id", &item_id)?;
     let quantity = bounded("quantity", &quantity, Quantity::new)?.get();
     // The price is the item's price now; the order keeps it per line.
-    let item = s.rpc.call(&FindItem { item_id }, &rid).await?;
+    let item = call.call(&FindItem { item_id }).await?;
     let req = AddItem {
         order_id,
         item_id: item.item_id,
         quantity,
         unit_price: item.price,
     };
-    Ok(Json(s.rpc.call(&req, &rid).await?))
+    call.forward(req).await
 }
 
 /// Creates or resets orders `"0"`..`"n-1"`: two random items of quantity 1
@@ -117,8 +108,7 @@ pub async fn add_item(
             description = "At most 10^9, the highest price")),
     responses((status = 200, description = "Done", body = BatchInitDone)))]
 pub async fn batch_init(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
+    call: Call,
     Path((n, n_items, n_users, price)): Path<(String, String, String, String)>,
 ) -> Result<Json<BatchInitDone>, ApiError> {
     let req = BatchInit {
@@ -127,5 +117,5 @@ pub async fn batch_init(
         n_users: count("n_users", &n_users, 1)?,
         item_price: bounded("item_price", &price, Price::new)?.get(),
     };
-    Ok(Json(s.rpc.call(&req, &rid).await?))
+    call.forward(req).await
 }

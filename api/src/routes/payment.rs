@@ -1,20 +1,20 @@
 //! `/payment/...`
 
 use axum::{
-    extract::State,
     routing::{get, post},
     Json, Router,
 };
 use contracts::{
-    limits::{Amount, Balance},
+    limits::Balance,
     messages::{payment::*, BatchInitDone},
 };
 use serde::Serialize;
 
+use super::forward::Call;
 use crate::{
-    params::{bounded, count, id, Path},
+    params::{bounded, count, id, id_amount, AmountParam, Path, UserIdParam},
     problem::ApiError,
-    state::{AppState, RequestId},
+    state::AppState,
 };
 
 /// `POST /payment/create_user`'s answer.
@@ -45,65 +45,50 @@ pub fn routes() -> Router<AppState> {
 /// Creates a user with no credit.
 #[utoipa::path(post, path = "/payment/create_user", tag = "payment", operation_id = "payment_create_user",
     responses((status = 200, description = "Created", body = UserCreated)))]
-pub async fn create_user(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
-) -> Result<Json<UserCreated>, ApiError> {
-    let user = s.rpc.call(&CreateUser {}, &rid).await?;
-    Ok(Json(UserCreated {
+pub async fn create_user(call: Call) -> Result<Json<UserCreated>, ApiError> {
+    call.forward_as(CreateUser {}, |user| UserCreated {
         user_id: user.user_id.into(),
-    }))
+    })
+    .await
 }
 
 /// A user's credit.
 #[utoipa::path(get, path = "/payment/find_user/{user_id}", tag = "payment", operation_id = "payment_find_user",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
+    params(UserIdParam),
     responses((status = 200, description = "The user", body = User)))]
-pub async fn find_user(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
-    Path(user_id): Path<String>,
-) -> Result<Json<User>, ApiError> {
-    let user_id = id("user_id", &user_id)?;
-    Ok(Json(s.rpc.call(&FindUser { user_id }, &rid).await?))
+pub async fn find_user(call: Call, Path(user_id): Path<String>) -> Result<Json<User>, ApiError> {
+    call.forward(FindUser {
+        user_id: id("user_id", &user_id)?,
+    })
+    .await
 }
 
 /// Adds credit; refused (400) past a credit of 10^18.
 #[utoipa::path(post, path = "/payment/add_funds/{user_id}/{amount}", tag = "payment", operation_id = "payment_add_funds",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("amount" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_i64)),
+    params(UserIdParam, AmountParam),
     responses((status = 200, description = "Done", body = FundsAdded)))]
 pub async fn add_funds(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
-    Path((user_id, raw)): Path<(String, String)>,
+    call: Call,
+    Path(segments): Path<(String, String)>,
 ) -> Result<Json<FundsAdded>, ApiError> {
-    let req = AddFunds {
-        user_id: id("user_id", &user_id)?,
-        amount: bounded("amount", &raw, Amount::new)?.get(),
-    };
-    let user = s.rpc.call(&req, &rid).await?;
-    Ok(Json(FundsAdded {
+    let (user_id, amount) = id_amount("user_id", segments)?;
+    call.forward_as(AddFunds { user_id, amount }, |user| FundsAdded {
         done: true,
         credit: user.credit,
-    }))
+    })
+    .await
 }
 
 /// Takes credit; refused (409) if it would go below zero.
 #[utoipa::path(post, path = "/payment/pay/{user_id}/{amount}", tag = "payment", operation_id = "payment_pay",
-    params(("user_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("amount" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_i64)),
+    params(UserIdParam, AmountParam),
     responses((status = 200, description = "The user after the change", body = User)))]
 pub async fn pay(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
-    Path((user_id, raw)): Path<(String, String)>,
+    call: Call,
+    Path(segments): Path<(String, String)>,
 ) -> Result<Json<User>, ApiError> {
-    let req = Pay {
-        user_id: id("user_id", &user_id)?,
-        amount: bounded("amount", &raw, Amount::new)?.get(),
-    };
-    Ok(Json(s.rpc.call(&req, &rid).await?))
+    let (user_id, amount) = id_amount("user_id", segments)?;
+    call.forward(Pay { user_id, amount }).await
 }
 
 /// Creates or resets users `"0"`..`"n-1"` with this credit.
@@ -112,13 +97,12 @@ pub async fn pay(
         ("starting_money" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_000_i64)),
     responses((status = 200, description = "Done", body = BatchInitDone)))]
 pub async fn batch_init(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
+    call: Call,
     Path((n, money)): Path<(String, String)>,
 ) -> Result<Json<BatchInitDone>, ApiError> {
     let req = BatchInit {
         n: count("n", &n, 0)?,
         starting_money: bounded("starting_money", &money, Balance::new)?.get(),
     };
-    Ok(Json(s.rpc.call(&req, &rid).await?))
+    call.forward(req).await
 }

@@ -1,20 +1,20 @@
 //! `/stock/...`
 
 use axum::{
-    extract::State,
     routing::{get, post},
     Json, Router,
 };
 use contracts::{
-    limits::{Amount, Balance, Price},
+    limits::{Balance, Price},
     messages::{stock::*, BatchInitDone},
 };
 use serde::Serialize;
 
+use super::forward::Call;
 use crate::{
-    params::{bounded, count, id, Path},
+    params::{bounded, count, id, id_amount, AmountParam, ItemIdParam, Path},
     problem::ApiError,
-    state::{AppState, RequestId},
+    state::AppState,
 };
 
 /// `POST /stock/item/create/{price}`'s answer.
@@ -48,67 +48,49 @@ pub fn routes() -> Router<AppState> {
 #[utoipa::path(post, path = "/stock/item/create/{price}", tag = "stock", operation_id = "stock_create_item",
     params(("price" = i64, Path, minimum = 0, maximum = 1_000_000_000, description = "Unit price, at most 10^9")),
     responses((status = 200, description = "Created", body = ItemCreated)))]
-pub async fn create(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
-    Path(price): Path<String>,
-) -> Result<Json<ItemCreated>, ApiError> {
+pub async fn create(call: Call, Path(price): Path<String>) -> Result<Json<ItemCreated>, ApiError> {
     let price = bounded("price", &price, Price::new)?.get();
-    let item = s.rpc.call(&CreateItem { price }, &rid).await?;
-    Ok(Json(ItemCreated {
+    call.forward_as(CreateItem { price }, |item| ItemCreated {
         item_id: item.item_id.into(),
-    }))
+    })
+    .await
 }
 
 /// An item's stock and price.
 #[utoipa::path(get, path = "/stock/find/{item_id}", tag = "stock", operation_id = "stock_find",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0")),
+    params(ItemIdParam),
     responses((status = 200, description = "The item", body = StockView)))]
-pub async fn find(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
-    Path(item_id): Path<String>,
-) -> Result<Json<StockView>, ApiError> {
+pub async fn find(call: Call, Path(item_id): Path<String>) -> Result<Json<StockView>, ApiError> {
     let item_id = id("item_id", &item_id)?;
-    let item = s.rpc.call(&FindItem { item_id }, &rid).await?;
-    Ok(Json(StockView {
+    call.forward_as(FindItem { item_id }, |item| StockView {
         stock: item.stock,
         price: item.price,
-    }))
+    })
+    .await
 }
 
 /// Adds stock; refused (400) past 10^18 units.
 #[utoipa::path(post, path = "/stock/add/{item_id}/{amount}", tag = "stock", operation_id = "stock_add",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("amount" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_i64)),
+    params(ItemIdParam, AmountParam),
     responses((status = 200, description = "The item after the change", body = Item)))]
 pub async fn add(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
-    Path((item_id, raw)): Path<(String, String)>,
+    call: Call,
+    Path(segments): Path<(String, String)>,
 ) -> Result<Json<Item>, ApiError> {
-    let req = AddStock {
-        item_id: id("item_id", &item_id)?,
-        amount: bounded("amount", &raw, Amount::new)?.get(),
-    };
-    Ok(Json(s.rpc.call(&req, &rid).await?))
+    let (item_id, amount) = id_amount("item_id", segments)?;
+    call.forward(AddStock { item_id, amount }).await
 }
 
 /// Removes stock; refused (409) if it would go below zero.
 #[utoipa::path(post, path = "/stock/subtract/{item_id}/{amount}", tag = "stock", operation_id = "stock_subtract",
-    params(("item_id" = String, Path, min_length = 1, max_length = 128, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "0"),
-        ("amount" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_i64)),
+    params(ItemIdParam, AmountParam),
     responses((status = 200, description = "The item after the change", body = Item)))]
 pub async fn subtract(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
-    Path((item_id, raw)): Path<(String, String)>,
+    call: Call,
+    Path(segments): Path<(String, String)>,
 ) -> Result<Json<Item>, ApiError> {
-    let req = SubtractStock {
-        item_id: id("item_id", &item_id)?,
-        amount: bounded("amount", &raw, Amount::new)?.get(),
-    };
-    Ok(Json(s.rpc.call(&req, &rid).await?))
+    let (item_id, amount) = id_amount("item_id", segments)?;
+    call.forward(SubtractStock { item_id, amount }).await
 }
 
 /// Creates or resets items `"0"`..`"n-1"` with this stock and price.
@@ -117,8 +99,7 @@ pub async fn subtract(
         ("starting_stock" = i64, Path, minimum = 0, maximum = 1_000_000_000_000_000_000_i64), ("item_price" = i64, Path, minimum = 0, maximum = 1_000_000_000)),
     responses((status = 200, description = "Done", body = BatchInitDone)))]
 pub async fn batch_init(
-    State(s): State<AppState>,
-    RequestId(rid): RequestId,
+    call: Call,
     Path((n, stock, price)): Path<(String, String, String)>,
 ) -> Result<Json<BatchInitDone>, ApiError> {
     let req = BatchInit {
@@ -126,5 +107,5 @@ pub async fn batch_init(
         starting_stock: bounded("starting_stock", &stock, Balance::new)?.get(),
         item_price: bounded("item_price", &price, Price::new)?.get(),
     };
-    Ok(Json(s.rpc.call(&req, &rid).await?))
+    call.forward(req).await
 }

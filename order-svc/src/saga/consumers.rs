@@ -27,12 +27,9 @@ use contracts::{
 };
 use deadpool_postgres::{GenericClient, Pool};
 use runtime::{
-    consumer::{Consumer, Fault, Handler, Liveness},
-    db,
-    db::DbError,
-    jetstream,
-    jetstream::{JetStreamError, Topology},
-    tasks::Tasks,
+    consumer::{Fault, Handler},
+    db::{self, DbError},
+    jetstream::{self, JetStreamError},
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -93,7 +90,6 @@ pub struct Checkout {
     pool: Pool,
     js: Context,
     subjects: Subjects,
-    topology: Topology,
     /// Largest message published (`NATS_MAX_MESSAGE_BYTES`).
     max_message_bytes: usize,
     /// Most lines per order (`ORDER_MAX_LINES`).
@@ -105,7 +101,6 @@ impl Checkout {
         pool: Pool,
         js: Context,
         subjects: Subjects,
-        topology: Topology,
         max_message_bytes: usize,
         max_lines: usize,
     ) -> Self {
@@ -113,44 +108,22 @@ impl Checkout {
             pool,
             js,
             subjects,
-            topology,
             max_message_bytes,
             max_lines,
         }
     }
 
-    /// Starts both consumers under `tasks`; returns their liveness for
-    /// `/ready`.
-    pub fn spawn(&self, tasks: &mut Tasks, max_messages: usize) -> Vec<Liveness> {
+    /// The handler of `order-checkout`, the consumer of checkout requests.
+    pub fn requests(&self, stop: CancellationToken) -> Requests {
+        Requests(self.clone(), stop)
+    }
+
+    /// The handler of `order-steps`, the consumer of step results.
+    pub fn results(&self, stop: CancellationToken) -> Results {
         for step in ["reserve", "charge", "release", "refund"] {
             STEP_SECONDS.with_label_values(&[step]);
         }
-        let stop = tasks.stop_token();
-        let requests = Consumer::new(
-            self.js.clone(),
-            self.topology.clone(),
-            "order-checkout",
-            max_messages,
-        );
-        let results = Consumer::new(
-            self.js.clone(),
-            self.topology.clone(),
-            "order-steps",
-            max_messages,
-        );
-        let live = vec![requests.liveness.clone(), results.liveness.clone()];
-        let handler = Requests(self.clone(), stop.clone());
-        tasks.spawn("order-checkout consumer", async move {
-            requests.run(handler, stop).await;
-            Ok::<_, CheckoutError>(())
-        });
-        let stop = tasks.stop_token();
-        let handler = Results(self.clone(), stop.clone());
-        tasks.spawn("order-steps consumer", async move {
-            results.run(handler, stop).await;
-            Ok::<_, CheckoutError>(())
-        });
-        live
+        Results(self.clone(), stop)
     }
 
     async fn on_requests(
@@ -414,7 +387,7 @@ fn to_value(item: &impl serde::Serialize) -> Value {
 }
 
 /// `order-checkout`: checkout requests from `api`.
-struct Requests(Checkout, CancellationToken);
+pub struct Requests(Checkout, CancellationToken);
 
 impl Handler<CheckoutRequested> for Requests {
     type Error = CheckoutError;
@@ -458,7 +431,7 @@ impl Handler<CheckoutRequested> for Requests {
 }
 
 /// `order-steps`: step results from stock-svc and payment-svc.
-struct Results(Checkout, CancellationToken);
+pub struct Results(Checkout, CancellationToken);
 
 impl Handler<StepResult> for Results {
     type Error = CheckoutError;
