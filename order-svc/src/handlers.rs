@@ -7,7 +7,10 @@ use contracts::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::orders::{OrderError, Store};
+use crate::{
+    orders::{OrderError, Store},
+    saga::Sagas,
+};
 
 impl From<OrderError> for Rejection {
     fn from(e: OrderError) -> Self {
@@ -71,7 +74,7 @@ pub async fn batch_init(
 
 /// The sagas among `req.saga_ids` that order-svc still keeps, final or not
 /// (for the ledgers' retention in stock-svc and payment-svc).
-pub async fn unfinished_sagas(store: Store, req: UnfinishedSagas) -> Result<Unfinished, Rejection> {
+pub async fn unfinished_sagas(sagas: Sagas, req: UnfinishedSagas) -> Result<Unfinished, Rejection> {
     if req.saga_ids.len() > UnfinishedSagas::MAX_IDS {
         return Err(Rejection::invalid(format!(
             "at most {} saga IDs per request",
@@ -79,6 +82,6 @@ pub async fn unfinished_sagas(store: Store, req: UnfinishedSagas) -> Result<Unfi
         )));
     }
     Ok(Unfinished {
-        saga_ids: store.kept(&req.saga_ids).await?,
+        saga_ids: sagas.kept(&req.saga_ids).await?,
     })
 }

@@ -56,6 +56,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let store = orders::Store::new(deps.pool.clone(), deps.config.max_lines_per_order);
+    let sagas = saga::Sagas::new(deps.pool.clone());
     let service = Service::new(deps).await?;
     let deps = service.deps();
     let checkout = saga::Checkout::new(
@@ -70,8 +71,8 @@ pub async fn run(
         .endpoint(store.clone(), handlers::create_order)
         .endpoint(store.clone(), handlers::find_order)
         .endpoint(store.clone(), handlers::add_item)
-        .cancellable(store.clone(), handlers::batch_init)
-        .endpoint(store, handlers::unfinished_sagas)
+        .cancellable(store, handlers::batch_init)
+        .endpoint(sagas, handlers::unfinished_sagas)
         .consumer("order-checkout", MAX_MESSAGES, |stop| {
             checkout.requests(stop)
         })

@@ -13,7 +13,7 @@ use runtime::db;
 use uuid::Uuid;
 
 use super::OrderError;
-use crate::saga::{Basket, Saga, State};
+use crate::saga::machine::{Basket, Saga, State};
 
 /// An order as the saga reads it (under lock).
 pub(crate) struct OrderRow {

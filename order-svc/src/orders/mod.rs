@@ -72,15 +72,6 @@ impl Store {
         load(&conn, id).await
     }
 
-    /// Which of `ids` are sagas order-svc still keeps, final or not. A saga
-    /// not found is long over: only final sagas are ever purged (the
-    /// retention after their completion), and a saga exists before any of
-    /// its steps is sent.
-    pub async fn kept(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, OrderError> {
-        let conn = runtime::db::get(&self.pool).await?;
-        Ok(crate::saga::kept(&conn, ids).await?)
-    }
-
     /// Appends a line and adds `quantity × unit_price` to the total, in one
     /// transaction, within the bounds: at most [`Store::max_lines`] lines,
     /// [`MAX_QUANTITY`] units of one item over the order and a total of

@@ -21,69 +21,23 @@ use std::collections::BTreeSet;
 
 use async_nats::jetstream::Context;
 use contracts::{
-    ids::{ItemId, OrderId},
+    ids::OrderId,
     messages::saga::{CheckoutRequested, FailureReason, StepResult, Verdict},
     Subjects,
 };
 use deadpool_postgres::{GenericClient, Pool};
-use runtime::{
-    consumer::{Fault, Handler},
-    db::{self, DbError},
-    jetstream::{self, JetStreamError},
-};
+use runtime::{consumer::Handler, db, jetstream};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::error::CheckoutError;
 use super::store::{
     dead_letter, insert_rejected_saga, insert_sagas, load_sagas, next_in_queue, resend_candidates,
-    update_sagas, StoredSagaError,
+    update_sagas,
 };
 use super::{admit, Admission, OrderState, Outgoing, Saga, State};
-use crate::orders::{
-    checkout::{finish_orders, load_orders, set_checkout_sagas, Ended},
-    OrderError,
-};
-
-#[derive(Debug, thiserror::Error)]
-pub enum CheckoutError {
-    #[error(transparent)]
-    Db(DbError),
-    #[error(transparent)]
-    JetStream(#[from] JetStreamError),
-    #[error(transparent)]
-    Orders(#[from] OrderError),
-    #[error("{0}")]
-    Inconsistent(String),
-    #[error("order {order_id} cannot be checked out: the quantities of item {item_id} sum past the 64-bit range")]
-    InvalidOrder { order_id: OrderId, item_id: ItemId },
-    /// A stored saga row that is not a saga: an internal fault.
-    #[error("stored saga {id} cannot be read: {source}")]
-    StoredSaga {
-        id: Uuid,
-        #[source]
-        source: StoredSagaError,
-    },
-}
-
-runtime::db_error_variant!(CheckoutError, CheckoutError::Db);
-
-impl Fault for CheckoutError {
-    fn is_transient(&self) -> bool {
-        match self {
-            CheckoutError::Db(e) => e.is_transient(),
-            CheckoutError::JetStream(e) => e.is_transient(),
-            CheckoutError::Orders(OrderError::Db(e)) => e.is_transient(),
-            // A batch that contradicts the database, an order that can
-            // never be checked out, a saga row that cannot be read: the
-            // items are at fault (isolated, never answered from a guess).
-            CheckoutError::Orders(_)
-            | CheckoutError::Inconsistent(_)
-            | CheckoutError::InvalidOrder { .. }
-            | CheckoutError::StoredSaga { .. } => false,
-        }
-    }
-}
+use crate::orders::checkout::{finish_orders, load_orders, set_checkout_sagas, Ended};
 
 #[derive(Clone)]
 pub struct Checkout {

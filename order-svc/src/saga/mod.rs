@@ -4,9 +4,11 @@
 //! The orders it takes and frees are [`crate::orders`]'s.
 
 pub mod consumers;
-mod machine;
+mod error;
+pub(crate) mod machine;
 mod store;
 
-pub use consumers::{Checkout, CheckoutError};
+pub use consumers::Checkout;
+pub use error::CheckoutError;
 pub use machine::{admit, Admission, Basket, OrderState, Outgoing, Saga, State};
-pub(crate) use store::kept;
+pub use store::Sagas;

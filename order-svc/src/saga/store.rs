@@ -7,11 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use contracts::{
     ids::{OrderId, UserId},
-    limits::{Amount, OutOfBounds},
-    messages::{
-        saga::{FailureReason, StepOutcome, Verdict},
-        Unparsable,
-    },
+    limits::Amount,
+    messages::saga::{FailureReason, StepOutcome, Verdict},
 };
 use deadpool_postgres::GenericClient;
 use runtime::db;
@@ -19,21 +16,11 @@ use serde_json::Value;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{Basket, CheckoutError, Saga, State};
+use super::{
+    error::{CheckoutError, StoredSagaError},
+    Basket, Saga, State,
+};
 use crate::orders::checkout::load_orders;
-
-/// Why a stored saga row cannot be read.
-#[derive(Debug, thiserror::Error)]
-pub enum StoredSagaError {
-    #[error(transparent)]
-    Unparsable(#[from] Unparsable),
-    #[error(transparent)]
-    Amount(#[from] OutOfBounds),
-    #[error("its items do not decode: {0}")]
-    Items(#[from] serde_json::Error),
-    #[error("it is {0} but has no user, amount and items")]
-    NotStarted(&'static str),
-}
 
 const SAGA_COLUMNS: &str = "id, order_id, user_id, amount, items, state, reserve, charge, released, refunded, reason, created_at";
 
@@ -353,12 +340,22 @@ fn items_json(s: &Saga) -> Value {
     serde_json::to_value(items).unwrap_or(Value::Null)
 }
 
-/// Which of `ids` are sagas order-svc still keeps, final or not (see
-/// [`crate::orders::Store::kept`]).
-pub(crate) async fn kept(
-    conn: &impl GenericClient,
-    ids: &[Uuid],
-) -> Result<Vec<Uuid>, runtime::db::DbError> {
-    let rows = db::query(conn, "SELECT id FROM sagas WHERE id = ANY($1)", &[&ids]).await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+/// The `sagas` table as the ledgers' retention asks about it.
+#[derive(Clone)]
+pub struct Sagas(deadpool_postgres::Pool);
+
+impl Sagas {
+    pub fn new(pool: deadpool_postgres::Pool) -> Self {
+        Self(pool)
+    }
+
+    /// Which of `ids` are sagas order-svc still keeps, final or not. A saga
+    /// not found is long over: only final sagas are ever purged (the
+    /// retention after their completion), and a saga exists before any of
+    /// its steps is sent.
+    pub async fn kept(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, runtime::db::DbError> {
+        let conn = db::get(&self.0).await?;
+        let rows = db::query(&conn, "SELECT id FROM sagas WHERE id = ANY($1)", &[&ids]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
 }
