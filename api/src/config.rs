@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use runtime::config::{ConfigError, Vars};
 
+/// The standard benchmark expects the API on port 8000.
+pub const DEFAULT_PORT: u16 = 8000;
+
 /// Everything the api reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -45,7 +48,7 @@ impl Config {
     }
 
     pub fn load(vars: &Vars) -> Result<Self, ConfigError> {
-        let common = runtime::config::Config::load(vars, "api", crate::DEFAULT_PORT)?;
+        let common = runtime::config::Config::load(vars, "api", DEFAULT_PORT)?;
         let rpc_timeout = vars.interval_ms("RPC_TIMEOUT_MS", Duration::from_secs(30))?;
         let checkout_timeout = vars.duration_ms("CHECKOUT_TIMEOUT_MS", Duration::from_secs(60))?;
         let requests = crate::requests::Settings {

@@ -36,8 +36,7 @@ pub fn migrations() -> refinery::Runner {
     embedded::migrations::runner()
 }
 
-/// The standard benchmark expects the API on port 8000.
-pub const DEFAULT_PORT: u16 = 8000;
+pub use config::DEFAULT_PORT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiStartError {
