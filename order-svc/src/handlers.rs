@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     orders::{OrderError, Store},
-    saga::Sagas,
+    saga::store::Sagas,
 };
 
 impl From<OrderError> for Rejection {

@@ -56,10 +56,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let store = orders::Store::new(deps.pool.clone(), deps.config.max_lines_per_order);
-    let sagas = saga::Sagas::new(deps.pool.clone());
+    let sagas = saga::store::Sagas::new(deps.pool.clone());
     let service = Service::new(deps).await?;
     let deps = service.deps();
-    let checkout = saga::Checkout::new(
+    let checkout = saga::consumers::Checkout::new(
         deps.pool.clone(),
         service.js().clone(),
         deps.subjects.clone(),

@@ -4,11 +4,8 @@
 //! The orders it takes and frees are [`crate::orders`]'s.
 
 pub mod consumers;
-mod error;
+pub mod error;
 pub(crate) mod machine;
-mod store;
+pub mod store;
 
-pub use consumers::Checkout;
-pub use error::CheckoutError;
 pub use machine::{admit, Admission, Basket, OrderState, Outgoing, Saga, State};
-pub use store::Sagas;
