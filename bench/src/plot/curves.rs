@@ -153,7 +153,9 @@ pub fn lines(
     let xmin = xs().fold(f64::INFINITY, f64::min);
     let xmax = xs().fold(f64::NEG_INFINITY, f64::max);
     let (xmin, xmax) = if xmin.is_finite() && xmax > xmin {
-        (xmin, xmax)
+        // A reference line at the edge would merge with the frame: leave it some room.
+        let room = all.iter().any(|se| se.vertical) as u8 as f64 * 0.04 * (xmax - xmin);
+        (xmin, xmax + room)
     } else if xmin.is_finite() {
         (xmin - 1.0, xmin + 1.0)
     } else {
@@ -244,11 +246,17 @@ where
             .map_err(s)?;
         }
     }
+    // A reference line (a ceiling) bounds the curves from the right: the legend goes left of it.
+    let corner = if all.iter().any(|se| se.vertical) {
+        SeriesLabelPosition::UpperLeft
+    } else {
+        SeriesLabelPosition::UpperRight
+    };
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.4))
-        .position(SeriesLabelPosition::UpperRight)
+        .position(corner)
         .draw()
         .map_err(s)
 }

@@ -58,7 +58,8 @@ pub fn rows(runs: &[(&Loaded, SweepResult)], ceiling: Option<&Pgbench>) -> Vec<C
 /// The figures stated in a line each.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
-    /// The best throughput over the curve and the step that reached it.
+    /// The best throughput over the curve and the step that reached it (of the steps that ran
+    /// their full time, where there are any: one cut short by want of orders measured little).
     pub best: Option<CurveRow>,
     /// `best` ÷ the pgbench checkout ceiling.
     pub best_ratio: Option<f64>,
@@ -67,8 +68,14 @@ pub struct Summary {
 }
 
 pub fn summary(rows: &[CurveRow]) -> Summary {
-    let best = rows
-        .iter()
+    let full: Vec<&CurveRow> = rows.iter().filter(|r| !r.orders_ran_out).collect();
+    let candidates = if full.is_empty() {
+        rows.iter().collect()
+    } else {
+        full
+    };
+    let best = candidates
+        .into_iter()
         .max_by(|a, b| a.checkouts_rps.total_cmp(&b.checkouts_rps))
         .cloned();
     Summary {
@@ -133,13 +140,13 @@ fn plots(
     for (open, stem, x_desc, x) in [
         (
             true,
-            "curve-open-latency",
+            "latency-vs-load-open",
             "offered load (checkouts/s)",
             (|r: &CurveRow| r.level) as fn(&CurveRow) -> f64,
         ),
         (
             false,
-            "curve-closed-latency",
+            "latency-vs-load-closed",
             "achieved throughput (checkouts/s)",
             |r: &CurveRow| r.checkouts_rps,
         ),
@@ -190,7 +197,7 @@ pub fn section(
     md.line("## Latency against load (the curve)");
     md.blank();
     md.line(format!(
-        "Sweeps {}: the open loop's latency is charged from each checkout's scheduled arrival, the closed loop's from its send; each checkout is of an order no earlier request of the sweep checked out. Ceiling: {}, on the same PostgreSQL in the same run; ratio = our checkouts/s ÷ its tps.",
+        "Sweeps {}: the open loop's latency is charged from each checkout's scheduled arrival, the closed loop's from its send; each checkout is of an order no earlier request of the sweep checked out (a step that ran out of unpaid orders is marked and, if others ran in full, not taken as the best). Ceiling: {}, on the same PostgreSQL in the same run; ratio = our checkouts/s ÷ its tps.",
         runs.iter().map(|(l, _)| format!("`{}`", l.stem)).collect::<Vec<_>>().join(", "),
         ceiling.map_or_else(|| "none measured (no pgbench-checkout.txt)".into(), ceiling_name)
     ));
@@ -359,6 +366,12 @@ mod tests {
             "{s:?}"
         );
 
+        // A step cut short for want of orders is not the best one while others ran in full.
+        let mut cut = rows.clone();
+        cut[2].orders_ran_out = true;
+        let s = summary(&cut);
+        assert_eq!(s.best.map(|b| b.level), Some(64.0));
+
         // Without a ceiling there are no ratios; without a one-client step no such line.
         let rows = super::rows(&runs[..1], None);
         assert!(rows.iter().all(|r| r.ratio.is_none() && r.open_loop));
@@ -387,7 +400,7 @@ mod tests {
         // The curve comes before the sweeps' own sections.
         let curve = md.find("## Latency against load").expect("curve");
         assert!(md.find("## Sweep (").is_some_and(|s| s > curve), "{md}");
-        for stem in ["curve-open-latency", "curve-closed-latency"] {
+        for stem in ["latency-vs-load-open", "latency-vs-load-closed"] {
             assert!(
                 md.contains(&format!("![{stem}.svg]({stem}.svg)")),
                 "{stem}: {md}"
