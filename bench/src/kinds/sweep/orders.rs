@@ -2,6 +2,7 @@
 //! request of the sweep took (a repeat checkout of a paid order answers at once and would
 //! flatter the figures), and the data is initialised afresh before a step that could run out.
 
+use super::saturation::CurvePoint;
 use crate::load::LoadMode;
 use std::time::Duration;
 
@@ -40,13 +41,18 @@ impl Supply {
 
 /// How many orders a step (warm-up included, `total`) may take. Open loop: every arrival of
 /// the schedule (`rate × total`, dropped ones included: they hold their sequence number).
-/// Closed loop: the best throughput of the sweep so far, with half again as margin (the first
-/// step has no estimate; the request cap of the step stops it before it reuses an order).
-pub fn need(mode: &LoadMode, total: Duration, best_rps: f64) -> u64 {
+/// Closed loop: the previous step's throughput per client times this step's clients, with a
+/// fifth again as margin (a closed loop's throughput grows at most in proportion to its
+/// clients); the first step has no estimate, and the request cap of each step stops it before
+/// it reuses an order.
+pub fn need(mode: &LoadMode, total: Duration, previous: Option<&CurvePoint>) -> u64 {
     let s = total.as_secs_f64();
-    match mode {
-        LoadMode::Open { rate } => (rate * s).ceil() as u64,
-        LoadMode::Closed { .. } => (best_rps * s * 1.5).ceil() as u64,
+    match (mode, previous) {
+        (LoadMode::Open { rate }, _) => (rate * s).ceil() as u64,
+        (LoadMode::Closed { clients }, Some(p)) if p.level > 0.0 => {
+            (p.throughput / p.level * *clients as f64 * s * 1.2).ceil() as u64
+        }
+        (LoadMode::Closed { .. }, _) => 0,
     }
 }
 
@@ -80,9 +86,19 @@ mod tests {
         let t = Duration::from_secs(11);
         let open = LoadMode::Open { rate: 1_000.0 };
         let closed = LoadMode::Closed { clients: 64 };
-        assert_eq!(need(&open, t, 0.0), 11_000);
-        assert_eq!(need(&closed, t, 2_000.0), 33_000);
-        assert_eq!(need(&closed, t, 0.0), 0);
+        let at_16 = CurvePoint {
+            level: 16.0,
+            throughput: 500.0,
+            p50_ms: 30.0,
+            p99_ms: 60.0,
+            completed: 5_500,
+            errors: 0,
+            dropped: 0,
+        };
+        assert_eq!(need(&open, t, Some(&at_16)), 11_000);
+        // 500/s at 16 clients: at most 2,000/s at 64, and a fifth more.
+        assert_eq!(need(&closed, t, Some(&at_16)), 26_400);
+        assert_eq!(need(&closed, t, None), 0);
         // An open loop's arrivals hold their numbers whether sent or dropped.
         assert_eq!(taken(&open, 11_000, 50_000, 9_000), (11_000, false));
         assert_eq!(taken(&open, 11_000, 5_000, 5_000), (5_000, true));

@@ -102,11 +102,7 @@ pub async fn run(env: &Env<'_>, a: &Sweep) -> Ran<SweepResult> {
             LoadMode::Open { rate } => *rate,
         };
         let mut plan = LoadPlan::timed(*mode, a.step_duration, a.warmup, a.max_in_flight, drain);
-        let best = curve
-            .iter()
-            .map(|p: &CurvePoint| p.throughput)
-            .fold(0.0, f64::max);
-        let need = need(mode, plan.warmup + plan.duration, best);
+        let need = need(mode, plan.warmup + plan.duration, curve.last());
         let renewed = need > supply.remaining() && !a.init.skip_init;
         if renewed {
             ui.note(format!(
