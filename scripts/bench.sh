@@ -19,9 +19,12 @@
 #      BENCH_ITEMS/USERS/ORDERS (a million orders, as `stress`). Every checkout of a sweep is of
 #      an order not checked out before: orders in sequence, `batch_init` again before a step
 #      that could need more than the unpaid ones left, each step capped at those (so it never
-#      checks out a paid order, which answers at once). Cost: two `batch_init`s and at most
-#      4 + 9 steps of 11 s, about 3 to 4 minutes; the default `make bench` takes about 8 to 10
-#      minutes on 2 cores with NATS_NODES=1 (step 8 adds about 2). Results curve-closed.json,
+#      checks out a paid order, which answers at once). Cost: two `batch_init`s (5 s each for a
+#      million orders) and at most 4 + 9 steps of 11 s: 2.5 minutes measured on this 2-core
+#      machine, with a million orders ample (no step needed a second `batch_init`). The whole
+#      default `make bench` took 4.5 minutes here with the binaries built and NATS_NODES=1;
+#      NATS_NODES=3 adds step 8 (a restart each way and one more `stress`, about 2 minutes), a
+#      cold release build its own time. Results curve-closed.json,
 #      curve-open.json; the report's "Latency against load" section;
 #      optionally also `bench sweep` over more client counts (BENCH_SWEEP=1, fresh data too);
 #   7. `bench report`: report.md with our figures next to the ceilings as ratios, the curve's plots
