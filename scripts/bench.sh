@@ -4,15 +4,31 @@
 #
 #   1. pgbench ceilings on the same PostgreSQL, in a scratch database `bench_ceiling` this script
 #      creates (and leaves behind): one checkout-shaped transaction per checkout (UPDATE a random
-#      item's stock, UPDATE a random user's credit, INSERT a ledger row; PGBENCH_CHECKOUT_CLIENTS,
-#      32), the ceiling for `stress`; and a single-row hot `UPDATE items SET stock = stock - 1
-#      WHERE id = 1`, the ceiling for `consistency`;
+#      item's stock, UPDATE a random user's credit, INSERT a ledger row; prepared statements,
+#      PGBENCH_CHECKOUT_CLIENTS, 32), the ceiling for `stress` and for the curve; and a single-row
+#      hot `UPDATE items SET stock = stock - 1 WHERE id = 1`, the ceiling for `consistency`;
 #   2. harness ceiling: `bench ceiling` (closed loop against GET /health);
 #   3. `bench consistency` (the standard workload; its verdict decides the exit status);
 #   4. `bench stress` (closed loop, 64 clients, 30 s);
 #   5. `bench async` (long-polling);
-#   6. optionally `bench sweep` (BENCH_SWEEP=1);
-#   7. `bench report`: report.md with our figures next to the ceilings as ratios, and SVG plots.
+#   6. the latency curve (BENCH_CURVE=0 skips it): `bench sweep` closed loop at
+#      BENCH_CURVE_CLIENTS (1,64,256,1024; every level runs), then open loop at BENCH_CURVE_RATES
+#      (100,500,1000,2000,3000,4000,5000,6000,8000 checkouts/s; it stops one step after the first
+#      saturated one: offered rate not achieved, or errors + dropped over 1 %), each step
+#      BENCH_CURVE_STEP (10s) after BENCH_CURVE_WARMUP (1s), on a fresh `batch_init` of
+#      BENCH_ITEMS/USERS/ORDERS (a million orders, as `stress`). Every checkout of a sweep is of
+#      an order not checked out before: orders in sequence, `batch_init` again before a step
+#      that could need more than the unpaid ones left, each step capped at those (so it never
+#      checks out a paid order, which answers at once). Cost: two `batch_init`s (5 s each for a
+#      million orders) and at most 4 + 9 steps of 11 s: 2.5 minutes measured on this 2-core
+#      machine, with a million orders ample (no step needed a second `batch_init`). The whole
+#      default `make bench` took 4.5 minutes here with the binaries built and NATS_NODES=1;
+#      NATS_NODES=3 adds step 8 (a restart each way and one more `stress`, about 2 minutes), a
+#      cold release build its own time. Results curve-closed.json,
+#      curve-open.json; the report's "Latency against load" section;
+#      optionally also `bench sweep` over more client counts (BENCH_SWEEP=1, fresh data too);
+#   7. `bench report`: report.md with our figures next to the ceilings as ratios, the curve's plots
+#      and table (ratios to the pgbench checkout ceiling), and SVG plots.
 #   8. with NATS_NODES=3 (the suite ran on the local three-node cluster, R3 streams): the cost of
 #      R3. The system is restarted on one nats-server with `sync_interval: always`
 #      (nats/local-durable.conf, R1), the same `stress` run repeated (stress-r1.json), the cluster
@@ -27,6 +43,9 @@
 #   BENCH_CLIENTS (64), BENCH_DURATION (30s), BENCH_WARMUP (3s),
 #   BENCH_CEILING_DURATION (10s), BENCH_ASYNC_CLIENTS (32), BENCH_ASYNC_DURATION (10s),
 #   BENCH_ITEMS / BENCH_USERS / BENCH_ORDERS (100000, 100000, 1000000),
+#   BENCH_CURVE (1), BENCH_CURVE_CLIENTS (1,64,256,1024),
+#   BENCH_CURVE_RATES (100,500,1000,2000,3000,4000,5000,6000,8000), BENCH_CURVE_STEP (10s),
+#   BENCH_CURVE_WARMUP (1s),
 #   BENCH_SWEEP (0), BENCH_SWEEP_CLIENTS (1,2,4,8,16,32,64,128,256), BENCH_SWEEP_STEP (10s),
 #   PGBENCH_CLIENTS (8), PGBENCH_THREADS (2), PGBENCH_DURATION (20), SKIP_PGBENCH (0),
 #   DATABASE_ADMIN_URL (postgres://postgres@127.0.0.1:15432/postgres), PGBENCH (path),
@@ -212,9 +231,21 @@ run_step stress stress --clients "$CLIENTS" --duration "$DURATION" --warmup "$WA
     --items "$ITEMS" --users "$USERS" --orders "$ORDERS"
 run_step async async --clients "$ASYNC_CLIENTS" --duration "$ASYNC_DURATION" \
     --items "$ITEMS" --users "$USERS" --orders "$ORDERS"
+if [[ "${BENCH_CURVE:-1}" == 1 ]]; then
+    curve_clients="${BENCH_CURVE_CLIENTS:-1,64,256,1024}"
+    curve_step=(--step-duration "${BENCH_CURVE_STEP:-10s}" --warmup "${BENCH_CURVE_WARMUP:-1s}"
+        --items "$ITEMS" --users "$USERS" --orders "$ORDERS")
+    # Every client count runs: the curve wants each level, saturated or not.
+    IFS=, read -ra levels <<<"$curve_clients"
+    run_step curve-closed --name curve-closed sweep --clients-list "$curve_clients" \
+        --steps-after-saturation "${#levels[@]}" "${curve_step[@]}"
+    run_step curve-open --name curve-open sweep \
+        --rates "${BENCH_CURVE_RATES:-100,500,1000,2000,3000,4000,5000,6000,8000}" "${curve_step[@]}"
+fi
+# On fresh data (no --skip-init): the orders earlier steps paid would check out at once.
 if [[ "${BENCH_SWEEP:-0}" == 1 ]]; then
     run_step sweep sweep --clients-list "${BENCH_SWEEP_CLIENTS:-1,2,4,8,16,32,64,128,256}" \
-        --step-duration "${BENCH_SWEEP_STEP:-10s}" --skip-init \
+        --step-duration "${BENCH_SWEEP_STEP:-10s}" \
         --items "$ITEMS" --users "$USERS" --orders "$ORDERS"
 fi
 

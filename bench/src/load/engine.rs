@@ -271,6 +271,15 @@ impl LoadSummary {
             timeline: r.timeline.points(),
         }
     }
+
+    /// Throughput and latency of operation `op` (of every request when the run had no other).
+    pub fn of_op(&self, op: &str) -> (f64, &LatencySummary) {
+        self.per_op
+            .get(op)
+            .map_or((self.throughput_rps, &self.latency), |o| {
+                (o.throughput_rps, &o.latency)
+            })
+    }
 }
 
 fn render(rec: &Recorder, bar: &ProgressBar, start: Instant, total: Duration) {

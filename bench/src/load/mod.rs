@@ -2,6 +2,8 @@
 //! operation mix and the operations, and the error of a run.
 
 mod engine;
+#[cfg(test)]
+pub mod fixture;
 mod init;
 pub mod mix;
 mod ops;

@@ -119,7 +119,8 @@ pub fn spectrum(
 
 /// Lines over a shared x axis (sweep curves, time to final status, several runs' throughput):
 /// earlier series wider so coinciding lines stay visible, each with its own marker when
-/// `markers`; a log y axis when `log_y` (zeros, which it cannot show, are left out).
+/// `markers`; a log y axis when `log_y` (zeros, which it cannot show, are left out); a
+/// [`super::vertical`] series as a dashed line across the chart.
 pub fn lines(
     path: &Path,
     title: &str,
@@ -132,21 +133,29 @@ pub fn lines(
     let all: Vec<Series> = all
         .iter()
         .map(|se| Series {
-            name: se.name.clone(),
             points: se
                 .points
                 .iter()
                 .copied()
-                .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log_y || p.1 > 0.0))
+                .filter(|p| {
+                    p.0.is_finite() && (se.vertical || p.1.is_finite() && (!log_y || p.1 > 0.0))
+                })
                 .collect(),
+            ..se.clone()
         })
         .collect();
     let xs = || all.iter().flat_map(|se| se.points.iter().map(|p| p.0));
-    let ys = || all.iter().flat_map(|se| se.points.iter().map(|p| p.1));
+    let ys = || {
+        all.iter()
+            .filter(|se| !se.vertical)
+            .flat_map(|se| se.points.iter().map(|p| p.1))
+    };
     let xmin = xs().fold(f64::INFINITY, f64::min);
     let xmax = xs().fold(f64::NEG_INFINITY, f64::max);
     let (xmin, xmax) = if xmin.is_finite() && xmax > xmin {
-        (xmin, xmax)
+        // A reference line at the edge would merge with the frame: leave it some room.
+        let room = all.iter().any(|se| se.vertical) as u8 as f64 * 0.04 * (xmax - xmin);
+        (xmin, xmax + room)
     } else if xmin.is_finite() {
         (xmin - 1.0, xmin + 1.0)
     } else {
@@ -202,7 +211,18 @@ where
     Y: Ranged<ValueType = f64>,
 {
     let n = all.len();
+    let (lo, hi) = (chart.y_range().start, chart.y_range().end);
     for (i, se) in all.iter().enumerate() {
+        if se.vertical {
+            let style = BLACK.mix(0.7).stroke_width(2);
+            let at = se.points.first().map_or(0.0, |p| p.0);
+            chart
+                .draw_series(DashedLineSeries::new([(at, lo), (at, hi)], 8, 5, style))
+                .map_err(s)?
+                .label(se.name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            continue;
+        }
         let color = COLORS[i % COLORS.len()];
         let style = color.mix(0.85).stroke_width(1 + 2 * (n - 1 - i) as u32);
         chart
@@ -226,11 +246,17 @@ where
             .map_err(s)?;
         }
     }
+    // A reference line (a ceiling) bounds the curves from the right: the legend goes left of it.
+    let corner = if all.iter().any(|se| se.vertical) {
+        SeriesLabelPosition::UpperLeft
+    } else {
+        SeriesLabelPosition::UpperRight
+    };
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.4))
-        .position(SeriesLabelPosition::UpperRight)
+        .position(corner)
         .draw()
         .map_err(s)
 }

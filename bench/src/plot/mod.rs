@@ -57,12 +57,25 @@ const DROPPED_COLOR: RGBColor = RGBColor(148, 103, 189);
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    /// A reference drawn as a dashed vertical line across the whole chart at the x of its one
+    /// point (a ceiling); its y plays no part in the axis.
+    pub vertical: bool,
 }
 
 pub fn series(name: impl Into<String>, points: Vec<(f64, f64)>) -> Series {
     Series {
         name: name.into(),
         points,
+        vertical: false,
+    }
+}
+
+/// A dashed vertical line at `x` (see [`Series::vertical`]).
+pub fn vertical(name: impl Into<String>, x: f64) -> Series {
+    Series {
+        name: name.into(),
+        points: vec![(x, 0.0)],
+        vertical: true,
     }
 }
 

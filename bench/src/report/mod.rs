@@ -122,66 +122,25 @@ pub fn write_report(dir: &Path, compare: &[PathBuf]) -> Result<PathBuf, ReportEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::class::Class;
     use crate::kinds::ceiling::CeilingResult;
-    use crate::load::{LoadMode, LoadOutcome, LoadPlan, LoadSummary};
-    use crate::output::{write_json, Envelope, Host, SCHEMA};
+    use crate::load::fixture::{envelope, recorded_load};
+    use crate::load::LoadMode;
+    use crate::output::{write_json, Envelope};
     use crate::report::md::window;
     use crate::report::pgbench::parse_pgbench;
     use crate::stats::whole_seconds;
-    use crate::stats::{Recorder, Sample};
-    use api_client::Status;
-    use std::time::Duration;
 
     /// A ceiling result of 11.5 s (warm-up 1 s) at `per_s` answers a second of `ms` each.
     fn ceiling_result(label: &str, per_s: u64, ms: u64) -> Envelope {
-        let plan = LoadPlan::timed(
-            LoadMode::Closed { clients: 4 },
-            Duration::from_millis(10_500),
-            Duration::from_secs(1),
-            4,
-            Duration::from_secs(1),
-        );
-        let end = plan.warmup + plan.duration;
-        let mut recorder = Recorder::new(plan.warmup, None).with_window_end(end);
-        let n = per_s * end.as_millis() as u64 / 1000;
-        for i in 0..n {
-            let done = Duration::from_micros(i * 1_000_000 / per_s);
-            let sent = done.saturating_sub(Duration::from_millis(ms));
-            recorder.record_sample(&Sample {
-                op: "health",
-                status: Status::Http(200),
-                class: Class::Success,
-                intended: sent,
-                sent,
-                done,
-            });
-        }
-        let outcome = LoadOutcome {
-            recorder,
-            window: plan.duration,
-            issued: n,
-            unfinished: 0,
-            elapsed: end,
-        };
-        let load = LoadSummary::new(&plan, &outcome);
-        Envelope {
-            schema: SCHEMA.to_string(),
-            kind: "ceiling".into(),
-            status: "completed".into(),
-            label: Some(label.into()),
-            base_url: "http://127.0.0.1:1".into(),
-            started_at: String::new(),
-            finished_at: String::new(),
-            harness_version: "test".into(),
-            host: Host::current(),
-            params: serde_json::Value::Null,
-            result: serde_json::to_value(CeilingResult {
+        let load = recorded_load(LoadMode::Closed { clients: 4 }, "health", per_s, |_| ms);
+        envelope(
+            "ceiling",
+            label,
+            CeilingResult {
                 path: "/health".into(),
                 load,
-            })
-            .unwrap_or_default(),
-        }
+            },
+        )
     }
 
     #[test]
@@ -241,6 +200,7 @@ mod tests {
         assert_eq!(p.duration_s, Some(20));
         assert_eq!(p.transactions, Some(123456));
         assert_eq!(p.failed, Some(0));
+        assert_eq!(p.query_mode.as_deref(), Some("simple"));
         let old = "tps = 100.0 (including connections establishing)\ntps = 110.5 (excluding connections establishing)\n";
         assert_eq!(parse_pgbench(old).map(|p| p.tps), Some(110.5));
         assert_eq!(parse_pgbench("nothing"), None);

@@ -11,6 +11,8 @@ pub struct Pgbench {
     pub duration_s: Option<u64>,
     pub transactions: Option<u64>,
     pub failed: Option<u64>,
+    /// "simple", "extended" or "prepared" (`-M`).
+    pub query_mode: Option<String>,
 }
 
 /// Parses pgbench's summary ("tps = 6172.83 (without initial connection time)", …).
@@ -34,6 +36,8 @@ pub fn parse_pgbench(text: &str) -> Option<Pgbench> {
             p.transactions = num(v.split('/').next().unwrap_or(v)).map(|x| x as u64);
         } else if let Some(v) = line.strip_prefix("number of failed transactions: ") {
             p.failed = num(v).map(|x| x as u64);
+        } else if let Some(v) = line.strip_prefix("query mode: ") {
+            p.query_mode = Some(v.to_string());
         }
     }
     p.tps = tps?;
@@ -45,8 +49,8 @@ pub fn parse_pgbench(text: &str) -> Option<Pgbench> {
 pub struct Pgbenches {
     /// `pgbench.txt`: a single-row hot `UPDATE`, the ceiling for `consistency`.
     pub update: Option<Pgbench>,
-    /// `pgbench-checkout.txt`: one checkout-shaped transaction per checkout, the naive
-    /// design's ceiling for `stress`.
+    /// `pgbench-checkout.txt`: one checkout-shaped transaction per checkout (prepared
+    /// statements), the naive design's ceiling for `stress` and the latency curve.
     pub checkout: Option<Pgbench>,
 }
 

@@ -26,13 +26,8 @@ pub fn section(md: &mut Md, loaded: &[Loaded], pg: &Pgbenches) {
             .iter()
             .filter(|(_, s)| matches!(s.load.mode, LoadMode::Closed { .. }))
         {
-            let (tp, p50) = s
-                .load
-                .per_op
-                .get("checkout")
-                .map_or((s.load.throughput_rps, s.load.latency.p50_ms), |o| {
-                    (o.throughput_rps, o.latency.p50_ms)
-                });
+            let (tp, lat) = s.load.of_op("checkout");
+            let p50 = lat.p50_ms;
             let name = format!("{} ({})", l.stem, s.load.mode.describe());
             for (what, pg) in [
                 ("checkout transaction", &pg.checkout),

@@ -1,5 +1,8 @@
-//! `sweep`: stress at rising levels (`workload`), and the saturation point (`saturation`).
+//! `sweep`: stress at rising levels (`workload`) on orders each checked out once (`orders`),
+//! the saturation point (`saturation`), and the latency curve of all sweeps (`curve`).
 
+pub mod curve;
+mod orders;
 mod saturation;
 mod workload;
 
@@ -10,7 +13,9 @@ use crate::kind::{Env, Ran, Workload};
 use crate::load::InitArgs;
 use crate::output::Rows;
 use crate::plot::{self, series};
+use crate::report::files::Loaded;
 use crate::report::md::{svg_name, title, Md, ReportError};
+use crate::report::pgbench::Pgbenches;
 use clap::Args;
 use std::path::Path;
 use std::time::Duration;
@@ -97,6 +102,20 @@ impl Workload for Sweep {
         r.push(("reason".into(), sat.reason.clone()));
         r.push(("peak".into(), format!("{:.1} req/s", sat.peak_throughput)));
         r
+    }
+
+    /// The curve of every sweep first (against the pgbench checkout ceiling), then each sweep.
+    fn sections(
+        md: &mut Md,
+        dir: &Path,
+        runs: &[(&Loaded, SweepResult)],
+        pg: &Pgbenches,
+    ) -> Result<(), ReportError> {
+        curve::section(md, dir, runs, pg.checkout.as_ref())?;
+        for (l, r) in runs {
+            Self::section(md, dir, &l.stem, r)?;
+        }
+        Ok(())
     }
 
     fn section(md: &mut Md, dir: &Path, stem: &str, s: &SweepResult) -> Result<(), ReportError> {

@@ -1,5 +1,8 @@
-//! `sweep`: `stress` at increasing concurrency or rate, step by step, until saturation.
+//! `sweep`: `stress` at increasing concurrency or rate, step by step, until saturation. Each
+//! checkout takes an order not checked out before in the sweep (`orders`), so every step pays
+//! for whole checkouts however long the sweep runs.
 
+use super::orders::{need, taken, Supply};
 use super::saturation::{saturation, CurvePoint, Saturation, SaturationCriteria};
 use super::Sweep;
 use crate::kind::{Env, Ran};
@@ -14,6 +17,16 @@ use std::time::Duration;
 pub struct SweepStep {
     pub level: f64,
     pub load: LoadSummary,
+    /// The first order this step checked out (it took them in sequence).
+    #[serde(default)]
+    pub first_order: u64,
+    /// `batch_init` ran again before this step (the unpaid orders left would not have lasted).
+    #[serde(default)]
+    pub renewed: bool,
+    /// The step stopped early for want of unpaid orders (only with `--skip-init`, or a
+    /// closed-loop step far faster than the ones before it): its window is shorter.
+    #[serde(default)]
+    pub orders_ran_out: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -26,7 +39,7 @@ pub struct SweepResult {
     pub steps: Vec<SweepStep>,
 }
 
-fn curve_point(level: f64, l: &LoadSummary) -> CurvePoint {
+pub(super) fn curve_point(level: f64, l: &LoadSummary) -> CurvePoint {
     CurvePoint {
         level,
         throughput: l.throughput_rps,
@@ -77,17 +90,35 @@ pub async fn run(env: &Env<'_>, a: &Sweep) -> Ran<SweepResult> {
     };
     let seed = a.seed.unwrap_or_else(default_seed);
     let init = batch_init(api, &a.init, ui).await?;
-    let target = Arc::new(Target::of(&a.init));
+    let target = Target::of(&a.init);
     let drain = env.request_timeout + Duration::from_secs(5);
     let mut steps = Vec::new();
     let mut curve = Vec::new();
     let mut after_saturation: Option<usize> = None;
+    let mut supply = Supply::new(a.init.orders);
     for (i, mode) in modes.iter().enumerate() {
         let level = match mode {
             LoadMode::Closed { clients } => *clients as f64,
             LoadMode::Open { rate } => *rate,
         };
-        let plan = LoadPlan::timed(*mode, a.step_duration, a.warmup, a.max_in_flight, drain);
+        let mut plan = LoadPlan::timed(*mode, a.step_duration, a.warmup, a.max_in_flight, drain);
+        let need = need(mode, plan.warmup + plan.duration, curve.last());
+        let renewed = need > supply.remaining() && !a.init.skip_init;
+        if renewed {
+            ui.note(format!(
+                "sweep: {} unpaid orders left, the step may take {need}: batch_init again",
+                supply.remaining()
+            ));
+            batch_init(api, &a.init, ui).await?;
+            supply.renew();
+        }
+        let (first, cap) = (supply.first(), supply.remaining());
+        if cap == 0 {
+            return Err(WorkloadError::Setup(
+                "no unpaid orders left for the next step (--skip-init); raise --orders".into(),
+            ));
+        }
+        plan.max_requests = Some(cap);
         ui.note(format!(
             "sweep step {}/{}: {}",
             i + 1,
@@ -97,17 +128,28 @@ pub async fn run(env: &Env<'_>, a: &Sweep) -> Ran<SweepResult> {
         let f = request_fn(
             api.clone(),
             mix.clone(),
-            target.clone(),
+            Arc::new(target.clone().checkout_in_sequence(first)),
             seed.wrapping_add(i as u64),
         );
         let outcome = run_load(&plan, ui, &format!("sweep {level}"), f).await?;
+        let (took, orders_ran_out) = taken(mode, need, cap, outcome.issued);
+        supply.take(took);
+        if orders_ran_out {
+            ui.note("  the step ran out of unpaid orders and stopped early");
+        }
         let load = LoadSummary::new(&plan, &outcome);
         ui.note(format!(
             "  {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
             load.throughput_rps, load.latency.p50_ms, load.latency.p99_ms, load.counts.error
         ));
         curve.push(curve_point(level, &load));
-        steps.push(SweepStep { level, load });
+        steps.push(SweepStep {
+            level,
+            load,
+            first_order: first,
+            renewed,
+            orders_ran_out,
+        });
         let sat = saturation(&curve, &criteria);
         if let Some(n) = after_saturation.as_mut() {
             *n += 1;
