@@ -299,3 +299,64 @@ async fn an_undecodable_checkout_is_dead_lettered_and_its_request_failed() {
     assert_eq!(c.stock(&neighbour.item).await, 9);
     sys.shutdown().await;
 }
+
+/// An outcome that breaks its contract (a failure without its reason, which
+/// no saga can produce: anyone who could publish on the subject might) is
+/// dropped on its own by the api's outcome consumer: its neighbour in the
+/// same message is recorded, and the request it named is not answered from
+/// it. That request stays pending and completes for real once the sweeper
+/// re-publishes it, so a forged or broken outcome costs only a delay.
+#[tokio::test]
+async fn an_outcome_without_its_reason_is_dropped_alone_and_its_request_still_completes() {
+    let sys = System::builder()
+        .in_process()
+        .env("SWEEP_INTERVAL_MS", "200")
+        .start()
+        .await;
+    let c = &sys.client;
+    let victim = buyer(c).await;
+    let probe = testkit::Probe::start(c, 10).await;
+
+    // Two pending records as the api stores them: the victim's, due for
+    // re-publishing in two seconds (after the broken outcome arrived), and
+    // a neighbour's, not due during the test.
+    let (broken, neighbour) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let api = sys.db(Binary::Api).client().await;
+    for (id, order, due) in [
+        (broken, &victim.order, 2),
+        (neighbour, &"n".to_owned(), 3600),
+    ] {
+        api.execute(
+            "INSERT INTO requests (id, order_id, next_publish_at)
+             VALUES ($1, $2, now() + make_interval(secs => $3))",
+            &[&id, order, &f64::from(due)],
+        )
+        .await
+        .expect("store the pending record");
+    }
+
+    let js = async_nats::jetstream::new(testkit::nats_admin(&testkit::nats_url()).await);
+    let message = serde_json::json!([
+        {"request_id": broken, "order_id": victim.order, "succeeded": false, "reason": null},
+        {"request_id": neighbour, "order_id": "n", "succeeded": true, "reason": null},
+    ]);
+    js.publish(
+        format!("{}.js.api.outcome", sys.name),
+        message.to_string().into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
+
+    let recorded = c.get(&format!("/requests/{neighbour}?wait=10")).await;
+    assert_eq!(recorded.body["status"], "succeeded", "{recorded:?}");
+    // The broken outcome answered nothing: the record completes from the
+    // real saga, with the victim's stock and credit moved exactly once.
+    let done = c.get(&format!("/requests/{broken}?wait=20")).await;
+    assert_eq!(done.body["status"], "succeeded", "{done:?}");
+    assert_eq!(c.stock(&victim.item).await, 9);
+    assert_eq!(c.credit(&victim.user).await, 9);
+    probe.finish().await;
+    sys.shutdown().await;
+}
