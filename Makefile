@@ -32,7 +32,7 @@ compose-test:
 	@scripts/compose-test.sh
 
 model:
-	cargo run -p model -- orders=2 checkouts=2 crashes=1 duplicates=1 sweeps=1 $(ARGS)
+	cargo run -p model -- $(ARGS)
 
 infra:
 	@scripts/infra.sh up

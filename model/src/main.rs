@@ -1,7 +1,7 @@
 //! Runs one exhaustive check of the checkout protocol model and prints the
 //! state counts and every counterexample (exit 1 if a safety or liveness
-//! property fails). Bounds and variant as `key=value` arguments over the CI
-//! bound ([`Config::CI`]):
+//! property fails). Bounds and variant as `key=value` arguments over the default
+//! bound ([`Config::DEFAULT`]):
 //!
 //! ```text
 //! cargo run -p model -- orders=2 checkouts=2 crashes=1 duplicates=1 sweeps=1 \
@@ -12,7 +12,7 @@
 use model::{check, Config, Fault, Retention, Sweeper};
 
 fn main() {
-    let mut config = Config::CI;
+    let mut config = Config::DEFAULT;
     for arg in std::env::args().skip(1) {
         if let Err(e) = set(&mut config, &arg) {
             eprintln!("{arg}: {e}");

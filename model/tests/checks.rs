@@ -37,7 +37,7 @@ fn bound(orders: u8, checkouts: u8, crashes: u8, duplicates: u8, sweeps: u8) -> 
         crashes,
         duplicates,
         sweeps,
-        ..Config::CI
+        ..Config::DEFAULT
     }
 }
 
@@ -266,5 +266,5 @@ fn finding_the_queue_is_served_in_acceptance_order() {
 #[test]
 #[ignore = "minutes: run with `make model`"]
 fn larger_bound() {
-    holds(bound(2, 2, 1, 1, 1));
+    holds(Config::DEFAULT);
 }

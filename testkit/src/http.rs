@@ -12,7 +12,6 @@ pub struct Client {
     api: Api,
 }
 
-/// Status and body (JSON, or `Value::Null` when the body is not JSON).
 /// What [`Client::one_unit_order`] made.
 #[derive(Debug, Clone)]
 pub struct OneUnitOrder {
@@ -21,6 +20,7 @@ pub struct OneUnitOrder {
     pub order: String,
 }
 
+/// Status and body (JSON, or `Value::Null` when the body is not JSON).
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,

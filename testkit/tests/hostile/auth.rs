@@ -119,6 +119,9 @@ async fn stock_credentials_cannot_forge_other_services_messages_nor_drop_streams
         .subscribe(format!("{p}.svc.payment.>"))
         .await
         .expect("subscribe (refused by the server, not the client)");
+    // The server has the subscription (or its refusal) before the bystander
+    // request is sent: otherwise the check below could pass by timing alone.
+    stock.flush().await.expect("flush");
     let user = sys.client.create_user(10).await;
     assert!(!user.is_empty());
     let got = tokio::time::timeout(Duration::from_millis(500), stolen.next()).await;
@@ -130,14 +133,18 @@ async fn stock_credentials_cannot_forge_other_services_messages_nor_drop_streams
     // None of the forged messages reached a stream's subject.
     admin.flush().await.expect("flush");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), seen.next()).await {
-        assert_ne!(
-            m.payload.as_ref(),
-            MARK.as_bytes(),
-            "a forged message reached {}",
-            m.subject
-        );
-    }
+    // Bounded as a whole: the probe's own traffic keeps arriving meanwhile.
+    let drained = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), seen.next()).await {
+            assert_ne!(
+                m.payload.as_ref(),
+                MARK.as_bytes(),
+                "a forged message reached {}",
+                m.subject
+            );
+        }
+    });
+    let _ = drained.await;
 
     probe.finish().await;
     sys.shutdown().await;

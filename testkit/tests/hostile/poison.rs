@@ -14,32 +14,23 @@ use contracts::{
     messages::saga::{StepAction, StepCommand},
 };
 use futures::future::join_all;
-use testkit::{Binary, Client, System};
+use testkit::{Binary, Client, OneUnitOrder as Buyer, System};
 
 /// Ordinary checkouts sent together with the poison one.
 const BYSTANDERS: usize = 50;
 
 /// An ordinary buyer: one unit of a fresh item (price 1, stock 10) for a
 /// fresh user with credit 10.
-struct Buyer {
-    order: String,
-    item: String,
-    user: String,
-}
-
 async fn buyer(c: &Client) -> Buyer {
-    let user = c.create_user(10).await;
-    let item = c.create_item(1).await;
-    c.add_stock(&item, 10).await;
-    let order = c.create_order(&user).await;
-    c.add_item(&order, &item, 1).await;
-    Buyer { order, item, user }
+    c.one_unit_order(10, 1, 10).await
 }
 
+/// `n` buyers, made ten at a time.
 async fn buyers(c: &Client, n: usize) -> Vec<Buyer> {
     let mut all = Vec::with_capacity(n);
-    for _ in 0..n / 10 {
-        all.extend(join_all((0..10).map(|_| buyer(c))).await);
+    while all.len() < n {
+        let batch = (n - all.len()).min(10);
+        all.extend(join_all((0..batch).map(|_| buyer(c))).await);
     }
     all
 }
