@@ -71,11 +71,11 @@ async fn watch(
     stop: CancellationToken,
 ) {
     LazyLock::force(&REFUSED);
+    // Each stream's last known state: one that cannot be read now (an
+    // election, an outage) keeps it, rather than counting as not full.
+    let mut stream_full = vec![false; streams.len()];
     loop {
-        let mut any_full = false;
-        for (name, label) in &streams {
-            // A stream that cannot be read now (an election, an outage)
-            // keeps its last state; publishes are retried meanwhile anyway.
+        for ((name, label), was_full) in streams.iter().zip(stream_full.iter_mut()) {
             let Ok(stream) = js.get_stream(name).await else {
                 continue;
             };
@@ -86,8 +86,9 @@ async fn watch(
                 .with_label_values(&[label])
                 .set(info.state.messages as i64);
             MAX_BYTES.with_label_values(&[label]).set(max);
-            any_full |= max > 0 && bytes as f64 >= HIGH_WATER * max as f64;
+            *was_full = max > 0 && bytes as f64 >= HIGH_WATER * max as f64;
         }
+        let any_full = stream_full.contains(&true);
         if full.swap(any_full, Ordering::Relaxed) != any_full {
             if any_full {
                 tracing::warn!(
