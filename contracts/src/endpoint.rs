@@ -127,16 +127,6 @@ pub fn batch_range(name: &str, v: i64, min: i64) -> Result<i64, Rejection> {
     }
 }
 
-/// Refuses negative amounts (the API layer already does; services do not
-/// trust their callers).
-pub fn non_negative(name: &str, v: i64) -> Result<i64, Rejection> {
-    if v < 0 {
-        Err(Rejection::invalid(format!("{name} must not be negative")))
-    } else {
-        Ok(v)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
