@@ -279,3 +279,40 @@ async fn a_slow_receiver_slows_nobody_else() {
     assert_eq!(rec["webhook"]["last_error"], "timeout", "{rec}");
     sys.shutdown().await;
 }
+
+/// A stored record the api cannot read (a failure reason it does not know,
+/// as a hand edit or a newer version might leave) is left out of the batch
+/// of due deliveries it was claimed in: the delivery claimed with it still
+/// goes out.
+#[tokio::test]
+async fn an_unreadable_record_does_not_hold_back_the_deliveries_claimed_with_it() {
+    let sys = system("0ms,100ms").await;
+    let rx = Receiver::start(&[], 200).await;
+    let (bad, good) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let db = sys.db(Binary::Api).client().await;
+    for (id, status, reason) in [(bad, "failed", Some("gremlins")), (good, "succeeded", None)] {
+        db.execute(
+            "INSERT INTO requests (id, order_id, status, reason, completed_at, next_publish_at)
+             VALUES ($1, 'o', $2, $3, now(), now())",
+            &[&id, &status, &reason],
+        )
+        .await
+        .expect("store a final record");
+        db.execute(
+            "INSERT INTO webhooks (request_id, url, status, next_attempt_at)
+             VALUES ($1, $2, 'pending', now())",
+            &[&id, &rx.url],
+        )
+        .await
+        .expect("make its delivery due");
+    }
+    let d = rx.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(d[0].json()["data"]["request_id"], good.to_string());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rx.deliveries().len(),
+        1,
+        "nothing sent for the unreadable record"
+    );
+    sys.shutdown().await;
+}
