@@ -42,6 +42,10 @@ pub enum WriteError {
     Timeout(#[source] Arc<runtime::db::DbError>),
     #[error("the api is shutting down")]
     Stopped,
+    /// The queue to the writers stayed full until the caller's deadline:
+    /// nothing was stored.
+    #[error("the request queue stayed full until the deadline")]
+    Busy,
 }
 
 type Reply = oneshot::Sender<Result<(), WriteError>>;
@@ -101,13 +105,14 @@ impl Writer {
     /// `deadline` passed without a commit (nothing was accepted then).
     pub async fn create(&self, record: NewRecord, deadline: Instant) -> Result<(), WriteError> {
         let (reply, rx) = oneshot::channel();
-        self.queue
-            .send(Pending {
-                record,
-                deadline,
-                reply,
-            })
+        let queued = self.queue.send(Pending {
+            record,
+            deadline,
+            reply,
+        });
+        tokio::time::timeout_at(deadline, queued)
             .await
+            .map_err(|_| WriteError::Busy)?
             .map_err(|_| WriteError::Stopped)?;
         rx.await.map_err(|_| WriteError::Stopped)?
     }
@@ -146,14 +151,27 @@ async fn write_loop(
         match store::create_many(&pool, &new, republish_after).await {
             Ok(()) => {
                 backoff = Duration::from_millis(50);
+                // The commit is the acceptance: answer it first. Handing the
+                // records to the publisher is a shortcut that never waits:
+                // what its queue cannot take now (NATS down for long) the
+                // sweeper publishes after REPUBLISH_AFTER_MS, so an outage
+                // never holds the answer to an accepted checkout.
+                let mut left = 0;
                 for p in batch {
-                    let _ = to_publish
-                        .send(CheckoutRequested {
-                            request_id: p.record.request_id,
-                            order_id: p.record.order_id,
-                        })
-                        .await;
                     let _ = p.reply.send(Ok(()));
+                    let request = CheckoutRequested {
+                        request_id: p.record.request_id,
+                        order_id: p.record.order_id,
+                    };
+                    if let Err(mpsc::error::TrySendError::Full(_)) = to_publish.try_send(request) {
+                        left += 1;
+                    }
+                }
+                if left > 0 {
+                    tracing::warn!(
+                        count = left,
+                        "publish queue full: checkouts left to the sweeper"
+                    );
                 }
             }
             Err(e) => {
