@@ -49,7 +49,7 @@ step stress-open stress "${SMALL[@]}" --skip-init --duration 3s --rate 100 \
 step async async "${SMALL[@]}" --skip-init --duration 3s --clients 8 --final-timeout 20s
 if [[ "${BENCH_SMOKE_WEBHOOK:-0}" == 1 ]]; then
     if [[ -z "${BENCH_WEBHOOK_SECRET:-}" && -r "$SECRETS_DIR/webhook_secret" ]]; then
-        BENCH_WEBHOOK_SECRET="$(head -n 1 "$SECRETS_DIR/webhook_secret")"
+        BENCH_WEBHOOK_SECRET="$(read_secret webhook_secret)"
         export BENCH_WEBHOOK_SECRET
     fi
     step async-webhook async "${SMALL[@]}" --skip-init --duration 3s --clients 8 --webhook \

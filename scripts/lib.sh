@@ -92,32 +92,26 @@ new_webhook_secret() {
 # This installation's secret, made once (mode 600) and reused: $SECRETS_DIR/webhook_secret.
 # Receivers verify deliveries with it; replace the file (and restart the api) to rotate.
 webhook_secret() {
-    local dir="$SECRETS_DIR" file="$SECRETS_DIR/webhook_secret"
-    if [[ ! -s "$file" ]]; then
-        (
-            umask 077
-            mkdir -p "$dir"
-            new_webhook_secret >"$file.tmp"
-            mv "$file.tmp" "$file"
-        )
-        log "generated a webhook signing secret in $file"
-    fi
-    chmod 600 "$file"
-    head -n 1 "$file"
+    ensure_secret webhook_secret new_webhook_secret
 }
 
-# ensure_secret NAME: prints the secret $SECRETS_DIR/NAME, generating it first if missing
-# (32 random letters and digits, starting with a letter: nats-server reads a password from the
-# environment as a config value, and one that looks like a number would not be a string).
+# ensure_secret NAME [GENERATOR]: prints the secret $SECRETS_DIR/NAME, generating it first if
+# missing: GENERATOR's output, or 32 random letters and digits, starting with a letter
+# (nats-server reads a password from the environment as a config value, and one that looks like
+# a number would not be a string).
 # The directory is 700, the file 600; a concurrent caller never sees half a file, and two
 # callers racing agree on the first one written.
 ensure_secret() {
-    local name="$1" file="$SECRETS_DIR/$1" tmp value
+    local name="$1" generate="${2:-}" file="$SECRETS_DIR/$1" tmp value
     [[ "$name" =~ ^[A-Za-z0-9_.-]+$ ]] || die "bad secret name '$name'"
     if [[ ! -s "$file" ]]; then
         (umask 077 && mkdir -p "$SECRETS_DIR")
         tmp="$(mktemp "$SECRETS_DIR/.$name.XXXXXX")"
-        value="$(random_chars 1 'A-Za-z')$(random_chars 31 'A-Za-z0-9')"
+        if [[ -n "$generate" ]]; then
+            value="$("$generate")"
+        else
+            value="$(random_chars 1 'A-Za-z')$(random_chars 31 'A-Za-z0-9')"
+        fi
         printf '%s\n' "$value" >"$tmp"
         chmod 600 "$tmp"
         # link(2) never replaces: whoever links first wins, the others read theirs.

@@ -103,7 +103,9 @@ pub async fn run(env: &Env<'_>, a: &Sweep) -> Ran<SweepResult> {
         };
         let mut plan = LoadPlan::timed(*mode, a.step_duration, a.warmup, a.max_in_flight, drain);
         let need = need(mode, plan.warmup + plan.duration, curve.last());
-        let renewed = need > supply.remaining() && !a.init.skip_init;
+        // Also when none is left: a step after one that completed nothing
+        // estimates a need of 0.
+        let renewed = (need > supply.remaining() || supply.remaining() == 0) && !a.init.skip_init;
         if renewed {
             ui.note(format!(
                 "sweep: {} unpaid orders left, the step may take {need}: batch_init again",
