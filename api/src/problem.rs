@@ -192,6 +192,9 @@ impl From<runtime::db::DbError> for ApiError {
             runtime::db::DbError::Unreadable(_) => {
                 ApiError::internal("a stored record cannot be read", e)
             }
+            runtime::db::DbError::Inconsistent(_) => {
+                ApiError::internal("stored records contradict each other", e)
+            }
             e => ApiError::unavailable("database unavailable", e),
         }
     }

@@ -29,7 +29,7 @@ use contracts::{
     messages::{saga::StepOutcome, Unparsable},
 };
 use deadpool_postgres::Pool;
-use runtime::db::DbError;
+use runtime::db::{DbError, Mismatch, Stmt, Tx};
 use serde_json::Value;
 use tokio_postgres::{types::ToSql, Row};
 use uuid::Uuid;
@@ -291,12 +291,14 @@ impl Store {
     }
 
     /// Applies a batch of saga steps in one transaction and returns one
-    /// outcome per command.
+    /// outcome per command: two round trips for a batch of debits (`BEGIN`
+    /// and every read and lock, then every write and `COMMIT`; see
+    /// [`runtime::db::Tx`]), three when it undoes debits, whose accounts
+    /// are known only once their ledger rows are read.
     pub async fn apply(&self, commands: &[Command]) -> Result<Vec<StepOutcome>, DbError> {
         let sql = &*self.sql;
         let _timer = runtime::db::time_transaction(&sql.apply_timer);
-        let mut conn = runtime::db::get(&self.pool).await?;
-        let tx = conn.transaction().await?;
+        let mut tx = Tx::new(&self.pool).await?;
 
         let sagas: Vec<Uuid> = commands
             .iter()
@@ -304,8 +306,24 @@ impl Store {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        // Without compensations, the accounts to lock are those the debits
+        // name (a replayed debit's too: locking them needlessly is harmless),
+        // so they are locked in the same round trip, after the ledger rows
+        // as always.
+        let debits_only = commands.iter().all(|c| matches!(c, Command::Debit { .. }));
+        let mut reads = vec![Stmt::new(sql.ledger_rows.as_str()).bind(sagas)];
+        if debits_only {
+            let named = touched(commands, &HashMap::new());
+            if !named.is_empty() {
+                reads.push(Stmt::new(sql.lock_accounts.as_str()).bind(named));
+            }
+        }
+        let mut read = tx
+            .begin(&reads.iter().collect::<Vec<_>>())
+            .await?
+            .into_iter();
         let mut existing = HashMap::new();
-        for row in runtime::db::query(&tx, &sql.ledger_rows, &[&sagas]).await? {
+        for row in read.next().map(|o| o.rows).unwrap_or_default() {
             let lines: Value = row.get(1);
             let outcome: &str = row.get(2);
             existing.insert(
@@ -321,19 +339,32 @@ impl Store {
             );
         }
 
-        let touched = touched(commands, &existing);
-        let mut balances = HashMap::new();
-        if !touched.is_empty() {
-            for row in runtime::db::query(&tx, &sql.lock_accounts, &[&touched]).await? {
-                balances.insert(row.get::<_, String>(0), row.get::<_, i64>(1));
+        let locked = if debits_only {
+            read.next().map(|o| o.rows).unwrap_or_default()
+        } else {
+            let touched = touched(commands, &existing);
+            if touched.is_empty() {
+                Vec::new()
+            } else {
+                let lock = Stmt::new(sql.lock_accounts.as_str()).bind(touched);
+                tx.run(&[&lock])
+                    .await?
+                    .pop()
+                    .map(|o| o.rows)
+                    .unwrap_or_default()
             }
-        }
+        };
+        let balances: HashMap<String, i64> = locked
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+            .collect();
 
         let plan = plan(commands, &existing, &balances);
 
+        let mut writes = Vec::new();
         if !plan.balances.is_empty() {
             let (ids, values): (Vec<String>, Vec<i64>) = plan.balances.iter().cloned().unzip();
-            runtime::db::execute(&tx, &sql.set_balances, &[&ids, &values]).await?;
+            writes.push(Stmt::new(sql.set_balances.as_str()).bind(ids).bind(values));
         }
         if !plan.inserts.is_empty() {
             let ids: Vec<Uuid> = plan.inserts.iter().map(|(s, _)| *s).collect();
@@ -348,24 +379,31 @@ impl Store {
                 .map(|(_, e)| e.outcome.as_str())
                 .collect();
             let comp: Vec<bool> = plan.inserts.iter().map(|(_, e)| e.compensated).collect();
-            runtime::db::execute(&tx, &sql.insert_ledger, &[&ids, &lines, &outcomes, &comp])
-                .await?;
+            writes.push(
+                Stmt::new(sql.insert_ledger.as_str())
+                    .bind(ids)
+                    .bind(lines)
+                    .bind(outcomes)
+                    .bind(comp),
+            );
         }
         if !plan.compensated.is_empty() {
             // If a row did not flip, someone else compensated it meanwhile
             // and this whole batch must not commit.
-            let flipped =
-                runtime::db::execute(&tx, &sql.mark_compensated, &[&plan.compensated]).await?;
-            if flipped != plan.compensated.len() as u64 {
-                return Err(DbError::Conflict(format!(
-                    "{} of {} compensations in {} were already applied",
-                    plan.compensated.len() as u64 - flipped,
-                    plan.compensated.len(),
-                    self.tables.ledger,
-                )));
-            }
+            let n = plan.compensated.len() as u64;
+            writes.push(
+                Stmt::new(sql.mark_compensated.as_str())
+                    .bind(plan.compensated.clone())
+                    .expect_rows(
+                        n,
+                        Mismatch::Conflict(format!(
+                            "compensations in {} were already applied",
+                            self.tables.ledger
+                        )),
+                    ),
+            );
         }
-        tx.commit().await?;
+        tx.commit(&writes.iter().collect::<Vec<_>>()).await?;
         Ok(plan.results)
     }
 }

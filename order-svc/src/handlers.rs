@@ -20,10 +20,6 @@ impl From<OrderError> for Rejection {
             | OrderError::CheckoutInFlight(_)
             | OrderError::TooManyLines { .. } => Rejection::conflict(e.to_string()),
             OrderError::Limit(_) => Rejection::invalid(e.to_string()),
-            OrderError::Inconsistent(_) => {
-                tracing::error!(error = %e, "order store inconsistent");
-                Rejection::internal(e.to_string())
-            }
             OrderError::Db(e) => e.into(),
         }
     }

@@ -11,6 +11,10 @@ use backon::Retryable;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{error::SqlState, NoTls};
 
+mod tx;
+
+pub use tx::{Mismatch, Output, Stmt, Tx};
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("invalid database URL: {0}")]
@@ -26,6 +30,10 @@ pub enum DbError {
     /// A concurrent transaction got there first; retry the whole unit.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Rows that contradict what the transaction read and locked (a row
+    /// count check failed): an internal fault, not transient.
+    #[error("inconsistent: {0}")]
+    Inconsistent(String),
     /// A stored value that names nothing known: refused, never read as
     /// some default. Not transient; an internal fault for the caller.
     #[error("stored value cannot be read: {0}")]
@@ -87,9 +95,11 @@ impl DbError {
     /// retrying stalls the consumer visibly instead of failing every item.
     pub fn is_transient(&self) -> bool {
         match self {
-            DbError::Url(_) | DbError::Build(_) | DbError::Migrate(_) | DbError::Unreadable(_) => {
-                false
-            }
+            DbError::Url(_)
+            | DbError::Build(_)
+            | DbError::Migrate(_)
+            | DbError::Unreadable(_)
+            | DbError::Inconsistent(_) => false,
             DbError::Pool(_) | DbError::Query(_) | DbError::Conflict(_) => !self.is_data_error(),
         }
     }

@@ -8,11 +8,10 @@ use contracts::{
     ids::{ItemId, OrderId, UserId},
     limits::{Amount, Quantity},
 };
-use deadpool_postgres::GenericClient;
-use runtime::db;
+use runtime::db::{Mismatch, Stmt};
+use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::OrderError;
 use crate::saga::machine::{Basket, Saga, State};
 
 /// An order as the saga reads it (under lock).
@@ -51,35 +50,29 @@ impl OrderRow {
     }
 }
 
-/// Locks the orders (in ID order: no deadlocks between replicas) and reads
-/// them with their lines summed per item, in one round trip.
-pub(crate) async fn load_orders(
-    tx: &impl GenericClient,
-    order_ids: &[OrderId],
-) -> Result<HashMap<OrderId, OrderRow>, OrderError> {
-    let order_ids: Vec<&str> = order_ids.iter().map(OrderId::as_str).collect();
-    // Pipelined on the one connection: PostgreSQL runs the lines query only
-    // after the locking one returned, with a snapshot taken then, so the
-    // lines still match the locked `total_cost`.
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&order_ids];
-    let (locked, lines) = futures::try_join!(
-        db::query(
-            tx,
+/// The two reads of [`orders_from`]: the orders, locked in ID order, and
+/// their lines summed per item (`NULL` where a sum leaves the 64-bit range),
+/// sent together.
+pub(crate) fn read_orders(order_ids: &[OrderId]) -> [Stmt<'static>; 2] {
+    let ids: Vec<String> = order_ids.iter().map(|o| o.as_str().to_owned()).collect();
+    [
+        Stmt::new(
             "SELECT id, user_id, paid, total_cost, checkout_saga FROM orders
              WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-            &params,
-        ),
-        db::query(
-            tx,
-            // Summed as numeric, so a sum past the BIGINT range is reported
-            // (NULL) instead of failing the whole statement.
+        )
+        .bind(ids.clone()),
+        Stmt::new(
             "SELECT order_id, item_id, CASE WHEN sum(quantity) <= 9223372036854775807
                                             THEN sum(quantity)::bigint END
              FROM order_lines
              WHERE order_id = ANY($1) GROUP BY order_id, item_id ORDER BY order_id, min(id)",
-            &params,
-        ),
-    )?;
+        )
+        .bind(ids),
+    ]
+}
+
+/// The orders read by [`read_orders`], with their lines.
+pub(crate) fn orders_from(locked: &[Row], lines: &[Row]) -> HashMap<OrderId, OrderRow> {
     let mut orders: HashMap<OrderId, OrderRow> = locked
         .iter()
         .map(|row| {
@@ -96,7 +89,7 @@ pub(crate) async fn load_orders(
             )
         })
         .collect();
-    for row in &lines {
+    for row in lines {
         if let Some(o) = orders.get_mut(row.get::<_, &str>(0)) {
             let item = ItemId::new(row.get::<_, String>(1));
             match row.get::<_, Option<i64>>(2) {
@@ -105,7 +98,7 @@ pub(crate) async fn load_orders(
             }
         }
     }
-    Ok(orders)
+    orders
 }
 
 /// A saga that ended, as its order sees it.
@@ -128,66 +121,58 @@ impl Ended {
     }
 }
 
-/// Frees the orders of finished sagas, paying those that succeeded.
-pub(crate) async fn finish_orders(
-    tx: &impl GenericClient,
-    ended: &[Ended],
-) -> Result<(), OrderError> {
+/// Frees the orders of finished sagas, paying those that succeeded (none:
+/// nothing to do). An order that no longer names the saga (re-initialised
+/// meanwhile) is left alone: compare the rows changed with `ended.len()`.
+pub(crate) fn finish_orders(ended: &[Ended]) -> Option<Stmt<'static>> {
     if ended.is_empty() {
-        return Ok(());
+        return None;
     }
+    // In ID order, as everywhere orders are locked: no deadlocks.
     let mut sorted: Vec<&Ended> = ended.iter().collect();
     sorted.sort();
     let (mut o, mut s, mut p) = (Vec::new(), Vec::new(), Vec::new());
     for e in &sorted {
-        o.push(e.order_id.as_str());
+        o.push(e.order_id.as_str().to_owned());
         s.push(e.saga_id);
         p.push(e.paid);
     }
-    let freed = db::execute(
-        tx,
-        "UPDATE orders AS o SET paid = o.paid OR x.p, checkout_saga = NULL
-         FROM unnest($1::text[], $2::uuid[], $3::bool[]) AS x(oid, sid, p)
-         WHERE o.id = x.oid AND o.checkout_saga = x.sid",
-        &[&o, &s, &p],
+    Some(
+        Stmt::new(
+            "UPDATE orders AS o SET paid = o.paid OR x.p, checkout_saga = NULL
+             FROM unnest($1::text[], $2::uuid[], $3::bool[]) AS x(oid, sid, p)
+             WHERE o.id = x.oid AND o.checkout_saga = x.sid",
+        )
+        .bind(o)
+        .bind(s)
+        .bind(p),
     )
-    .await?;
-    if freed != sorted.len() as u64 {
-        // Only a reset of the order (batch_init) takes it away from its saga.
-        tracing::warn!(
-            finished = sorted.len(),
-            freed,
-            "some finished sagas no longer held their order (was it re-initialised?)"
-        );
-    }
-    Ok(())
 }
 
-/// Marks the orders of the sagas among `sagas` that run as having their
-/// checkout in flight.
-pub(crate) async fn set_checkout_sagas<'a>(
-    tx: &impl GenericClient,
+/// Gives each running saga of `sagas` its order (none: nothing to do). The
+/// orders were read and locked in this transaction, so each must be there;
+/// if one is not, the transaction fails.
+pub(crate) fn set_checkout_sagas<'a>(
     sagas: impl Iterator<Item = &'a Saga>,
-) -> Result<(), OrderError> {
-    let (o, s): (Vec<&str>, Vec<Uuid>) = sagas
+) -> Option<Stmt<'static>> {
+    let (o, s): (Vec<String>, Vec<Uuid>) = sagas
         .filter(|s| s.state == State::Running)
-        .map(|s| (s.order_id.as_str(), s.id))
+        .map(|s| (s.order_id.as_str().to_owned(), s.id))
         .unzip();
     if o.is_empty() {
-        return Ok(());
+        return None;
     }
-    let n = db::execute(
-        tx,
-        "UPDATE orders SET checkout_saga = x.s
-         FROM unnest($1::text[], $2::uuid[]) AS x(o, s) WHERE id = x.o",
-        &[&o, &s],
+    let n = o.len() as u64;
+    Some(
+        Stmt::new(
+            "UPDATE orders SET checkout_saga = x.s
+             FROM unnest($1::text[], $2::uuid[]) AS x(o, s) WHERE id = x.o",
+        )
+        .bind(o)
+        .bind(s)
+        .expect_rows(
+            n,
+            Mismatch::Inconsistent("orders that should take their checkout are missing".into()),
+        ),
     )
-    .await?;
-    if n != o.len() as u64 {
-        return Err(OrderError::Inconsistent(format!(
-            "{n} of {} orders took their checkout",
-            o.len()
-        )));
-    }
-    Ok(())
 }

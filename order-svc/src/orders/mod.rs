@@ -29,9 +29,6 @@ pub enum OrderError {
     /// A documented bound (`contracts::limits`) would be passed.
     #[error("{0}")]
     Limit(String),
-    /// A write that contradicts what the same transaction read: a bug.
-    #[error("{0}")]
-    Inconsistent(String),
     #[error(transparent)]
     Db(DbError),
 }

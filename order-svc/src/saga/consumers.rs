@@ -26,18 +26,22 @@ use contracts::{
     Subjects,
 };
 use deadpool_postgres::{GenericClient, Pool};
-use runtime::{consumer::Handler, db, jetstream};
+use runtime::{
+    consumer::Handler,
+    db::{self, Tx},
+    jetstream,
+};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::error::CheckoutError;
 use super::store::{
-    dead_letter, insert_rejected_saga, insert_sagas, load_sagas, next_in_queue, resend_candidates,
-    update_sagas,
+    dead_letter, dead_letters, insert_rejected_saga, insert_sagas, load_sagas, next_in_queue,
+    read_queued, read_resend_candidates, read_sagas, resend_candidates, sagas_from, update_sagas,
 };
 use super::{admit, Admission, OrderState, Outgoing, Saga, State};
-use crate::orders::checkout::{finish_orders, load_orders, set_checkout_sagas, Ended};
+use crate::orders::checkout::{finish_orders, orders_from, read_orders, set_checkout_sagas, Ended};
 
 #[derive(Clone)]
 pub struct Checkout {
@@ -94,12 +98,24 @@ impl Checkout {
             .collect();
 
         let timer = db::time_transaction("saga_start");
-        let mut conn = db::get(&self.pool).await?;
-        let tx = conn.transaction().await?;
-        // Independent reads, pipelined on the one connection.
-        let (mut sagas, mut orders) = futures::try_join!(load_sagas(&tx, &ids, false), async {
-            Ok(load_orders(&tx, &order_ids).await?)
-        })?;
+        // Two round trips: BEGIN with every read, then the writes with
+        // COMMIT (see `runtime::db::Tx`).
+        let mut tx = Tx::new(&self.pool).await?;
+        let [read_orders, read_lines] = read_orders(&order_ids);
+        let read = tx
+            .begin(&[&read_sagas(&ids, false), &read_orders, &read_lines])
+            .await?;
+        let (mut sagas, mut orders) = match &read[..] {
+            [sagas, orders, lines] => (
+                sagas_from(&sagas.rows)?,
+                orders_from(&orders.rows, &lines.rows),
+            ),
+            _ => {
+                return Err(CheckoutError::Inconsistent(
+                    "three reads, not three answers".into(),
+                ))
+            }
+        };
 
         let mut created: Vec<Uuid> = Vec::new();
         let mut outgoing = Vec::new();
@@ -148,11 +164,14 @@ impl Checkout {
             sagas.insert(id, saga);
         }
 
+        let mut writes = Vec::new();
         if !created.is_empty() {
-            insert_sagas(&tx, created.iter().filter_map(|id| sagas.get(id))).await?;
-            set_checkout_sagas(&tx, created.iter().filter_map(|id| sagas.get(id))).await?;
+            writes.push(insert_sagas(created.iter().filter_map(|id| sagas.get(id))));
+            writes.extend(set_checkout_sagas(
+                created.iter().filter_map(|id| sagas.get(id)),
+            ));
         }
-        tx.commit().await?;
+        tx.commit(&writes.iter().collect::<Vec<_>>()).await?;
         drop(timer);
         self.publish(outgoing, stop).await
     }
@@ -165,9 +184,12 @@ impl Checkout {
         let ids: Vec<Uuid> = results.iter().map(|r| r.saga_id).collect();
 
         let timer = db::time_transaction("saga_advance");
-        let mut conn = db::get(&self.pool).await?;
-        let tx = conn.transaction().await?;
-        let mut sagas = load_sagas(&tx, &ids, true).await?;
+        // Three round trips: BEGIN with the sagas; the orders they free
+        // and the checkouts queued behind them; the saga rows with COMMIT
+        // (see `runtime::db::Tx`).
+        let mut tx = Tx::new(&self.pool).await?;
+        let read = tx.begin(&[&read_sagas(&ids, true)]).await?;
+        let mut sagas = sagas_from(read.first().map_or(&[][..], |o| &o.rows[..]))?;
         // The sagas a result moved on (`record` says so; a repeated result
         // changes nothing).
         let mut advanced_ids: BTreeSet<Uuid> = BTreeSet::new();
@@ -198,14 +220,6 @@ impl Checkout {
             }
             tracing::debug!(saga_id = %result.saga_id, step = result.step.as_str(), outcome = ?result.outcome, new, "step result");
         }
-        if !unknown.is_empty() {
-            tracing::warn!(
-                count = unknown.len(),
-                "step results for unknown sagas; kept in dead_letters"
-            );
-            let payloads: Vec<Value> = unknown.iter().map(|r| to_value(*r)).collect();
-            dead_letter(&tx, "order-steps", "unknown saga", &payloads).await?;
-        }
 
         let advanced: Vec<Saga> = advanced_ids
             .iter()
@@ -221,27 +235,72 @@ impl Checkout {
         // Finished sagas free their order (and pay it when they succeeded);
         // the next queued checkout of a freed order goes next.
         let finished: Vec<Ended> = advanced.iter().filter_map(Ended::of).collect();
-        finish_orders(&tx, &finished).await?;
-        let ended: BTreeSet<OrderId> = finished.into_iter().map(|e| e.order_id).collect();
-        let started =
-            next_in_queue(&tx, &ended.into_iter().collect::<Vec<_>>(), self.max_lines).await?;
+        let ended: Vec<OrderId> = finished
+            .iter()
+            .map(|e| e.order_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut middle = Vec::new();
+        if !unknown.is_empty() {
+            tracing::warn!(
+                count = unknown.len(),
+                "step results for unknown sagas; kept in dead_letters"
+            );
+            let payloads: Vec<Value> = unknown.iter().map(|r| to_value(*r)).collect();
+            middle.push(dead_letters("order-steps", "unknown saga", payloads));
+        }
+        let freeing = finish_orders(&finished);
+        let freed_at = middle.len();
+        middle.extend(freeing);
+        let queued_at = middle.len();
+        middle.extend(read_queued(&ended));
+        let out = if middle.is_empty() {
+            Vec::new()
+        } else {
+            tx.run(&middle.iter().collect::<Vec<_>>()).await?
+        };
+        if !finished.is_empty() {
+            let freed = out.get(freed_at).map_or(0, |o| o.affected);
+            if freed != finished.len() as u64 {
+                // Only a reset of the order (batch_init) takes it away from
+                // its saga.
+                tracing::warn!(
+                    finished = finished.len(),
+                    freed,
+                    "some finished sagas no longer held their order (was it re-initialised?)"
+                );
+            }
+        }
+        let queued = if ended.is_empty() {
+            &[][..]
+        } else {
+            out.get(queued_at).map_or(&[][..], |o| &o.rows[..])
+        };
+        let started = next_in_queue(&tx, queued, self.max_lines).await?;
         outgoing.extend(started.iter().flat_map(Saga::outgoing));
-        update_sagas(&tx, &advanced, &started).await?;
+        let mut writes = Vec::new();
+        writes.extend(update_sagas(&advanced, &started));
         // Queued sagas that started here take their order.
-        set_checkout_sagas(&tx, started.iter()).await?;
+        writes.extend(set_checkout_sagas(started.iter()));
+        // Read after this batch's own writes, in the same round trip: what
+        // it already sends for a saga is not sent twice.
+        let redelivered: Vec<Uuid> = redelivered.into_iter().collect();
         if !redelivered.is_empty() {
-            // Read after this batch's own writes; what it already sends for
-            // a saga is not sent twice.
+            writes.push(read_resend_candidates(&redelivered));
+        }
+        let written = tx.commit(&writes.iter().collect::<Vec<_>>()).await?;
+        drop(timer);
+        if let Some(rows) = written.last().filter(|_| !redelivered.is_empty()) {
             let sent: BTreeSet<Uuid> = advanced
                 .iter()
                 .filter(|s| s.state != State::Running)
                 .chain(&started)
                 .map(|s| s.id)
                 .collect();
-            let ids: Vec<Uuid> = redelivered.into_iter().collect();
-            let again = resend_candidates(&tx, &ids).await?;
+            let again = resend_candidates(&rows.rows)?;
             tracing::debug!(
-                results = ids.len(),
+                results = redelivered.len(),
                 sagas = again.len(),
                 "redelivered step results; re-sending"
             );
@@ -252,8 +311,6 @@ impl Checkout {
                     .flat_map(Saga::outgoing),
             );
         }
-        tx.commit().await?;
-        drop(timer);
         self.publish(outgoing, stop).await
     }
 

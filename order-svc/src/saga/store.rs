@@ -11,7 +11,7 @@ use contracts::{
     messages::saga::{FailureReason, StepOutcome, Verdict},
 };
 use deadpool_postgres::GenericClient;
-use runtime::db;
+use runtime::db::{self, Mismatch, Stmt, Tx};
 use serde_json::Value;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -20,7 +20,7 @@ use super::{
     error::{CheckoutError, StoredSagaError},
     Basket, Saga, State,
 };
-use crate::orders::checkout::load_orders;
+use crate::orders::checkout::{orders_from, read_orders};
 
 const SAGA_COLUMNS: &str = "id, order_id, user_id, amount, items, state, reserve, charge, released, refunded, reason, created_at";
 
@@ -66,23 +66,34 @@ fn read_saga(id: Uuid, row: &Row) -> Result<Saga, StoredSagaError> {
     })
 }
 
-fn by_id(rows: Vec<Row>) -> Result<HashMap<Uuid, Saga>, CheckoutError> {
+/// Reads the sagas `ids` (those that exist), locked in ID order if `lock`;
+/// see [`sagas_from`].
+pub(super) fn read_sagas(ids: &[Uuid], lock: bool) -> Stmt<'static> {
+    Stmt::new(sagas_sql(lock)).bind(ids.to_vec())
+}
+
+/// The sagas read by [`read_sagas`], by ID.
+pub(super) fn sagas_from(rows: &[Row]) -> Result<HashMap<Uuid, Saga>, CheckoutError> {
     rows.iter()
         .map(|r| saga_from_row(r).map(|s| (s.id, s)))
         .collect()
 }
 
+/// [`read_sagas`] on its own (a rare path: one round trip).
 pub(super) async fn load_sagas(
     tx: &impl GenericClient,
     ids: &[Uuid],
     lock: bool,
 ) -> Result<HashMap<Uuid, Saga>, CheckoutError> {
-    let sql = if lock {
+    sagas_from(&db::query(tx, &sagas_sql(lock), &[&ids]).await?)
+}
+
+fn sagas_sql(lock: bool) -> String {
+    if lock {
         select_sagas(SAGA_COLUMNS, "WHERE id = ANY($1) ORDER BY id FOR UPDATE")
     } else {
         select_sagas(SAGA_COLUMNS, "WHERE id = ANY($1)")
-    };
-    by_id(db::query(tx, &sql, &[&ids]).await?)
+    }
 }
 
 fn select_sagas(columns: &str, rest: &str) -> String {
@@ -94,27 +105,15 @@ fn select_sagas(columns: &str, rest: &str) -> String {
 /// the first starts with the order as it is now and the rest keep waiting;
 /// on an order another checkout holds they all keep waiting.
 pub(super) async fn next_in_queue(
-    tx: &impl GenericClient,
-    order_ids: &[OrderId],
+    tx: &Tx,
+    queued: &[Row],
     max_lines: usize,
 ) -> Result<Vec<Saga>, CheckoutError> {
-    if order_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let queued = db::query(
-        tx,
-        &select_sagas(
-            SAGA_COLUMNS,
-            "WHERE order_id = ANY($1) AND state = 'queued' ORDER BY order_id, id FOR UPDATE",
-        ),
-        &[&order_ids.iter().map(OrderId::as_str).collect::<Vec<_>>()],
-    )
-    .await?;
     if queued.is_empty() {
         return Ok(Vec::new());
     }
     let mut per_order: BTreeMap<OrderId, Vec<Saga>> = BTreeMap::new();
-    for row in &queued {
+    for row in queued {
         let saga = saga_from_row(row)?;
         per_order
             .entry(saga.order_id.clone())
@@ -122,7 +121,16 @@ pub(super) async fn next_in_queue(
             .push(saga);
     }
     let waiting: Vec<OrderId> = per_order.keys().cloned().collect();
-    let orders = load_orders(tx, &waiting).await?;
+    let [locked, lines] = read_orders(&waiting);
+    let read = tx.run(&[&locked, &lines]).await?;
+    let orders = match &read[..] {
+        [locked, lines] => orders_from(&locked.rows, &lines.rows),
+        _ => {
+            return Err(CheckoutError::Inconsistent(
+                "two reads, not two answers".into(),
+            ))
+        }
+    };
     let mut next = Vec::new();
     for (order_id, sagas) in per_order {
         match orders.get(&order_id) {
@@ -143,7 +151,6 @@ pub(super) async fn next_in_queue(
                             next.push(first);
                         }
                     }
-                    // It can never start: every checkout waiting for it fails.
                     None => next.extend(fail_all(sagas, FailureReason::InvalidOrder)),
                 }
             }
@@ -152,6 +159,26 @@ pub(super) async fn next_in_queue(
         }
     }
     Ok(next)
+}
+
+/// Reads (and locks) the queued sagas of `order_ids`, for [`next_in_queue`]
+/// (none: nothing to read).
+pub(super) fn read_queued(order_ids: &[OrderId]) -> Option<Stmt<'static>> {
+    if order_ids.is_empty() {
+        return None;
+    }
+    Some(
+        Stmt::new(select_sagas(
+            SAGA_COLUMNS,
+            "WHERE order_id = ANY($1) AND state = 'queued' ORDER BY order_id, id FOR UPDATE",
+        ))
+        .bind(
+            order_ids
+                .iter()
+                .map(|o| o.as_str().to_owned())
+                .collect::<Vec<_>>(),
+        ),
+    )
 }
 
 /// Queued sagas that can never start, failed for `reason`.
@@ -171,24 +198,21 @@ fn fail_all(sagas: Vec<Saga>, reason: FailureReason) -> impl Iterator<Item = Sag
 /// share its `completed_at` (`now()`, the transaction's time). All of it
 /// is idempotent downstream (ledgers keyed by saga ID; `api` finalises only
 /// pending records). Uses `sagas_by_order`.
-pub(super) async fn resend_candidates(
-    tx: &impl GenericClient,
-    ids: &[Uuid],
-) -> Result<Vec<Saga>, CheckoutError> {
-    let rows = db::query(
-        tx,
-        &select_sagas(
-            SAGA_COLUMNS,
-            "WHERE id IN (
-                SELECT s.id FROM sagas AS r JOIN sagas AS s ON s.order_id = r.order_id
-                WHERE r.id = ANY($1)
-                  AND (s.id = r.id OR s.state IN ('running', 'compensating')
-                       OR s.completed_at = r.completed_at))
-             ORDER BY id",
-        ),
-        &[&ids],
-    )
-    .await?;
+pub(super) fn read_resend_candidates(ids: &[Uuid]) -> Stmt<'static> {
+    Stmt::new(select_sagas(
+        SAGA_COLUMNS,
+        "WHERE id IN (
+            SELECT s.id FROM sagas AS r JOIN sagas AS s ON s.order_id = r.order_id
+            WHERE r.id = ANY($1)
+              AND (s.id = r.id OR s.state IN ('running', 'compensating')
+                   OR s.completed_at = r.completed_at))
+         ORDER BY id",
+    ))
+    .bind(ids.to_vec())
+}
+
+/// The sagas read by [`read_resend_candidates`].
+pub(super) fn resend_candidates(rows: &[Row]) -> Result<Vec<Saga>, CheckoutError> {
     rows.iter().map(saga_from_row).collect()
 }
 
@@ -199,15 +223,24 @@ pub(super) async fn dead_letter(
     reason: &str,
     payloads: &[Value],
 ) -> Result<(), CheckoutError> {
-    db::execute(
-        tx,
-        "INSERT INTO dead_letters (consumer, reason, payload)
-         SELECT $1, $2, p FROM unnest($3::jsonb[]) AS p",
-        &[&consumer, &reason, &payloads],
-    )
-    .await?;
+    db::execute(tx, DEAD_LETTER, &[&consumer, &reason, &payloads]).await?;
     Ok(())
 }
+
+/// [`dead_letter`] as part of a batch's transaction.
+pub(super) fn dead_letters<'a>(
+    consumer: &'a str,
+    reason: &'a str,
+    payloads: Vec<Value>,
+) -> Stmt<'a> {
+    Stmt::new(DEAD_LETTER)
+        .bind(consumer)
+        .bind(reason)
+        .bind(payloads)
+}
+
+const DEAD_LETTER: &str = "INSERT INTO dead_letters (consumer, reason, payload)
+                           SELECT $1, $2, p FROM unnest($3::jsonb[]) AS p";
 
 /// Ends a checkout that cannot be applied as failed (`invalid_order`),
 /// unless it already has a saga (then that saga stands). True when this
@@ -231,10 +264,7 @@ pub(super) async fn insert_rejected_saga(
     Ok(inserted == 1)
 }
 
-pub(super) async fn insert_sagas<'a>(
-    tx: &impl GenericClient,
-    sagas: impl Iterator<Item = &'a Saga>,
-) -> Result<(), CheckoutError> {
+pub(super) fn insert_sagas<'a>(sagas: impl Iterator<Item = &'a Saga>) -> Stmt<'a> {
     let (mut id, mut order, mut user, mut amount, mut items, mut state, mut reason) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for s in sagas {
@@ -246,29 +276,28 @@ pub(super) async fn insert_sagas<'a>(
         state.push(s.state.as_str());
         reason.push(s.state.reason().map(FailureReason::as_str));
     }
-    db::execute(
-        tx,
+    Stmt::new(
         "INSERT INTO sagas (id, order_id, user_id, amount, items, state, reason, completed_at)
          SELECT i, o, u, a, it, s, r, CASE WHEN s IN ('succeeded', 'failed') THEN now() END
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[], $6::text[], $7::text[])
               AS x(i, o, u, a, it, s, r)",
-        &[&id, &order, &user, &amount, &items, &state, &reason],
     )
-    .await?;
-    Ok(())
+    .bind(id)
+    .bind(order)
+    .bind(user)
+    .bind(amount)
+    .bind(items)
+    .bind(state)
+    .bind(reason)
 }
 
 /// Writes back the sagas a batch changed: `advanced` ones (a step result
 /// moved them on) get their step and state columns; `started` ones (queued
 /// until now) also get the user, amount and items read from their order.
-pub(super) async fn update_sagas(
-    tx: &impl GenericClient,
-    advanced: &[Saga],
-    started: &[Saga],
-) -> Result<(), CheckoutError> {
+pub(super) fn update_sagas<'a>(advanced: &'a [Saga], started: &'a [Saga]) -> Option<Stmt<'a>> {
     let sagas: Vec<&Saga> = advanced.iter().chain(started).collect();
     if sagas.is_empty() {
-        return Ok(());
+        return None;
     }
     let id: Vec<Uuid> = sagas.iter().map(|s| s.id).collect();
     // NULL keeps what the row has (see the coalesce below).
@@ -306,8 +335,8 @@ pub(super) async fn update_sagas(
         .iter()
         .map(|s| s.state.reason().map(FailureReason::as_str))
         .collect();
-    let n = db::execute(
-        tx,
+    let n = sagas.len() as u64;
+    let stmt = Stmt::new(
         "UPDATE sagas AS s SET user_id = coalesce(x.u, s.user_id), amount = coalesce(x.a, s.amount),
                 items = coalesce(x.it, s.items), state = x.st,
                 reserve = x.re, charge = x.ch, released = x.rl, refunded = x.rf, reason = x.rs,
@@ -317,19 +346,21 @@ pub(super) async fn update_sagas(
                      $7::text[], $8::bool[], $9::bool[], $10::text[])
               AS x(id, u, a, it, st, re, ch, rl, rf, rs)
          WHERE s.id = x.id",
-        &[
-            &id, &user, &amount, &items, &state, &reserve, &charge, &released, &refunded, &reason,
-        ],
     )
-    .await?;
-    if n != sagas.len() as u64 {
-        // They were read under lock in this transaction: a mismatch is a bug.
-        return Err(CheckoutError::Inconsistent(format!(
-            "{n} of {} saga rows updated",
-            sagas.len()
-        )));
-    }
-    Ok(())
+    .bind(id)
+    .bind(user)
+    .bind(amount)
+    .bind(items)
+    .bind(state)
+    .bind(reserve)
+    .bind(charge)
+    .bind(released)
+    .bind(refunded)
+    .bind(reason);
+    Some(stmt.expect_rows(
+        n,
+        Mismatch::Inconsistent("saga rows the batch locked are missing".into()),
+    ))
 }
 
 /// The `items` column: `[[item_id, quantity], ...]`, empty for a saga that
