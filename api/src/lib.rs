@@ -127,18 +127,20 @@ pub async fn run(
         deps.subjects.prefix(),
         service.tasks(),
     );
+    let rpc = RpcClient::new(deps.nats.clone(), deps.subjects.clone(), config.rpc_timeout);
     let requests = requests::Requests::start(
         deps.pool.clone(),
         js,
         deps.subjects.clone(),
         config.requests,
         webhook_wake.clone(),
+        rpc.clone(),
         service.tasks(),
     );
     let worker = webhooks::worker::Worker::new(deps.pool.clone(), config.webhooks.clone())?;
     let (draining, outcomes) = (requests.draining(), requests.outcomes());
     let state = std::sync::Arc::new(state::Shared {
-        rpc: RpcClient::new(deps.nats.clone(), deps.subjects.clone(), config.rpc_timeout),
+        rpc,
         pool: deps.pool.clone(),
         requests,
         settings: config.http,

@@ -42,4 +42,12 @@ impl Subjects {
     pub fn requests_final(&self) -> String {
         format!("{}.evt.requests.final", self.prefix)
     }
+
+    /// Core-NATS subject (not persisted) on which order-svc tells every
+    /// `api` replica which checkouts ended, right after the commit that
+    /// ended them (a batch of outcomes per message): a waiting client is
+    /// answered from it, before its record is finalised.
+    pub fn checkout_ended(&self) -> String {
+        format!("{}.evt.checkout.ended", self.prefix)
+    }
 }

@@ -61,9 +61,6 @@ pub enum Mode {
     CrashAfterCommit(u8),
     /// [`Fault::AckBeforeCommit`]: acknowledge, crash before committing.
     AckThenCrash,
-    /// [`Fault::AnswerBeforeFinalise`]: answer the client, crash before
-    /// the record's update commits.
-    AnswerThenCrash,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -307,10 +304,6 @@ impl State {
                 if config.fault == Fault::AckBeforeCommit {
                     actions.push(Action::Handle(msg.clone(), Mode::AckThenCrash));
                 }
-                if config.fault == Fault::AnswerBeforeFinalise && matches!(msg, Msg::Outcome { .. })
-                {
-                    actions.push(Action::Handle(msg.clone(), Mode::AnswerThenCrash));
-                }
             }
         }
         self.purges(config, actions);
@@ -395,6 +388,7 @@ impl State {
                 match mode {
                     Mode::Ack => {
                         let out = s.handle(config, &msg);
+                        s.announce(&out);
                         s.take(&msg);
                         out.into_iter().for_each(|m| s.publish(m));
                     }
@@ -404,6 +398,9 @@ impl State {
                         if usize::from(mask) >= 1 << out.len() {
                             return None;
                         }
+                        // The announcement goes out before the publishes:
+                        // the crash may come after it.
+                        s.announce(&out);
                         for (i, m) in out.into_iter().enumerate() {
                             if mask & (1 << i) != 0 {
                                 s.publish(m);
@@ -413,15 +410,6 @@ impl State {
                     Mode::AckThenCrash => {
                         s.crashes -= 1;
                         s.take(&msg);
-                    }
-                    Mode::AnswerThenCrash => {
-                        s.crashes -= 1;
-                        let Msg::Outcome { req, verdict } = msg else {
-                            return None;
-                        };
-                        if s.records[usize::from(req)] == Record::Pending {
-                            s.tell(req, verdict.succeeded());
-                        }
                     }
                 }
             }
@@ -473,6 +461,21 @@ impl State {
                     self.tell(*req, succeeded);
                 }
                 Vec::new()
+            }
+        }
+    }
+
+    /// order-svc's announcement of the sagas a commit ended
+    /// (`saga::consumers::Checkout::announce`): the waiting client is
+    /// answered now, before the outcome reaches the api's records. (A
+    /// crash before the announcement only leaves the answer to the
+    /// finalisation, as before.)
+    fn announce(&mut self, caused: &[Msg]) {
+        for m in caused {
+            if let Msg::Outcome { req, verdict } = m {
+                if self.records[usize::from(*req)] == Record::Pending {
+                    self.tell(*req, verdict.succeeded());
+                }
             }
         }
     }
@@ -705,12 +708,26 @@ impl State {
         self.history.applied.values().all(|n| *n <= 1)
     }
 
-    pub fn answered_never_pending(&self) -> bool {
+    /// A read of a told request's record is not pending: the stored record
+    /// is final, or (api `Requests::get`) the stored one is pending and
+    /// order-svc, asked, has the saga final. Under
+    /// [`Fault::AnswerBeforeFinalise`] reads do not ask.
+    pub fn answered_never_pending(&self, config: &Config) -> bool {
+        let asks = config.fault != Fault::AnswerBeforeFinalise;
         self.history
             .told
             .iter()
             .zip(&self.records)
-            .all(|(told, record)| told.is_none() || *record != Record::Pending)
+            .enumerate()
+            .all(|(r, (told, record))| {
+                told.is_none()
+                    || *record != Record::Pending
+                    || (asks
+                        && self
+                            .sagas
+                            .get(&(r as Req))
+                            .is_some_and(|s| s.state.is_final()))
+            })
     }
 
     /// Every request was accepted and has ended (final, or final and

@@ -81,3 +81,17 @@ pub async fn unfinished_sagas(sagas: Sagas, req: UnfinishedSagas) -> Result<Unfi
         saga_ids: sagas.kept(&req.saga_ids).await?,
     })
 }
+
+/// The outcomes of the sagas among `req.saga_ids` that ended (for `api`'s
+/// reads of records not finalised yet).
+pub async fn saga_outcomes(sagas: Sagas, req: SagaOutcomes) -> Result<Outcomes, Rejection> {
+    if req.saga_ids.len() > SagaOutcomes::MAX_IDS {
+        return Err(Rejection::invalid(format!(
+            "at most {} saga IDs per request",
+            SagaOutcomes::MAX_IDS
+        )));
+    }
+    Ok(Outcomes {
+        outcomes: sagas.outcomes(&req.saga_ids).await?,
+    })
+}

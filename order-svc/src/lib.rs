@@ -72,7 +72,8 @@ pub async fn run(
         .endpoint(store.clone(), handlers::find_order)
         .endpoint(store.clone(), handlers::add_item)
         .cancellable(store, handlers::batch_init)
-        .endpoint(sagas, handlers::unfinished_sagas)
+        .endpoint(sagas.clone(), handlers::unfinished_sagas)
+        .endpoint(sagas, handlers::saga_outcomes)
         .consumer("order-checkout", MAX_MESSAGES, |stop| {
             checkout.requests(stop)
         })

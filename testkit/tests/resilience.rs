@@ -144,6 +144,75 @@ async fn an_answered_checkout_never_reads_pending() {
     sys.shutdown().await;
 }
 
+/// A waiting client is answered as its saga ends, before its record is
+/// finalised (a JetStream hop and a commit later), and no replica reads the
+/// record pending afterwards. Finalisation is held back here (a trigger
+/// makes it sleep 10 s): the answer comes at once; both replicas read the
+/// record final at once (they heard the saga end); and replicas started
+/// after the answer, which heard nothing and find the stored record still
+/// pending, read it final too (they ask order-svc).
+#[tokio::test]
+async fn the_answer_comes_at_the_saga_end_and_no_replica_reads_it_pending() {
+    let mut sys = System::builder().replicas(2).start().await;
+    let (c0, c1) = (Client::new(sys.api_url(0)), Client::new(sys.api_url(1)));
+    let order = c0.order_of_one(10, 1, 1).await;
+    let db = sys.db(Binary::Api).client().await;
+    db.batch_execute(
+        "CREATE FUNCTION slow_finalisation() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN PERFORM pg_sleep(10); RETURN NULL; END $$;
+         CREATE TRIGGER slow_finalisation BEFORE UPDATE OF status ON requests
+             FOR EACH STATEMENT EXECUTE FUNCTION slow_finalisation()",
+    )
+    .await
+    .expect("trigger");
+
+    let sent = Instant::now();
+    let answer = c0.post(&format!("/orders/checkout/{order}")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(4),
+        "answered at the saga's end, not after the finalisation: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(answer.body["status"], "succeeded", "{answer:?}");
+    let id = answer.str("request_id");
+    // The instant the saga ended: the same in every read, before and after
+    // the record is stored.
+    let ended = answer.body["completed_at"].clone();
+    assert!(ended.is_string(), "{answer:?}");
+    let stored = || async {
+        db.query_one("SELECT status FROM requests WHERE id::text = $1", &[&id])
+            .await
+            .expect("stored record")
+            .get::<_, String>(0)
+    };
+    for c in [&c0, &c1] {
+        let r = c.get(&format!("/requests/{id}")).await;
+        assert_eq!(r.body["status"], "succeeded", "{r:?}");
+        assert_eq!(r.body["completed_at"], ended, "{r:?}");
+    }
+
+    // Replicas that heard nothing of it.
+    sys.kill(Binary::Api).await;
+    sys.restart(Binary::Api).await;
+    assert_eq!(stored().await, "pending", "finalisation still held back");
+    for c in [&c0, &c1] {
+        let r = c.get(&format!("/requests/{id}")).await;
+        assert_eq!(r.body["status"], "succeeded", "{r:?}");
+        assert_eq!(r.body["completed_at"], ended, "{r:?}");
+    }
+    // And the stored record follows.
+    let until = Instant::now() + Duration::from_secs(60);
+    while stored().await == "pending" && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(stored().await, "succeeded");
+    let r = c0.get(&format!("/requests/{id}")).await;
+    assert_eq!(r.body["completed_at"], ended, "{r:?}");
+    assert_eq!(c0.order(&order).await["paid"], true);
+    sys.shutdown().await;
+}
+
 /// SIGTERM while checkouts are in flight: each service finishes and
 /// acknowledges the batch in hand and exits 0; the api answers the clients
 /// it holds. Afterwards nothing is lost and nothing is left unacknowledged.

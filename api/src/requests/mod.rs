@@ -3,7 +3,9 @@
 //! ```text
 //!  accept ──▶ writer: group-commit the records ──▶ publish `checkout requested`
 //!                                                        │ (order-svc runs the saga)
+//!  waiters ◀── order-svc announces the outcome as the saga ends (ended.rs)
 //!  waiters ◀── announce to every replica ◀── outcomes: finalise in one statement
+//!  reads of pending records ──▶ what this replica heard, else ask order-svc
 //!  sweeper: re-publish records still pending; purge expired ones
 //! ```
 //!
@@ -11,6 +13,7 @@
 //! HTTP and these calls: accept a checkout, read a record, wait until a
 //! record is final.
 
+mod ended;
 mod outcomes;
 mod record;
 mod store;
@@ -35,7 +38,8 @@ pub use store::RETAINED;
 pub use waiters::Waiter;
 pub use writer::WriteError;
 
-use waiters::Waiters;
+use ended::{Asker, Ended};
+use waiters::{Finished, Waiters};
 use writer::Writer;
 
 /// How long a waiting client may still wait once shutdown began.
@@ -62,6 +66,10 @@ struct Inner {
     js: Context,
     subjects: Subjects,
     waiters: Arc<Waiters>,
+    /// Outcomes heard from order-svc, not finalised here yet perhaps.
+    ended: Arc<Ended>,
+    /// Asks order-svc about a pending record this replica heard nothing of.
+    asker: Asker,
     writer: Writer,
     settings: Settings,
     /// Wakes this replica's webhook worker when a record with a callback
@@ -83,6 +91,7 @@ impl Requests {
         subjects: Subjects,
         settings: Settings,
         webhook_wake: Arc<Notify>,
+        rpc: runtime::rpc::RpcClient,
         tasks: &mut Tasks,
     ) -> Self {
         let writer = Writer::start(
@@ -99,6 +108,8 @@ impl Requests {
                 js,
                 subjects,
                 waiters: Default::default(),
+                ended: Default::default(),
+                asker: Asker::start(rpc, tasks),
                 writer,
                 settings,
                 webhook_wake,
@@ -129,8 +140,31 @@ impl Requests {
         self.inner.waiters.register(id)
     }
 
+    /// The record as stored, or, while the stored one is still pending, as
+    /// it reads once its saga ended: a client answered at the saga's end
+    /// never reads it pending afterwards, on any replica. What this replica
+    /// heard is used first; otherwise order-svc is asked (a read that
+    /// cannot ask it says pending, as the database does).
     pub async fn get(&self, id: Uuid) -> Result<Option<RequestRecord>, DbError> {
-        store::get(&self.inner.pool, id).await
+        let Some(record) = self.stored(id).await? else {
+            return Ok(None);
+        };
+        if record.is_final() {
+            return Ok(Some(record));
+        }
+        Ok(Some(match self.inner.asker.ask(id).await {
+            Some((verdict, at)) => record.with_outcome(verdict, at),
+            None => record,
+        }))
+    }
+
+    /// The record as stored, and what this replica heard of its saga.
+    async fn stored(&self, id: Uuid) -> Result<Option<RequestRecord>, DbError> {
+        let record = store::get(&self.inner.pool, id).await?;
+        Ok(record.map(|r| match self.inner.ended.get(id) {
+            Some((verdict, at)) if !r.is_final() => r.with_outcome(verdict, at),
+            _ => r,
+        }))
     }
 
     /// Waits until the record is final or `deadline` passes (or shutdown's
@@ -157,8 +191,12 @@ impl Requests {
             let nap = (deadline - now).min(self.inner.settings.wait_poll);
             tokio::select! {
                 woken = &mut waiter.rx => {
-                    if let Ok(r) = woken {
-                        return r;
+                    match woken {
+                        Ok(Finished::Record(r)) => return r,
+                        Ok(Finished::Outcome(verdict, at)) => {
+                            return record.with_outcome(verdict, at)
+                        }
+                        Err(_) => {}
                     }
                     // The registry dropped us; fall back to polling.
                     waiter = self.watch(record.request_id);
@@ -170,7 +208,7 @@ impl Requests {
                 }
                 _ = tokio::time::sleep(nap) => {}
             }
-            match self.get(record.request_id).await {
+            match self.stored(record.request_id).await {
                 Ok(Some(fresh)) if fresh.is_final() => return fresh,
                 Ok(Some(fresh)) => record = fresh,
                 Ok(None) => {}

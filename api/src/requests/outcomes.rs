@@ -14,7 +14,7 @@ use super::{store, waiters::Waiters, RequestRecord, Requests};
 /// Most outcome messages (each a batch) finalised in one statement.
 pub const MAX_MESSAGES: usize = 64;
 
-/// Starts the announcement listener under `tasks`.
+/// Starts the announcement listeners under `tasks`.
 pub(super) fn start(requests: &Requests, tasks: &mut Tasks) {
     let r = &requests.inner;
     tasks.spawn(
@@ -23,6 +23,16 @@ pub(super) fn start(requests: &Requests, tasks: &mut Tasks) {
             r.js.client(),
             r.subjects.requests_final(),
             r.waiters.clone(),
+            tasks.stop_token(),
+        ),
+    );
+    tasks.spawn(
+        "saga end listener",
+        listen_for_ended(
+            r.js.client(),
+            r.subjects.checkout_ended(),
+            r.waiters.clone(),
+            r.ended.clone(),
             tasks.stop_token(),
         ),
     );
@@ -163,6 +173,42 @@ async fn listen_for_final(
         match serde_json::from_slice::<Vec<RequestRecord>>(&msg.payload) {
             Ok(records) => records.iter().for_each(|r| waiters.notify(r)),
             Err(e) => tracing::warn!(error = %e, "undecodable announcement"),
+        }
+    }
+}
+
+/// Hears order-svc announce the sagas that ended (right after its commit):
+/// remembers each outcome and wakes this replica's waiters with it, before
+/// the record is finalised. Only order-svc may publish here (NATS
+/// permissions); the subscription survives reconnects.
+async fn listen_for_ended(
+    nats: async_nats::Client,
+    subject: String,
+    waiters: Arc<Waiters>,
+    ended: Arc<super::ended::Ended>,
+    stop: CancellationToken,
+) -> Result<(), String> {
+    let mut sub = nats
+        .subscribe(subject)
+        .await
+        .map_err(|e| format!("cannot subscribe: {e}"))?;
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            msg = sub.next() => msg,
+        };
+        let Some(msg) = msg else {
+            return Err("the saga end subscription ended".into());
+        };
+        match serde_json::from_slice::<Vec<CheckoutOutcome>>(&msg.payload) {
+            Ok(outcomes) => {
+                let at = chrono::Utc::now();
+                for outcome in &outcomes {
+                    ended.insert(outcome, at);
+                    waiters.notify_outcome(outcome, at);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "undecodable saga end announcement"),
         }
     }
 }

@@ -85,6 +85,19 @@ pub struct RequestRecord {
     pub webhook: Option<WebhookView>,
 }
 
+impl RequestRecord {
+    /// The record as it reads once its saga ended with `verdict` (heard at
+    /// `at`), before the stored record is finalised; a final record stays
+    /// as it is.
+    pub fn with_outcome(mut self, verdict: Verdict, at: DateTime<Utc>) -> Self {
+        if !self.is_final() {
+            self.progress = Progress::Final(verdict);
+            self.completed_at = Some(at);
+        }
+        self
+    }
+}
+
 /// What `GET /requests/{id}` returns.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordView {

@@ -135,13 +135,17 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
         .iter()
         .map(|p| p.reason().map(FailureReason::as_str))
         .collect();
+    // The instant the saga ended, as order-svc sent it (and as a client
+    // answered at the saga's end was told); now() for an older order-svc.
+    let ended: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+        outcomes.iter().map(|o| o.completed_at).collect();
     let _timer = runtime::db::time_transaction("records_finalize");
     let conn = runtime::db::get(pool).await?;
     let rows = runtime::db::query(
         &conn,
         "WITH done AS (
-             UPDATE requests AS r SET status = x.s, reason = x.r, completed_at = now()
-             FROM unnest($1::uuid[], $2::text[], $3::text[]) AS x(id, s, r)
+             UPDATE requests AS r SET status = x.s, reason = x.r, completed_at = coalesce(x.c, now())
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS x(id, s, r, c)
              WHERE r.id = x.id AND r.status = 'pending'
              RETURNING r.id, r.kind, r.order_id, r.status, r.reason, r.created_at, r.completed_at),
          due AS (
@@ -151,7 +155,7 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
          SELECT done.*, due.url AS w_url, due.status AS w_status, due.attempts AS w_attempts,
                 due.last_error AS w_last_error, due.delivered_at AS w_delivered_at
          FROM done LEFT JOIN due ON due.request_id = done.id",
-        &[&ids, &statuses, &reasons],
+        &[&ids, &statuses, &reasons, &ended],
     )
     .await?;
     Ok(readable(&rows))

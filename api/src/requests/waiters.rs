@@ -1,8 +1,9 @@
 //! Clients waiting for a request record to become final.
 //!
-//! The replica that consumes an outcome finalises the record and announces
-//! it on a core-NATS subject every replica listens to; each replica wakes its
-//! own waiters. The announcement is best effort: waiters also re-read the
+//! Two announcements on core-NATS subjects every replica listens to wake
+//! them: order-svc's, as a saga ends (the waiter applies the outcome to the
+//! record it holds; see `super::ended`), and the finalising replica's, with
+//! the stored record. Both are best effort: waiters also re-read the
 //! database now and then, so a lost one only costs latency.
 
 use std::{
@@ -13,12 +14,23 @@ use std::{
     },
 };
 
+use contracts::messages::saga::{CheckoutOutcome, Verdict};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::RequestRecord;
 
-type Senders = Vec<(u64, oneshot::Sender<RequestRecord>)>;
+/// What wakes a waiter.
+#[derive(Debug, Clone)]
+pub enum Finished {
+    /// The stored record, finalised.
+    Record(RequestRecord),
+    /// The saga's outcome and when it ended, heard before the record was
+    /// finalised.
+    Outcome(Verdict, chrono::DateTime<chrono::Utc>),
+}
+
+type Senders = Vec<(u64, oneshot::Sender<Finished>)>;
 
 #[derive(Default)]
 pub struct Waiters {
@@ -31,7 +43,7 @@ pub struct Waiter {
     registry: Arc<Waiters>,
     id: Uuid,
     token: u64,
-    pub rx: oneshot::Receiver<RequestRecord>,
+    pub rx: oneshot::Receiver<Finished>,
 }
 
 impl Waiters {
@@ -49,9 +61,20 @@ impl Waiters {
 
     /// Hands the final record to everyone waiting for it here.
     pub fn notify(&self, record: &RequestRecord) {
-        let senders = self.lock().remove(&record.request_id);
+        self.wake(record.request_id, Finished::Record(record.clone()));
+    }
+
+    /// Hands a saga's outcome to everyone waiting for its record here
+    /// (`heard` stands in for its end if it carries none).
+    pub fn notify_outcome(&self, outcome: &CheckoutOutcome, heard: chrono::DateTime<chrono::Utc>) {
+        let at = outcome.completed_at.unwrap_or(heard);
+        self.wake(outcome.request_id, Finished::Outcome(outcome.verdict, at));
+    }
+
+    fn wake(&self, id: Uuid, finished: Finished) {
+        let senders = self.lock().remove(&id);
         for (_, tx) in senders.into_iter().flatten() {
-            let _ = tx.send(record.clone());
+            let _ = tx.send(finished.clone());
         }
     }
 
@@ -111,8 +134,12 @@ mod tests {
         assert_eq!(w.len(), 3);
         w.notify(&record(id));
         let (mut a, mut b) = (a, b);
-        assert_eq!((&mut a.rx).await.ok().map(|r| r.request_id), Some(id));
-        assert_eq!((&mut b.rx).await.ok().map(|r| r.request_id), Some(id));
+        for rx in [&mut a.rx, &mut b.rx] {
+            match rx.await {
+                Ok(Finished::Record(r)) => assert_eq!(r.request_id, id),
+                other => panic!("{other:?}"),
+            }
+        }
         assert_eq!(w.len(), 1);
         drop(other);
         assert!(w.is_empty(), "a dropped waiter unregisters");

@@ -312,7 +312,17 @@ async fn get_request(
     let record = match waiter {
         Some(waiter) => {
             let until = Instant::now() + Duration::from_secs(wait);
-            s.requests.wait_final(record, until, waiter).await
+            let record = s.requests.wait_final(record, until, waiter).await;
+            if record.is_final() {
+                record
+            } else {
+                // This replica may have missed the saga's end while it
+                // waited: read once more, asking order-svc if need be.
+                match s.requests.get(request_id).await {
+                    Ok(Some(fresh)) => fresh,
+                    _ => record,
+                }
+            }
         }
         None => record,
     };

@@ -101,3 +101,25 @@ pub struct Unfinished {
     pub saga_ids: Vec<uuid::Uuid>,
 }
 endpoint!(UnfinishedSagas => Unfinished, "order", "unfinished_sagas", idempotent: true);
+
+/// The outcomes of those of these sagas (checkout request IDs) that ended:
+/// `api` asks before it answers a read of a record that is still pending,
+/// because the saga's end (which answered the waiting client) may be ahead
+/// of the record's finalisation. At most [`SagaOutcomes::MAX_IDS`] IDs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SagaOutcomes {
+    pub saga_ids: Vec<uuid::Uuid>,
+}
+
+impl SagaOutcomes {
+    /// Most IDs asked about at once (one NATS request).
+    pub const MAX_IDS: usize = 1_000;
+}
+
+/// The sagas asked about that ended (the others are still under way, or
+/// unknown), each as the outcome it sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outcomes {
+    pub outcomes: Vec<super::saga::CheckoutOutcome>,
+}
+endpoint!(SagaOutcomes => Outcomes, "order", "saga_outcomes", idempotent: true);

@@ -117,6 +117,7 @@ impl Checkout {
             }
         };
 
+        let now = batch_time();
         let mut created: Vec<Uuid> = Vec::new();
         let mut outgoing = Vec::new();
         for request in requests {
@@ -133,7 +134,7 @@ impl Checkout {
                 checkout_in_flight: o.checkout_saga.is_some(),
             }));
             let order_id = request.order_id.clone();
-            let saga = match (admission, order) {
+            let mut saga = match (admission, order) {
                 (Admission::Start, Some(order)) => match order.basket(self.max_lines) {
                     // Past the bounds, its step command might not fit a
                     // message: it fails alone, before anything is moved.
@@ -158,6 +159,7 @@ impl Checkout {
                     Saga::finished(id, order_id, Verdict::Failed(FailureReason::OrderNotFound))
                 }
             };
+            saga.stamp(now);
             tracing::debug!(request_id = %id, order_id = %request.order_id, state = saga.state.as_str(), "checkout admitted");
             outgoing.extend(saga.outgoing());
             created.push(id);
@@ -189,6 +191,7 @@ impl Checkout {
         // (see `runtime::db::Tx`).
         let mut tx = Tx::new(&self.pool).await?;
         let read = tx.begin(&[&read_sagas(&ids, true)]).await?;
+        let now = batch_time();
         let mut sagas = sagas_from(read.first().map_or(&[][..], |o| &o.rows[..]))?;
         // The sagas a result moved on (`record` says so; a repeated result
         // changes nothing).
@@ -204,6 +207,7 @@ impl Checkout {
                 continue;
             };
             let new = saga.record(result.step, result.outcome);
+            saga.stamp(now);
             if !new && saga.resends_on_repeat() {
                 redelivered.insert(result.saga_id);
             }
@@ -277,7 +281,8 @@ impl Checkout {
         } else {
             out.get(queued_at).map_or(&[][..], |o| &o.rows[..])
         };
-        let started = next_in_queue(&tx, queued, self.max_lines).await?;
+        let mut started = next_in_queue(&tx, queued, self.max_lines).await?;
+        started.iter_mut().for_each(|s| s.stamp(now));
         outgoing.extend(started.iter().flat_map(Saga::outgoing));
         let mut writes = Vec::new();
         writes.extend(update_sagas(&advanced, &started));
@@ -371,13 +376,37 @@ impl Checkout {
             }
         }
         let mut messages = jetstream::Outgoing::batches(commands, self.max_message_bytes)?;
-        messages.extend(jetstream::Outgoing::batches(
-            outcomes,
-            self.max_message_bytes,
-        )?);
+        let outcomes = jetstream::Outgoing::batches(outcomes, self.max_message_bytes)?;
+        self.announce(&outcomes).await;
+        messages.extend(outcomes);
         jetstream::publish_retrying(&self.js, &messages, stop).await?;
         Ok(())
     }
+
+    /// Tells every api replica which checkouts ended, on core NATS and
+    /// before the durable outcome is even published: their waiting clients
+    /// are answered now, the records finalised from the JetStream outcome
+    /// beside that. Best effort: a replica that misses it finds out from
+    /// the finalised record, or asks (`saga_outcomes`).
+    async fn announce(&self, outcomes: &[jetstream::Outgoing]) {
+        let nats = self.js.client();
+        for m in outcomes {
+            if let Err(e) = nats
+                .publish(self.subjects.checkout_ended(), m.payload.clone())
+                .await
+            {
+                tracing::debug!(error = %e, "cannot announce ended checkouts");
+            }
+        }
+    }
+}
+
+/// The instant a batch ends its sagas at: what is stored as their
+/// `completed_at` and sent with their outcomes, to the microsecond that
+/// PostgreSQL keeps (so the api's answer and the stored record agree).
+fn batch_time() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
 }
 
 /// Time from a saga's start until each step's result arrived.

@@ -130,6 +130,9 @@ pub struct Saga {
     pub refunded: bool,
     /// When the saga was stored (None before it is); for timing only.
     pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it ended: set by the batch that ended it ([`Saga::stamp`]),
+    /// stored with it and sent with its outcome. None while it runs.
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What an order allows a new checkout to do.
@@ -182,6 +185,7 @@ impl Saga {
             released: false,
             refunded: false,
             created_at: None,
+            completed_at: None,
         }
     }
 
@@ -197,6 +201,7 @@ impl Saga {
             released: false,
             refunded: false,
             created_at: None,
+            completed_at: None,
         }
     }
 
@@ -352,7 +357,16 @@ impl Saga {
             request_id: self.id,
             order_id: self.order_id.clone(),
             verdict,
+            completed_at: self.completed_at,
         })
+    }
+
+    /// Notes `at` as the end of a saga that is final and has no end yet
+    /// (one batch stamps every saga it ends with the same instant).
+    pub fn stamp(&mut self, at: chrono::DateTime<chrono::Utc>) {
+        if self.state.is_final() && self.completed_at.is_none() {
+            self.completed_at = Some(at);
+        }
     }
 }
 

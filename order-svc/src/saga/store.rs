@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use contracts::{
     ids::{OrderId, UserId},
     limits::Amount,
-    messages::saga::{FailureReason, StepOutcome, Verdict},
+    messages::saga::{CheckoutOutcome, FailureReason, StepOutcome, Verdict},
 };
 use deadpool_postgres::GenericClient;
 use runtime::db::{self, Mismatch, Stmt, Tx};
@@ -22,7 +22,7 @@ use super::{
 };
 use crate::orders::checkout::{orders_from, read_orders};
 
-const SAGA_COLUMNS: &str = "id, order_id, user_id, amount, items, state, reserve, charge, released, refunded, reason, created_at";
+const SAGA_COLUMNS: &str = "id, order_id, user_id, amount, items, state, reserve, charge, released, refunded, reason, created_at, completed_at";
 
 fn saga_from_row(row: &Row) -> Result<Saga, CheckoutError> {
     let id: Uuid = row.get("id");
@@ -63,6 +63,7 @@ fn read_saga(id: Uuid, row: &Row) -> Result<Saga, StoredSagaError> {
         released: row.get("released"),
         refunded: row.get("refunded"),
         created_at: row.get("created_at"),
+        completed_at: row.get("completed_at"),
     })
 }
 
@@ -267,6 +268,7 @@ pub(super) async fn insert_rejected_saga(
 pub(super) fn insert_sagas<'a>(sagas: impl Iterator<Item = &'a Saga>) -> Stmt<'a> {
     let (mut id, mut order, mut user, mut amount, mut items, mut state, mut reason) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut ended = Vec::new();
     for s in sagas {
         id.push(s.id);
         order.push(s.order_id.as_str());
@@ -275,12 +277,16 @@ pub(super) fn insert_sagas<'a>(sagas: impl Iterator<Item = &'a Saga>) -> Stmt<'a
         items.push(items_json(s));
         state.push(s.state.as_str());
         reason.push(s.state.reason().map(FailureReason::as_str));
+        ended.push(s.completed_at);
     }
+    // A final saga carries the instant its outcome announces; now() only
+    // backs up one that was not stamped.
     Stmt::new(
         "INSERT INTO sagas (id, order_id, user_id, amount, items, state, reason, completed_at)
-         SELECT i, o, u, a, it, s, r, CASE WHEN s IN ('succeeded', 'failed') THEN now() END
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[], $6::text[], $7::text[])
-              AS x(i, o, u, a, it, s, r)",
+         SELECT i, o, u, a, it, s, r, CASE WHEN s IN ('succeeded', 'failed') THEN coalesce(c, now()) END
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[], $6::text[], $7::text[],
+                     $8::timestamptz[])
+              AS x(i, o, u, a, it, s, r, c)",
     )
     .bind(id)
     .bind(order)
@@ -289,6 +295,7 @@ pub(super) fn insert_sagas<'a>(sagas: impl Iterator<Item = &'a Saga>) -> Stmt<'a
     .bind(items)
     .bind(state)
     .bind(reason)
+    .bind(ended)
 }
 
 /// Writes back the sagas a batch changed: `advanced` ones (a step result
@@ -335,16 +342,18 @@ pub(super) fn update_sagas<'a>(advanced: &'a [Saga], started: &'a [Saga]) -> Opt
         .iter()
         .map(|s| s.state.reason().map(FailureReason::as_str))
         .collect();
+    let ended: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+        sagas.iter().map(|s| s.completed_at).collect();
     let n = sagas.len() as u64;
     let stmt = Stmt::new(
         "UPDATE sagas AS s SET user_id = coalesce(x.u, s.user_id), amount = coalesce(x.a, s.amount),
                 items = coalesce(x.it, s.items), state = x.st,
                 reserve = x.re, charge = x.ch, released = x.rl, refunded = x.rf, reason = x.rs,
                 completed_at = CASE WHEN x.st IN ('succeeded', 'failed')
-                                    THEN coalesce(s.completed_at, now()) END
+                                    THEN coalesce(s.completed_at, x.c, now()) END
          FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::jsonb[], $5::text[], $6::text[],
-                     $7::text[], $8::bool[], $9::bool[], $10::text[])
-              AS x(id, u, a, it, st, re, ch, rl, rf, rs)
+                     $7::text[], $8::bool[], $9::bool[], $10::text[], $11::timestamptz[])
+              AS x(id, u, a, it, st, re, ch, rl, rf, rs, c)
          WHERE s.id = x.id",
     )
     .bind(id)
@@ -356,7 +365,8 @@ pub(super) fn update_sagas<'a>(advanced: &'a [Saga], started: &'a [Saga]) -> Opt
     .bind(charge)
     .bind(released)
     .bind(refunded)
-    .bind(reason);
+    .bind(reason)
+    .bind(ended);
     Some(stmt.expect_rows(
         n,
         Mismatch::Inconsistent("saga rows the batch locked are missing".into()),
@@ -388,5 +398,40 @@ impl Sagas {
         let conn = db::get(&self.0).await?;
         let rows = db::query(&conn, "SELECT id FROM sagas WHERE id = ANY($1)", &[&ids]).await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The outcomes of the sagas among `ids` that ended. A row that cannot
+    /// be read is left out (logged): the asker then keeps what it has.
+    pub async fn outcomes(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<CheckoutOutcome>, runtime::db::DbError> {
+        let conn = db::get(&self.0).await?;
+        let rows = db::query(
+            &conn,
+            "SELECT id, order_id, state, reason, completed_at FROM sagas
+             WHERE id = ANY($1) AND state IN ('succeeded', 'failed')",
+            &[&ids],
+        )
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let id: Uuid = row.get(0);
+                match State::parse(row.get(2), row.get(3)).map(State::verdict) {
+                    Ok(Some(verdict)) => Some(CheckoutOutcome {
+                        request_id: id,
+                        order_id: OrderId::new(row.get::<_, String>(1)),
+                        verdict,
+                        completed_at: row.get(4),
+                    }),
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::error!(saga_id = %id, error = %e, "stored saga cannot be read");
+                        None
+                    }
+                }
+            })
+            .collect())
     }
 }

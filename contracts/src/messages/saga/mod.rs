@@ -243,6 +243,8 @@ pub fn largest_item_bytes(max_lines: usize) -> usize {
         request_id: saga_id,
         order_id: OrderId::new(id),
         verdict: Verdict::Failed(FailureReason::InsufficientCredit),
+        // The longest a timestamp encodes.
+        completed_at: Some(chrono::DateTime::<chrono::Utc>::MAX_UTC),
     };
     let result = StepResult {
         saga_id,
@@ -310,6 +312,10 @@ pub struct CheckoutOutcome {
     pub request_id: Uuid,
     pub order_id: OrderId,
     pub verdict: Verdict,
+    /// When the saga ended (order-svc stores the same instant, to the
+    /// microsecond): the record's `completed_at`, whichever way the api
+    /// learns the outcome. None from an order-svc before it was sent.
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A saga message whose fields contradict each other.
@@ -436,7 +442,8 @@ mod tests {
                 CheckoutOutcome {
                     request_id: saga_id(),
                     order_id: order_id.clone(),
-                    verdict
+                    verdict,
+                    completed_at: None,
                 }
             );
             assert_eq!(serde_json::to_string(&outcome).unwrap(), old);

@@ -79,6 +79,9 @@ pub struct CheckoutOutcome {
     pub order_id: OrderId,
     pub succeeded: bool,
     pub reason: Option<FailureReason>,
+    /// Absent from messages of order-svc versions before it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl From<super::CheckoutOutcome> for CheckoutOutcome {
@@ -88,6 +91,7 @@ impl From<super::CheckoutOutcome> for CheckoutOutcome {
             order_id: o.order_id,
             succeeded: o.verdict.succeeded(),
             reason: o.verdict.reason(),
+            completed_at: o.completed_at,
         }
     }
 }
@@ -100,6 +104,7 @@ impl TryFrom<CheckoutOutcome> for super::CheckoutOutcome {
             request_id: o.request_id,
             order_id: o.order_id,
             verdict: Verdict::from_parts(o.succeeded, o.reason)?,
+            completed_at: o.completed_at,
         })
     }
 }
