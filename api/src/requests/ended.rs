@@ -89,8 +89,11 @@ pub struct Asker {
     queue: mpsc::Sender<(Uuid, Reply)>,
 }
 
-/// Asks queued at most; past it a read answers what the database says.
+/// Asks queued at most. A read waits up to [`QUEUE_WAIT`] for room (a flood
+/// of reads delays reads, it does not skip their asks), then answers what
+/// the database says.
 const MAX_QUEUED: usize = 4 * SagaOutcomes::MAX_IDS;
+const QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 impl Asker {
     pub fn start(rpc: RpcClient, tasks: &mut runtime::tasks::Tasks) -> Self {
@@ -108,7 +111,10 @@ impl Asker {
     /// pending, as the database does).
     pub async fn ask(&self, id: Uuid) -> Option<(Verdict, DateTime<Utc>)> {
         let (reply, rx) = oneshot::channel();
-        self.queue.try_send((id, reply)).ok()?;
+        tokio::time::timeout(QUEUE_WAIT, self.queue.send((id, reply)))
+            .await
+            .ok()?
+            .ok()?;
         rx.await.ok().flatten()
     }
 }
