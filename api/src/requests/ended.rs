@@ -127,12 +127,7 @@ async fn ask_loop(rpc: RpcClient, mut rx: mpsc::Receiver<(Uuid, Reply)>, stop: C
         };
         let Some(first) = first else { return };
         let mut batch = vec![first];
-        while batch.len() < SagaOutcomes::MAX_IDS {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+        super::writer::take_queued(&mut rx, &mut batch, SagaOutcomes::MAX_IDS);
         let mut ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
         ids.sort_unstable();
         ids.dedup();

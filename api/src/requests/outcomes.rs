@@ -9,7 +9,7 @@ use futures::StreamExt;
 use runtime::{consumer::Handler, jetstream::Outgoing, tasks::Tasks};
 use tokio_util::sync::CancellationToken;
 
-use super::{store, waiters::Waiters, RequestRecord, Requests};
+use super::{store, RequestRecord, Requests};
 
 /// Most outcome messages (each a batch) finalised in one statement.
 pub const MAX_MESSAGES: usize = 64;
@@ -17,23 +17,34 @@ pub const MAX_MESSAGES: usize = 64;
 /// Starts the announcement listeners under `tasks`.
 pub(super) fn start(requests: &Requests, tasks: &mut Tasks) {
     let r = &requests.inner;
+    // Another replica finalised records: wake the waiters here.
+    let waiters = r.waiters.clone();
     tasks.spawn(
         "announcement listener",
-        listen_for_final(
+        listen(
             r.js.client(),
             r.subjects.requests_final(),
-            r.waiters.clone(),
             tasks.stop_token(),
+            move |records: Vec<RequestRecord>| records.iter().for_each(|r| waiters.notify(r)),
         ),
     );
+    // order-svc ended sagas (right after its commit; only it may publish
+    // here): remember each outcome and wake the waiters with it, before the
+    // record is finalised.
+    let (waiters, ended) = (r.waiters.clone(), r.ended.clone());
     tasks.spawn(
         "saga end listener",
-        listen_for_ended(
+        listen(
             r.js.client(),
             r.subjects.checkout_ended(),
-            r.waiters.clone(),
-            r.ended.clone(),
             tasks.stop_token(),
+            move |outcomes: Vec<CheckoutOutcome>| {
+                let heard = chrono::Utc::now();
+                for outcome in &outcomes {
+                    ended.insert(outcome, heard);
+                    waiters.notify_outcome(outcome, heard);
+                }
+            },
         ),
     );
 }
@@ -44,14 +55,7 @@ pub(super) fn start(requests: &Requests, tasks: &mut Tasks) {
 pub(super) fn handler(requests: &Requests) -> impl Handler<CheckoutOutcome> + 'static {
     // Every series exists from the start, so dashboards read 0, not nothing.
     OUTCOMES.with_label_values(&["succeeded", "none"]);
-    for reason in [
-        FailureReason::InsufficientStock,
-        FailureReason::InsufficientCredit,
-        FailureReason::OrderNotFound,
-        FailureReason::ItemNotFound,
-        FailureReason::UserNotFound,
-        FailureReason::InvalidOrder,
-    ] {
+    for reason in FailureReason::ALL {
         OUTCOMES.with_label_values(&["failed", reason.as_str()]);
     }
     std::sync::LazyLock::force(&DURATION);
@@ -149,66 +153,30 @@ async fn announce(s: &super::Inner, records: &[RequestRecord]) {
     }
 }
 
-/// Wakes this replica's waiters when any replica announces final records.
-/// The subscription survives NATS reconnects (the client re-subscribes).
-async fn listen_for_final(
+/// Listens to one core-NATS announcement subject until `stop`, handing
+/// each decoded batch to `on`. The subscription survives NATS reconnects
+/// (the client re-subscribes); only a closed client ends it, a fault.
+async fn listen<T: serde::de::DeserializeOwned>(
     nats: async_nats::Client,
     subject: String,
-    waiters: Arc<Waiters>,
     stop: CancellationToken,
+    on: impl Fn(Vec<T>),
 ) -> Result<(), String> {
     let mut sub = nats
-        .subscribe(subject)
+        .subscribe(subject.clone())
         .await
-        .map_err(|e| format!("cannot subscribe: {e}"))?;
+        .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
     loop {
         let msg = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             msg = sub.next() => msg,
         };
         let Some(msg) = msg else {
-            // Only a closed client ends a subscription: a fault.
-            return Err("the announcement subscription ended".into());
+            return Err(format!("the subscription to {subject} ended"));
         };
-        match serde_json::from_slice::<Vec<RequestRecord>>(&msg.payload) {
-            Ok(records) => records.iter().for_each(|r| waiters.notify(r)),
-            Err(e) => tracing::warn!(error = %e, "undecodable announcement"),
-        }
-    }
-}
-
-/// Hears order-svc announce the sagas that ended (right after its commit):
-/// remembers each outcome and wakes this replica's waiters with it, before
-/// the record is finalised. Only order-svc may publish here (NATS
-/// permissions); the subscription survives reconnects.
-async fn listen_for_ended(
-    nats: async_nats::Client,
-    subject: String,
-    waiters: Arc<Waiters>,
-    ended: Arc<super::ended::Ended>,
-    stop: CancellationToken,
-) -> Result<(), String> {
-    let mut sub = nats
-        .subscribe(subject)
-        .await
-        .map_err(|e| format!("cannot subscribe: {e}"))?;
-    loop {
-        let msg = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            msg = sub.next() => msg,
-        };
-        let Some(msg) = msg else {
-            return Err("the saga end subscription ended".into());
-        };
-        match serde_json::from_slice::<Vec<CheckoutOutcome>>(&msg.payload) {
-            Ok(outcomes) => {
-                let at = chrono::Utc::now();
-                for outcome in &outcomes {
-                    ended.insert(outcome, at);
-                    waiters.notify_outcome(outcome, at);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "undecodable saga end announcement"),
+        match serde_json::from_slice::<Vec<T>>(&msg.payload) {
+            Ok(items) => on(items),
+            Err(e) => tracing::warn!(error = %e, %subject, "undecodable announcement"),
         }
     }
 }

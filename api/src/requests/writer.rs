@@ -140,12 +140,12 @@ async fn write_loop(
             };
             let Some(first) = first else { return };
             batch.push(first);
-            fill(&mut rx, &mut batch);
+            take_queued(&mut rx, &mut batch, MAX_BATCH);
         } else if let Ok(mut rx) = rx.try_lock() {
             // Work carried over from a failed attempt never waits for the
             // queue: the other writer may hold it while idle for as long
             // as no new checkout arrives.
-            fill(&mut rx, &mut batch);
+            take_queued(&mut rx, &mut batch, MAX_BATCH);
         }
         let new: Vec<&NewRecord> = batch.iter().map(|p| &p.record).collect();
         match store::create_many(&pool, &new, republish_after).await {
@@ -192,9 +192,11 @@ async fn write_loop(
     }
 }
 
-/// Adds whatever is queued, up to [`MAX_BATCH`].
-fn fill(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
-    while batch.len() < MAX_BATCH {
+/// Adds whatever is already queued to `batch`, up to `max` in all, without
+/// waiting: the group-commit collectors of the writer, the publisher and
+/// the saga-outcome asker.
+pub(super) fn take_queued<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize) {
+    while batch.len() < max {
         match rx.try_recv() {
             Ok(next) => batch.push(next),
             Err(_) => break,
@@ -220,12 +222,7 @@ async fn publish_loop(
             };
             let Some(first) = first else { return };
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
+            take_queued(&mut rx, &mut batch, MAX_BATCH);
             batch
         };
         // Gives up only at shutdown (or on an item no message can hold,

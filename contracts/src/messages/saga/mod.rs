@@ -192,19 +192,22 @@ impl FailureReason {
         }
     }
 
+    /// Every reason, e.g. for metrics that must exist at zero.
+    pub const ALL: [FailureReason; 6] = [
+        FailureReason::InsufficientStock,
+        FailureReason::InsufficientCredit,
+        FailureReason::OrderNotFound,
+        FailureReason::ItemNotFound,
+        FailureReason::UserNotFound,
+        FailureReason::InvalidOrder,
+    ];
+
     /// The stored spelling back; anything else is an error naming it.
     pub fn parse(s: &str) -> Result<Self, Unparsable> {
-        [
-            FailureReason::InsufficientStock,
-            FailureReason::InsufficientCredit,
-            FailureReason::OrderNotFound,
-            FailureReason::ItemNotFound,
-            FailureReason::UserNotFound,
-            FailureReason::InvalidOrder,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
-        .ok_or_else(|| Unparsable::new("failure reason", s))
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| Unparsable::new("failure reason", s))
     }
 }
 
