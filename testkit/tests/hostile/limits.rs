@@ -373,3 +373,33 @@ async fn a_backlog_larger_than_a_message_completes() {
     }
     sys.shutdown().await;
 }
+
+/// `saga_outcomes` (asked by the api for records still stored as pending)
+/// answers at most `SagaOutcomes::MAX_IDS` IDs per request: one more is
+/// refused as invalid, the bound itself is answered (unknown IDs: nothing).
+#[tokio::test]
+async fn saga_outcome_asks_are_bounded() {
+    use contracts::{endpoint::Refusal, messages::order::SagaOutcomes};
+    let sys = System::start().await;
+    let order = runtime::rpc::RpcClient::new(
+        testkit::nats_admin(&testkit::nats_url()).await,
+        contracts::Subjects::new(sys.name.clone()),
+        Duration::from_secs(5),
+    );
+    let ids = |n: usize| SagaOutcomes {
+        saga_ids: (0..n).map(|_| uuid::Uuid::now_v7()).collect(),
+    };
+    match order.call(&ids(SagaOutcomes::MAX_IDS + 1), "").await {
+        Err(runtime::rpc::CallError::Rejected(r)) => {
+            assert_eq!(r.kind, Refusal::Invalid, "{r:?}");
+            assert!(r.message.contains("at most 1000"), "{r:?}");
+        }
+        other => panic!("one ID past the bound: {other:?}"),
+    }
+    let answered = order
+        .call(&ids(SagaOutcomes::MAX_IDS), "")
+        .await
+        .expect("the bound itself is answered");
+    assert!(answered.outcomes.is_empty(), "{:?}", answered.outcomes);
+    sys.shutdown().await;
+}
