@@ -34,8 +34,9 @@ pub const RETAINED: [runtime::retention::Table; 2] = [
         name: "sagas",
         key: "id",
         only: "state IN ('succeeded', 'failed')",
-        // Walks `sagas_by_completion` (sql/order/V6).
-        age: runtime::retention::Age::Column("completed_at"),
+        // Walks the key: `completed_at` has no index, so ending a saga is
+        // a HOT update (sql/order/V7).
+        age: runtime::retention::Age::V7KeyThen("completed_at"),
     },
     runtime::retention::Table {
         name: "dead_letters",

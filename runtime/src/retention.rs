@@ -1,7 +1,8 @@
 //! Bounded tables: rows are deleted once older than a retention period,
 //! aged by their key (a UUIDv7, whose first 48 bits are its creation time
-//! in milliseconds; the purge walks the primary key index) or by a
-//! timestamp column (the purge walks that column's index).
+//! in milliseconds; the purge walks the primary key index), by a
+//! timestamp column (the purge walks that column's index), or by both (the
+//! purge walks the key, and the column needs no index).
 //!
 //! The retention must be far longer than any redelivery or re-publish can
 //! come late *after the work is over* (JetStream redelivers within seconds
@@ -46,6 +47,13 @@ pub enum Age {
     /// order, so give the table an index on it (a partial one `WHERE
     /// column IS NOT NULL` serves) unless the table stays small.
     Column(&'static str),
+    /// A UUIDv7 key and a timestamp column set later than the key's time
+    /// (a completion comes after its acceptance): a row goes once the
+    /// column is older than the retention, found by walking the key (a row
+    /// whose column is that old has an older key too). So the column needs
+    /// no index, and the update that sets it stays HOT (it changes no
+    /// indexed column: no index entry is written).
+    V7KeyThen(&'static str),
     /// A column holding each row's own expiry: the row goes once it is
     /// past, whatever the retention.
     Expires(&'static str),
@@ -66,16 +74,13 @@ pub async fn purge(
     retention: Duration,
 ) -> Result<u64, crate::db::DbError> {
     let cutoff = v7_floor(SystemTime::now() - retention);
-    let older = match table.age {
-        Age::V7Key => format!("{} < $1", table.key),
-        Age::Column(c) | Age::Expires(c) => {
-            format!("{c} < now() - $1::float8 * interval '1 second'")
-        }
-    };
     // Each chunk walks the index of what ages the row, oldest first.
-    let walk = match table.age {
-        Age::V7Key => table.key,
-        Age::Column(c) | Age::Expires(c) => c,
+    let (older, walk) = match table.age {
+        Age::V7Key => (format!("{} < $1", table.key), table.key),
+        Age::Column(c) | Age::Expires(c) => {
+            (format!("{c} < now() - $1::float8 * interval '1 second'"), c)
+        }
+        Age::V7KeyThen(c) => return purge_walking_key(pool, table, c, retention).await,
     };
     let sql = format!(
         "DELETE FROM {name} WHERE {key} IN (
@@ -94,13 +99,52 @@ pub async fn purge(
     loop {
         let n = match table.age {
             Age::V7Key => crate::db::execute(&conn, &sql, &[&cutoff, &CHUNK]).await?,
-            Age::Column(_) | Age::Expires(_) => {
+            Age::Column(_) | Age::Expires(_) | Age::V7KeyThen(_) => {
                 crate::db::execute(&conn, &sql, &[&seconds, &CHUNK]).await?
             }
         };
         total += n;
         if n < CHUNK as u64 {
             return Ok(total);
+        }
+    }
+}
+
+/// [`purge`] for [`Age::V7KeyThen`]: walks the key below the retention's
+/// floor, deleting the rows whose `column` is past the retention too. The
+/// walk goes on after the last key deleted, so the rows it passes over
+/// (accepted long ago, completed recently) are not read again by every
+/// chunk.
+async fn purge_walking_key(
+    pool: &Pool,
+    table: &Table,
+    column: &str,
+    retention: Duration,
+) -> Result<u64, crate::db::DbError> {
+    let cutoff = v7_floor(SystemTime::now() - retention);
+    let seconds = retention.as_secs_f64();
+    let sql = format!(
+        "DELETE FROM {name} WHERE {key} IN (
+             SELECT {key} FROM {name}
+             WHERE {key} > $1 AND {key} < $2
+               AND {column} < now() - $3::float8 * interval '1 second' AND ({only})
+             ORDER BY {key} LIMIT $4)
+         RETURNING {key}",
+        name = table.name,
+        key = table.key,
+        only = table.only,
+    );
+    let conn = crate::db::get(pool).await?;
+    let (mut after, mut total) = (Uuid::nil(), 0);
+    loop {
+        let gone = crate::db::query(&conn, &sql, &[&after, &cutoff, &seconds, &CHUNK]).await?;
+        total += gone.len() as u64;
+        if gone.len() < CHUNK as usize {
+            return Ok(total);
+        }
+        match gone.iter().map(|r| r.get::<_, Uuid>(0)).max() {
+            Some(last) => after = last,
+            None => return Ok(total),
         }
     }
 }

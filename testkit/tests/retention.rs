@@ -187,3 +187,40 @@ async fn purges_what_is_past_its_retention_and_keeps_the_rest() {
     drop(pool);
     sys.shutdown().await;
 }
+
+/// A purge that walks the key deletes in chunks (5,000 rows each) and goes
+/// on after the last key it deleted: past more than one chunk, and past a
+/// row it keeps (accepted long ago, completed recently) in the middle.
+#[tokio::test]
+async fn a_purge_walking_the_key_goes_on_past_a_chunk_and_past_what_it_keeps() {
+    let sys = System::builder().in_process().start().await;
+    let db = sys.db(Binary::Order);
+    let client = db.client().await;
+    let floor = *v7_floor(hours_ago(200)).as_bytes();
+    let ids: Vec<uuid::Uuid> = (0..5_003u64)
+        .map(|i| {
+            let mut bytes = floor;
+            bytes[8..].copy_from_slice(&i.to_be_bytes());
+            uuid::Uuid::from_bytes(bytes)
+        })
+        .collect();
+    let kept = ids[2_500];
+    client
+        .execute(
+            "INSERT INTO sagas (id, order_id, state, completed_at)
+             SELECT id, 'o', 'succeeded',
+                    CASE WHEN id = $2 THEN now() ELSE now() - interval '170 hours' END
+             FROM unnest($1::uuid[]) AS id",
+            &[&ids, &kept],
+        )
+        .await
+        .expect("sagas inserted");
+
+    let pool = runtime::db::pool(&db.url, 2).expect("pool");
+    let [sagas, _] = order_svc::RETAINED;
+    assert_eq!(purge(&pool, &sagas, RETENTION).await.expect("purge"), 5_002);
+    let left: Vec<uuid::Uuid> = column(&client, "SELECT id FROM sagas").await;
+    assert_eq!(left, vec![kept], "only the saga completed recently stays");
+    drop(pool);
+    sys.shutdown().await;
+}

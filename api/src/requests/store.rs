@@ -167,8 +167,8 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
 pub const RETAINED: runtime::retention::Table = runtime::retention::Table {
     name: "requests",
     key: "id",
-    // Walks `requests_by_completion` (sql/api/V4).
-    age: runtime::retention::Age::Column("completed_at"),
+    // Walks the key: `completed_at` needs no index (sql/api/V5).
+    age: runtime::retention::Age::V7KeyThen("completed_at"),
     only: "status <> 'pending' AND NOT EXISTS (SELECT 1 FROM webhooks w
            WHERE w.request_id = requests.id AND w.status IN ('waiting', 'pending'))",
 };

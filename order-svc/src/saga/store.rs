@@ -171,7 +171,7 @@ pub(super) fn read_queued(order_ids: &[OrderId]) -> Option<Stmt<'static>> {
     Some(
         Stmt::new(select_sagas(
             SAGA_COLUMNS,
-            "WHERE order_id = ANY($1) AND state = 'queued' ORDER BY order_id, id FOR UPDATE",
+            "WHERE order_id = ANY($1) AND queued ORDER BY order_id, id FOR UPDATE",
         ))
         .bind(
             order_ids
