@@ -116,17 +116,28 @@ impl crate::fault::Fault for DbError {
     }
 }
 
+/// How a service connection plans: each statement once (statements are
+/// prepared once per connection, see [`query`]), and never as a sequential
+/// scan.
+///
+/// Every statement a service runs finds its rows by key (a bounded batch of
+/// them) or walks an index. Planning at every execution cost as much as
+/// running the statement (measured: about a third of a hot-path
+/// transaction's time at one client). A generic plan is made once, though,
+/// maybe while a table is still empty (a fresh saga or ledger table), when
+/// a sequential scan looks cheapest and would then be kept as the table
+/// grows; with sequential scans off, that plan uses the index too. A
+/// statement for which no index serves still scans (the setting only
+/// prices the scan out). Bulk work opts back in for its own transaction
+/// ([`crate::setup::exclusive`]).
+pub const KEY_LOOKUP_PLANS: &str = "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off";
+
 /// Builds a pool; connections are opened lazily.
 pub fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
     let mut pg: tokio_postgres::Config = url.parse().map_err(DbError::Url)?;
-    // Statements are prepared once per connection (see `query`), but planned
-    // at every execution: a generic plan cached while a table was still
-    // empty (a fresh saga or ledger table, a table batch_init just reloaded)
-    // would keep scanning it sequentially long after it grew, until the next
-    // ANALYZE. Planning these small statements costs little next to that.
     let options = match pg.get_options() {
-        Some(o) if !o.is_empty() => format!("{o} -c plan_cache_mode=force_custom_plan"),
-        _ => "-c plan_cache_mode=force_custom_plan".to_owned(),
+        Some(o) if !o.is_empty() => format!("{o} {KEY_LOOKUP_PLANS}"),
+        _ => KEY_LOOKUP_PLANS.to_owned(),
     };
     pg.options(options);
     let manager = Manager::from_config(

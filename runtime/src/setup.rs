@@ -62,6 +62,13 @@ pub async fn exclusive<T>(
         if !locked {
             return Err(SetupError::Busy);
         }
+        // Bulk work: planned for the data at hand, sequential scans
+        // allowed (a service connection plans for key lookups, see
+        // `crate::db::KEY_LOOKUP_PLANS`).
+        tx.batch_execute(
+            "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL enable_seqscan = on",
+        )
+        .await?;
         let value = work(&tx).await?;
         tx.commit().await?;
         Ok(value)

@@ -141,12 +141,17 @@ pub async fn finalize(pool: &Pool, outcomes: &[CheckoutOutcome]) -> Result<Vec<R
         outcomes.iter().map(|o| o.completed_at).collect();
     let _timer = runtime::db::time_transaction("records_finalize");
     let conn = runtime::db::get(pool).await?;
+    // "Still pending" is asked as `completed_at IS NULL` (the same thing,
+    // by `completed_when_final`), not `status = 'pending'`: the latter is
+    // `requests_to_sweep`'s predicate, and a generic plan (see
+    // `runtime::db::pool`) could scan every pending record through that
+    // index instead of looking up the batch by key.
     let rows = runtime::db::query(
         &conn,
         "WITH done AS (
              UPDATE requests AS r SET status = x.s, reason = x.r, completed_at = coalesce(x.c, now())
              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS x(id, s, r, c)
-             WHERE r.id = x.id AND r.status = 'pending'
+             WHERE r.id = x.id AND r.completed_at IS NULL
              RETURNING r.id, r.kind, r.order_id, r.status, r.reason, r.created_at, r.completed_at),
          due AS (
              UPDATE webhooks AS w SET status = 'pending', next_attempt_at = now()
