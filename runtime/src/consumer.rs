@@ -26,7 +26,12 @@
 //! - a consumer that disappeared (stream or consumer deleted, NATS restarted
 //!   without its data) is created again, with backoff;
 //! - cancelling `stop` ends the loop after the batch in hand is applied and
-//!   acknowledged; what was pulled but not started is handed back at once.
+//!   acknowledged; what was pulled but not started is handed back at once;
+//! - a batch that would only record half of a pair whose other half is on
+//!   its way ([`Handler::awaits_partner`]: the first of a saga's two step
+//!   results) waits a moment for the next message and is applied with it:
+//!   one transaction instead of two, and no later for anybody, since
+//!   nothing can come of the half alone.
 
 use std::{
     future::Future,
@@ -79,7 +84,23 @@ pub trait Handler<T>: Send + Sync {
         raw: &Value,
         cause: &str,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Whether applying `items` now could only record halves of pairs
+    /// whose other halves are on their way and cause nothing else (e.g.
+    /// only first step results of sagas that wait for both): then the loop
+    /// waits up to [`PAIRING_WAIT`] for the next message and applies both
+    /// together. A wrong `true` costs that wait, never correctness.
+    fn awaits_partner(&self, _items: &[T]) -> bool {
+        false
+    }
 }
+
+/// How long a batch that [awaits its partner](Handler::awaits_partner)
+/// waits for the next message, at most. Short: a saga's two step results
+/// are published within a fraction of a millisecond of each other by two
+/// services working in parallel; if the other half went to another replica,
+/// this is what the wait costs.
+pub const PAIRING_WAIT: Duration = Duration::from_millis(1);
 
 /// A consumer's liveness, for `/ready`: true while its pull stream is open.
 #[derive(Debug, Clone)]
@@ -116,6 +137,9 @@ pub struct Consumer {
     /// Most messages (each a batch of items) handled together.
     pub max_messages: usize,
     pub liveness: Liveness,
+    /// How long a batch that awaits its partner waits for it
+    /// ([`PAIRING_WAIT`] unless a test needs it longer).
+    pub pairing_wait: Duration,
 }
 
 /// At shutdown, how long messages still arriving are handed back, at most,
@@ -159,6 +183,7 @@ impl Consumer {
             durable,
             max_messages,
             liveness: Liveness::new(durable),
+            pairing_wait: PAIRING_WAIT,
         }
     }
 
@@ -207,25 +232,44 @@ impl Consumer {
                         None => break,
                     },
                 };
-                let mut batch = Vec::with_capacity(items.len());
-                let mut broken = false;
-                for item in items {
-                    match item {
-                        Ok(m) => batch.push(m),
-                        Err(e) => {
-                            use async_nats::jetstream::consumer::pull::MessagesErrorKind as K;
-                            // Missed heartbeats and the like: the stream
-                            // recovers by itself. A deleted consumer does not.
-                            broken |= matches!(e.kind(), K::ConsumerDeleted | K::NoResponders);
-                            tracing::debug!(consumer = name, error = %e, "pull stream hiccup");
-                        }
-                    }
-                }
+                let (batch, mut broken) = messages_of(name, items);
+                let mut ended = false;
                 if !batch.is_empty() {
-                    let work = Work::decode(name, batch, max_deliver);
+                    let mut work = Work::decode(name, batch, max_deliver);
+                    if !broken
+                        && work.messages.len() < self.max_messages
+                        && handler.awaits_partner(&work.items)
+                    {
+                        let next = tokio::select! {
+                            biased;
+                            _ = stop.cancelled() => Err(()),
+                            next = tokio::time::timeout(self.pairing_wait, chunks.next()) => {
+                                next.map_err(|_| ())
+                            }
+                        };
+                        let joined = match next {
+                            Ok(Some(items)) => {
+                                let (more, gone) = messages_of(name, items);
+                                broken |= gone;
+                                work.absorb(Work::decode(name, more, max_deliver));
+                                true
+                            }
+                            Ok(None) => {
+                                ended = true;
+                                false
+                            }
+                            Err(()) => false,
+                        };
+                        crate::metrics::PAIRING_WAITS
+                            .with_label_values(&[name, if joined { "joined" } else { "alone" }])
+                            .inc();
+                    }
                     self.handle(work, &handler, &stop, &mut summary).await;
                 }
                 summary.maybe_log();
+                if ended {
+                    break;
+                }
                 if broken {
                     tracing::warn!(consumer = name, "consumer gone; creating it again");
                     break;
@@ -413,6 +457,15 @@ impl<T: DeserializeOwned> Work<T> {
 }
 
 impl<T> Work<T> {
+    /// Takes in the items and messages of a batch pulled after this one.
+    fn absorb(&mut self, other: Work<T>) {
+        self.messages.extend(other.messages);
+        self.exhausted.extend(other.exhausted);
+        self.items.extend(other.items);
+        self.last_chance.extend(other.last_chance);
+        self.undecodable.extend(other.undecodable);
+    }
+
     fn len(&self) -> usize {
         self.items.len() + self.last_chance.len() + self.undecodable.len()
     }
@@ -452,6 +505,28 @@ impl<T> Work<T> {
             }
         }
     }
+}
+
+/// The messages of one pulled chunk, and whether the pull stream is broken
+/// for good (a deleted consumer); other errors (missed heartbeats and the
+/// like) recover by themselves.
+fn messages_of(
+    name: &'static str,
+    items: Vec<Result<Message, async_nats::jetstream::consumer::pull::MessagesError>>,
+) -> (Vec<Message>, bool) {
+    use async_nats::jetstream::consumer::pull::MessagesErrorKind as K;
+    let mut batch = Vec::with_capacity(items.len());
+    let mut broken = false;
+    for item in items {
+        match item {
+            Ok(m) => batch.push(m),
+            Err(e) => {
+                broken |= matches!(e.kind(), K::ConsumerDeleted | K::NoResponders);
+                tracing::debug!(consumer = name, error = %e, "pull stream hiccup");
+            }
+        }
+    }
+    (batch, broken)
 }
 
 /// Most bytes of an undecodable payload kept for the dead letter.

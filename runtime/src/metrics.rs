@@ -186,6 +186,15 @@ pub static BATCH_SIZE: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static PAIRING_WAITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "jetstream_pairing_waits_total",
+        "Batches that waited for the other half of a pair, by consumer and by whether it came (joined) or not (alone)",
+        &["consumer", "result"]
+    )
+    .expect("metric registers once")
+});
+
 pub static BATCH_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "jetstream_batch_duration_seconds",

@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use async_nats::jetstream::Context;
 use contracts::{
     ids::OrderId,
-    messages::saga::{CheckoutRequested, FailureReason, StepResult, Verdict},
+    messages::saga::{CheckoutRequested, FailureReason, Step, StepResult, Verdict},
     Subjects,
 };
 use deadpool_postgres::{GenericClient, Pool};
@@ -499,5 +499,64 @@ impl Handler<StepResult> for Results {
         self.0
             .keep_dead_letter(self.name(), cause, raw.clone())
             .await
+    }
+
+    /// A running saga moves only once it has both of its results, so a
+    /// batch of lone first results would write them and send nothing:
+    /// waiting a moment for their partners saves that transaction (at one
+    /// client, most sagas' two results arrived in two batches).
+    fn awaits_partner(&self, items: &[StepResult]) -> bool {
+        only_first_halves(items)
+    }
+}
+
+/// Whether every result is a reserve or a charge whose partner (the other
+/// one of the same saga) is not among them: applying them could only
+/// record halves (unless a partner came long before, which the saga then
+/// finds a moment later).
+fn only_first_halves(results: &[StepResult]) -> bool {
+    let mut sagas = std::collections::HashSet::with_capacity(results.len());
+    !results.is_empty()
+        && results
+            .iter()
+            .all(|r| matches!(r.step, Step::Reserve | Step::Charge) && sagas.insert(r.saga_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use contracts::messages::saga::{Step, StepOutcome, StepResult};
+    use uuid::Uuid;
+
+    use super::only_first_halves;
+
+    fn result(saga_id: Uuid, step: Step) -> StepResult {
+        StepResult {
+            saga_id,
+            step,
+            outcome: StepOutcome::Done,
+        }
+    }
+
+    #[test]
+    fn lone_first_results_wait_for_their_partners_and_nothing_else_does() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert!(only_first_halves(&[result(a, Step::Reserve)]));
+        assert!(only_first_halves(&[
+            result(a, Step::Reserve),
+            result(b, Step::Charge)
+        ]));
+        // A pair is complete: it moves its saga now.
+        assert!(!only_first_halves(&[
+            result(a, Step::Reserve),
+            result(b, Step::Charge),
+            result(a, Step::Charge)
+        ]));
+        // A compensation ends its saga.
+        assert!(!only_first_halves(&[
+            result(a, Step::Reserve),
+            result(b, Step::Refund)
+        ]));
+        assert!(!only_first_halves(&[result(a, Step::Release)]));
+        assert!(!only_first_halves(&[]));
     }
 }
