@@ -96,8 +96,9 @@ pub trait Handler<T>: Send + Sync {
 }
 
 /// How long a batch that [awaits its partner](Handler::awaits_partner)
-/// waits for the next message, at most. Short: a saga's two step results
-/// are published within a fraction of a millisecond of each other by two
+/// waits for the next message, at most (tokio's timer rounds it up to its
+/// next millisecond tick: 1–2 ms). Short: a saga's two step results are
+/// published within a fraction of a millisecond of each other by two
 /// services working in parallel; if the other half went to another replica,
 /// this is what the wait costs.
 pub const PAIRING_WAIT: Duration = Duration::from_millis(1);
@@ -154,6 +155,16 @@ const IN_PROGRESS_EVERY: Duration = Duration::from_secs(3);
 /// Backoff between attempts in place after a transient fault.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// What waiting for a batch's partner brought.
+enum Partner<I> {
+    /// The next chunk of the pull stream.
+    Came(I),
+    /// Nothing within the wait (or shutdown began).
+    Quiet,
+    /// The pull stream ended: reopen it after this batch.
+    StreamEnded,
+}
 
 /// The items of one pulled batch, sorted by what happens to them.
 struct Work<T> {
@@ -236,33 +247,22 @@ impl Consumer {
                 let mut ended = false;
                 if !batch.is_empty() {
                     let mut work = Work::decode(name, batch, max_deliver);
+                    // One wait, for one more chunk: a batch grows to at
+                    // most twice `max_messages` and waits `pairing_wait`
+                    // at most, whatever arrives.
                     if !broken
                         && work.messages.len() < self.max_messages
                         && handler.awaits_partner(&work.items)
                     {
-                        let next = tokio::select! {
-                            biased;
-                            _ = stop.cancelled() => Err(()),
-                            next = tokio::time::timeout(self.pairing_wait, chunks.next()) => {
-                                next.map_err(|_| ())
-                            }
-                        };
-                        let joined = match next {
-                            Ok(Some(items)) => {
+                        match self.await_partner(&mut chunks, &stop).await {
+                            Partner::Came(items) => {
                                 let (more, gone) = messages_of(name, items);
                                 broken |= gone;
                                 work.absorb(Work::decode(name, more, max_deliver));
-                                true
                             }
-                            Ok(None) => {
-                                ended = true;
-                                false
-                            }
-                            Err(()) => false,
-                        };
-                        crate::metrics::PAIRING_WAITS
-                            .with_label_values(&[name, if joined { "joined" } else { "alone" }])
-                            .inc();
+                            Partner::Quiet => {}
+                            Partner::StreamEnded => ended = true,
+                        }
                     }
                     self.handle(work, &handler, &stop, &mut summary).await;
                 }
@@ -304,6 +304,32 @@ impl Consumer {
             }
         }
         self.liveness.set(false);
+    }
+
+    /// Waits up to `pairing_wait` for the next chunk of the pull stream
+    /// (see [`Handler::awaits_partner`]); cancelling `stop` ends the wait.
+    async fn await_partner<S>(&self, chunks: &mut S, stop: &CancellationToken) -> Partner<S::Item>
+    where
+        S: futures::Stream + Unpin,
+    {
+        let next = tokio::select! {
+            biased;
+            _ = stop.cancelled() => Partner::Quiet,
+            next = tokio::time::timeout(self.pairing_wait, chunks.next()) => match next {
+                Ok(Some(items)) => Partner::Came(items),
+                Ok(None) => Partner::StreamEnded,
+                Err(_) => Partner::Quiet,
+            },
+        };
+        let result = if matches!(next, Partner::Came(_)) {
+            "joined"
+        } else {
+            "alone"
+        };
+        crate::metrics::PAIRING_WAITS
+            .with_label_values(&[self.durable, result])
+            .inc();
+        next
     }
 
     /// (Re)creates the durable consumer (and the streams, if they are gone)

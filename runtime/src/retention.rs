@@ -74,12 +74,15 @@ pub async fn purge(
     retention: Duration,
 ) -> Result<u64, crate::db::DbError> {
     let cutoff = v7_floor(SystemTime::now() - retention);
-    // Each chunk walks the index of what ages the row, oldest first.
-    let (older, walk) = match table.age {
-        Age::V7Key => (format!("{} < $1", table.key), table.key),
-        Age::Column(c) | Age::Expires(c) => {
-            (format!("{c} < now() - $1::float8 * interval '1 second'"), c)
-        }
+    // Each chunk walks the index of what ages the row, oldest first; `$1`
+    // is the key's floor or the age in seconds.
+    let (older, walk, by_key) = match table.age {
+        Age::V7Key => (format!("{} < $1", table.key), table.key, true),
+        Age::Column(c) | Age::Expires(c) => (
+            format!("{c} < now() - $1::float8 * interval '1 second'"),
+            c,
+            false,
+        ),
         Age::V7KeyThen(c) => return purge_walking_key(pool, table, c, retention).await,
     };
     let sql = format!(
@@ -97,11 +100,10 @@ pub async fn purge(
     let conn = crate::db::get(pool).await?;
     let mut total = 0;
     loop {
-        let n = match table.age {
-            Age::V7Key => crate::db::execute(&conn, &sql, &[&cutoff, &CHUNK]).await?,
-            Age::Column(_) | Age::Expires(_) | Age::V7KeyThen(_) => {
-                crate::db::execute(&conn, &sql, &[&seconds, &CHUNK]).await?
-            }
+        let n = if by_key {
+            crate::db::execute(&conn, &sql, &[&cutoff, &CHUNK]).await?
+        } else {
+            crate::db::execute(&conn, &sql, &[&seconds, &CHUNK]).await?
         };
         total += n;
         if n < CHUNK as u64 {

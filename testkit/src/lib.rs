@@ -42,6 +42,21 @@ pub(crate) fn workspace_root() -> std::path::PathBuf {
         .unwrap_or_default()
 }
 
+/// Deletes every JetStream stream of the subject prefix `prefix` (named
+/// `{prefix}_…`, see `nats/jetstream.json`): a test's clean-up.
+pub async fn delete_streams(js: &async_nats::jetstream::Context, prefix: &str) {
+    use futures::StreamExt;
+    let prefix = format!("{prefix}_");
+    let names: Vec<String> = js
+        .stream_names()
+        .filter_map(|n| async move { n.ok() })
+        .collect()
+        .await;
+    for n in names.into_iter().filter(|n| n.starts_with(&prefix)) {
+        let _ = js.delete_stream(&n).await;
+    }
+}
+
 /// `NATS_URL`, defaulting to the project-local nats-server.
 pub fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| runtime::config::local_nats_url())

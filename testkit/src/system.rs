@@ -8,7 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::StreamExt;
 use tokio::process::{Child, Command};
 
 use crate::{db::TestDb, http::Client, in_process, proxy::Proxy};
@@ -619,16 +618,7 @@ impl System {
         }
         let admin = crate::secrets::nats_auth("admin");
         if let Ok(nats) = crate::secrets::try_nats_as(&self.nats_url, admin.as_ref()).await {
-            let js = async_nats::jetstream::new(nats);
-            let prefix = format!("{}_", self.name);
-            let names: Vec<String> = js
-                .stream_names()
-                .filter_map(|n| async move { n.ok() })
-                .collect()
-                .await;
-            for n in names.into_iter().filter(|n| n.starts_with(&prefix)) {
-                let _ = js.delete_stream(&n).await;
-            }
+            crate::delete_streams(&async_nats::jetstream::new(nats), &self.name).await;
         }
         for (_, db) in self.dbs.drain() {
             db.drop_db().await;
