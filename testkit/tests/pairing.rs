@@ -1,7 +1,9 @@
 //! The consumer loop's pairing wait (`runtime::consumer`): a batch whose
 //! handler says it only holds first halves waits for the next message and
-//! is applied together with it; without a partner it is applied alone once
-//! the wait is over; any other batch is applied at once. Real nats-server
+//! is applied together with it, whatever that message holds (one wait, one
+//! more message: nothing can keep a batch waiting longer); without a
+//! partner it is applied alone once the wait is over; any other batch is
+//! applied at once. Real nats-server
 //! and JetStream, the `order-steps` durable under a prefix of the test's
 //! own, a handler that only records the batches it is given.
 
@@ -15,7 +17,6 @@ use contracts::{
     messages::saga::{Step, StepOutcome, StepResult},
     Subjects,
 };
-use futures::StreamExt;
 use runtime::consumer::{Consumer, Handler};
 use runtime::jetstream::Topology;
 use serde_json::Value;
@@ -127,10 +128,25 @@ async fn a_lone_first_half_waits_for_its_partner_and_nothing_else_waits() {
         "the half waited and was applied with its partner: {batches:?}"
     );
 
-    // A first half with no partner: applied alone, once the wait is over.
+    // The wait takes one more message, whatever it holds: a trickle of
+    // further first halves cannot keep a batch waiting (bounded: one wait,
+    // at most twice the batch's messages).
+    publish(&js, &subjects, Step::Reserve).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let sent = publish(&js, &subjects, Step::Reserve).await;
     let batches = recorder.wait_for(2).await;
     let (steps, at) = batches.get(1).cloned().expect("a second batch");
+    assert_eq!(steps, vec![Step::Reserve, Step::Reserve]);
+    assert!(
+        at.duration_since(sent) < wait / 2,
+        "applied as soon as the one more message came ({:?})",
+        at.duration_since(sent)
+    );
+
+    // A first half with no partner: applied alone, once the wait is over.
+    let sent = publish(&js, &subjects, Step::Reserve).await;
+    let batches = recorder.wait_for(3).await;
+    let (steps, at) = batches.get(2).cloned().expect("a third batch");
     assert_eq!(steps, vec![Step::Reserve]);
     assert!(
         at.duration_since(sent) >= wait - Duration::from_millis(100),
@@ -140,8 +156,8 @@ async fn a_lone_first_half_waits_for_its_partner_and_nothing_else_waits() {
 
     // Anything else is applied at once.
     let sent = publish(&js, &subjects, Step::Release).await;
-    let batches = recorder.wait_for(3).await;
-    let (steps, at) = batches.get(2).cloned().expect("a third batch");
+    let batches = recorder.wait_for(4).await;
+    let (steps, at) = batches.get(3).cloned().expect("a fourth batch");
     assert_eq!(steps, vec![Step::Release]);
     assert!(
         at.duration_since(sent) < wait / 2,
@@ -151,15 +167,5 @@ async fn a_lone_first_half_waits_for_its_partner_and_nothing_else_waits() {
 
     stop.cancel();
     loop_.await.expect("the loop ends");
-    let names: Vec<String> = js
-        .stream_names()
-        .filter_map(|n| async move { n.ok() })
-        .collect()
-        .await;
-    for name in names
-        .into_iter()
-        .filter(|n| n.starts_with(&format!("{prefix}_")))
-    {
-        let _ = js.delete_stream(&name).await;
-    }
+    testkit::delete_streams(&js, &prefix).await;
 }
